@@ -1,0 +1,57 @@
+//! ADT `error.code` values (ADT-REFERENCE.md §2). The mock answers with the live names; the
+//! client accepts the spec names too.
+
+pub const DIGITAL_TWIN_NOT_FOUND: &str = "DigitalTwinNotFound";
+pub const RELATIONSHIP_NOT_FOUND: &str = "RelationshipNotFound";
+pub const MODEL_NOT_FOUND: &str = "ModelNotFound";
+/// Live name; the spec says `TargetTwinNotFound`.
+pub const TARGET_DIGITAL_TWIN_NOT_FOUND: &str = "TargetDigitalTwinNotFound";
+pub const TARGET_TWIN_NOT_FOUND_SPEC: &str = "TargetTwinNotFound";
+pub const VALIDATION_FAILED: &str = "ValidationFailed";
+pub const DTDL_PARSER_ERROR: &str = "DTDLParserError";
+/// Live name (2023); the spec and 2020 docs say `ModelAlreadyExists`.
+pub const MODEL_ID_ALREADY_EXISTS: &str = "ModelIdAlreadyExists";
+pub const MODEL_ALREADY_EXISTS_SPEC: &str = "ModelAlreadyExists";
+pub const INVALID_ARGUMENT: &str = "InvalidArgument";
+pub const MISSING_ARGUMENT: &str = "MissingArgument";
+pub const LIMIT_EXCEEDED: &str = "LimitExceeded";
+pub const MODEL_VERSION_NOT_SUPPORTED: &str = "ModelVersionNotSupported";
+pub const MODEL_REFERENCES_NOT_DELETED: &str = "ModelReferencesNotDeleted";
+pub const MODEL_REFERENCES_NOT_DECOMMISSIONED: &str = "ModelReferencesNotDecommissioned";
+pub const MODEL_DECOMMISSIONED: &str = "ModelDecommissioned";
+pub const RELATIONSHIPS_NOT_DELETED: &str = "RelationshipsNotDeleted";
+pub const PRECONDITION_FAILED: &str = "PreconditionFailed";
+pub const JSON_PATCH_INVALID: &str = "JsonPatchInvalid";
+pub const SQL_QUERY_ERROR: &str = "SqlQueryError";
+pub const BAD_REQUEST: &str = "BadRequest";
+pub const INVALID_RELATIONSHIP: &str = "InvalidRelationship";
+pub const OPERATION_NOT_ALLOWED: &str = "OperationNotAllowed";
+pub const TWIN_LIMIT_REACHED: &str = "TwinLimitReached";
+pub const RELATIONSHIP_ALREADY_EXISTS: &str = "RelationshipAlreadyExists";
+pub const JOB_LIMIT_REACHED: &str = "JobLimitReached";
+pub const IMPORT_JOB_NOT_FOUND: &str = "ImportJobNotFound";
+pub const COMPONENT_NOT_FOUND: &str = "ComponentNotFound";
+/// Query throttling (spec); other 429s use the same code in the mock.
+pub const QUOTA_REACHED_ERROR: &str = "QuotaReachedError";
+/// Seen without a Retry-After header (azure-sdk-for-js#25647).
+pub const QUOTA_EXCEPTION_ERROR: &str = "QuotaExceptionError";
+/// The mock's answer to an oversized body; the live status and code are unverified.
+pub const PAYLOAD_TOO_LARGE: &str = "PayloadTooLarge";
+pub const UNAUTHORIZED: &str = "Unauthorized";
+pub const INTERNAL_SERVER_ERROR: &str = "InternalServerError";
+pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailable";
+
+/// True for the codes that mean "the relationship's target twin is not there (yet)".
+pub fn is_target_missing(code: &str) -> bool {
+    code == TARGET_DIGITAL_TWIN_NOT_FOUND || code == TARGET_TWIN_NOT_FOUND_SPEC
+}
+
+/// True for the codes that mean "these model ids are already uploaded".
+pub fn is_model_exists(code: &str) -> bool {
+    code == MODEL_ID_ALREADY_EXISTS || code == MODEL_ALREADY_EXISTS_SPEC
+}
+
+/// True for codes that signal throttling even when the status is not 429.
+pub fn is_throttle_code(code: &str) -> bool {
+    code == QUOTA_REACHED_ERROR || code == QUOTA_EXCEPTION_ERROR
+}

@@ -1,0 +1,76 @@
+//! The command line. Each subcommand's flags live beside the code that runs it; this file only
+//! composes them, sets up logging, and maps outcomes to exit codes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, documented in the README. Scripts (ADF, Batch) branch on them.
+pub mod exit {
+    /// Everything landed (or was already there, unchanged).
+    pub const OK: u8 = 0;
+    /// An unexpected internal error.
+    pub const INTERNAL: u8 = 1;
+    /// The command line was wrong (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The run finished, but some items are in the dead-letter file.
+    pub const DEAD_LETTERS: u8 = 3;
+    /// Configuration, auth or connectivity failed before anything was written.
+    pub const SETUP_FAILED: u8 = 4;
+    /// The run stopped early (deadline, SIGTERM/SIGINT); items not attempted are listed.
+    pub const STOPPED_EARLY: u8 = 5;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "twinload", version, about = "Load models, twins and relationships into Azure Digital Twins, as fast as its limits allow, losing nothing.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load models, twins and relationships into an ADT instance.
+    Load(crate::run::cli::LoadArgs),
+    /// Dry run: read the inputs, check them, and explain what a load would do. Writes nothing.
+    Plan(crate::plan::cli::PlanArgs),
+    /// Generate a synthetic fleet as Import-Jobs NDJSON.
+    Gen(crate::gen::GenArgs),
+    /// Run a whole load against an in-process mock ADT and print the summary.
+    Demo(crate::demo::DemoArgs),
+    /// Serve a mock of the ADT data plane on loopback.
+    MockAdt(crate::mock::cli::MockAdtArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    init_logging();
+    let result = match cli.command {
+        Command::Load(args) => crate::run::cli::run(args),
+        Command::Plan(args) => crate::plan::cli::run(args),
+        Command::Gen(args) => crate::gen::run(args),
+        Command::Demo(args) => crate::demo::run(args),
+        Command::MockAdt(args) => crate::mock::cli::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::INTERNAL)
+        }
+    }
+}
+
+/// Logs go to stderr (stdout is for machine-readable output such as the mock's listening line).
+/// `RUST_LOG` overrides the default level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn,actix_web=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

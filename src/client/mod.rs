@@ -1,0 +1,1 @@
+//! The ADT REST client.

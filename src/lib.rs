@@ -1,0 +1,46 @@
+//! twinload loads models, twins and relationships into Azure Digital Twins (ADT) as fast as
+//! ADT's rate limits allow, with nothing lost, duplicated or written out of order. It runs as
+//! the Custom activity of an Azure Data Factory pipeline on Azure Batch, or on a laptop.
+//!
+//! # Module map
+//!
+//! Shared facts
+//! - [`adt`]: the ADT data plane as both sides see it: api-version, paths, error codes and
+//!   bodies, and which rate-limit class a request falls in.
+//! - [`dtdl`]: DTMI syntax and the parts of a DTDL Interface that loading needs.
+//! - [`limits`]: ADT's service limits as configuration profiles (`config/limits.toml`).
+//! - [`item`]: the items a load moves (model, twin, relationship), their identity and origin.
+//!
+//! The loader (`twinload load`, `plan`, `gen`)
+//! - [`source`]: lists inputs (files, folders, globs) and streams parsed items from them.
+//! - [`plan`]: the dependency graph (petgraph), pre-flight checks, model batches, the ideal
+//!   makespan T*, and the scheduler that releases an item once all it depends on has landed.
+//! - [`client`]: the ADT REST client: one attempt per call, errors classified for the supervisor.
+//! - [`limiter`]: the token buckets every writer shares (per limit class, per twin), with the
+//!   adaptive rate that backs off when ADT throttles.
+//! - [`run`]: the actors of a load (coordinator, writers, supervisor, journal) and the summary.
+//! - [`config`]: the loader's configuration: TOML file, `TWINLOAD_*` environment, flags.
+//! - [`gen`]: the synthetic fleet generator.
+//!
+//! The mock ADT (`twinload mock-adt`)
+//! - [`mock`]: an in-memory ADT data plane with the service's validation, error codes, rate
+//!   limits, faults on switches, TLS and an inspection API.
+//!
+//! Entry points
+//! - [`cli`]: the command line; `src/main.rs` only calls [`cli::main`].
+//! - [`demo`]: `twinload demo`: mock, generated fleet, full load, check, summary.
+
+pub mod adt;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod dtdl;
+pub mod gen;
+pub mod item;
+pub mod limiter;
+pub mod limits;
+pub mod mock;
+pub mod plan;
+pub mod run;
+pub mod source;

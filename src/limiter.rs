@@ -1,0 +1,1 @@
+//! The shared rate limiter.

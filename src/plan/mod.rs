@@ -1,0 +1,2 @@
+//! The planner (owned by the loader issue).
+pub mod cli;

@@ -1,0 +1,2 @@
+//! The actors of a load.
+pub mod cli;
