@@ -238,7 +238,7 @@ impl LoadConfig {
         if !(a.decrease_factor > 0.0 && a.decrease_factor < 1.0) {
             return bad("adaptive.decrease_factor", "must be between 0 and 1 (exclusive)".into());
         }
-        if !(a.floor_share > 0.0 && a.floor_share <= 1.0) || !(a.initial_share > 0.0 && a.initial_share <= 1.0) {
+        if !(a.floor_share > 0.0 && a.floor_share <= 1.0 && a.initial_share > 0.0 && a.initial_share <= 1.0) {
             return bad("adaptive.floor_share/initial_share", "must be in (0, 1]".into());
         }
         if a.cubic_c <= 0.0 || a.burst_seconds <= 0.0 {

@@ -39,10 +39,23 @@ pub enum ClientError {
     Build(String),
     #[error("{method} {url} failed: {detail}. Check the endpoint URL, that the instance is reachable, and --ca-cert for a self-signed server")]
     Transport { method: String, url: String, detail: String },
-    #[error("{method} {url} answered {status}: {message}. {hint}")]
-    Status { method: String, url: String, status: u16, code: Option<String>, message: String, hint: String, retry_after: Option<Duration> },
+    #[error(transparent)]
+    Status(Box<StatusError>),
     #[error("{url} answered something that is not ADT's: {detail}")]
     Unexpected { url: String, detail: String },
+}
+
+/// A non-2xx answer to a setup call.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} {url} answered {status}: {message}. {hint}")]
+pub struct StatusError {
+    pub method: String,
+    pub url: String,
+    pub status: u16,
+    pub code: Option<String>,
+    pub message: String,
+    pub hint: String,
+    pub retry_after: Option<Duration>,
 }
 
 impl ClientError {
@@ -50,8 +63,8 @@ impl ClientError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Transport { .. } => true,
-            ClientError::Status { status, code, .. } => {
-                *status == 429 || *status >= 500 || code.as_deref().is_some_and(crate::adt::codes::is_throttle_code)
+            ClientError::Status(e) => {
+                e.status == 429 || e.status >= 500 || e.code.as_deref().is_some_and(crate::adt::codes::is_throttle_code)
             }
             _ => false,
         }
@@ -59,7 +72,7 @@ impl ClientError {
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ClientError::Status { retry_after, .. } => *retry_after,
+            ClientError::Status(e) => e.retry_after,
             _ => None,
         }
     }
@@ -241,7 +254,7 @@ impl AdtClient {
     pub async fn twin_exists(&self, id: &str) -> Result<bool, ClientError> {
         match self.get_ok(LimitClass::Read, self.url(&paths::twin(id))).await {
             Ok(_) => Ok(true),
-            Err(ClientError::Status { status: 404, .. }) => Ok(false),
+            Err(ClientError::Status(e)) if e.status == 404 => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -275,7 +288,7 @@ impl AdtClient {
             Some(e) => format!("{}: {}", e.code, e.message),
             None => String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
         };
-        Err(ClientError::Status {
+        Err(ClientError::Status(Box::new(StatusError {
             method: "GET".into(),
             url: shown,
             status: status.as_u16(),
@@ -283,7 +296,7 @@ impl AdtClient {
             message,
             hint: hint_for(status).to_string(),
             retry_after: retry_after::parse(&headers, SystemTime::now()),
-        })
+        })))
     }
 
     /// Resolves a `nextLink` (opaque, absolute or relative) against the endpoint. It must stay
