@@ -121,7 +121,9 @@ impl RunSummary {
         if let Some(reason) = &self.stop_reason {
             let _ = writeln!(s, "  stopped: {reason}");
         }
-        for (kind, c) in &self.items {
+        for kind in ItemKind::ALL {
+            let c = self.items.get(kind.plural()).copied().unwrap_or_default();
+            let kind = kind.plural();
             let _ = writeln!(
                 s,
                 "  {kind:<14} {:>8} landed  {:>8} already there  {:>8} dead-lettered  {:>8} not attempted",
