@@ -95,6 +95,7 @@ pub struct Journal {
     out: BufWriter<File>,
     counts: BTreeMap<ItemKind, OutcomeCounts>,
     by_reason: BTreeMap<String, u64>,
+    file_problems: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +113,13 @@ impl Journal {
             std::fs::create_dir_all(parent).map_err(err)?;
         }
         let file = File::create(path).map_err(err)?;
-        Ok(Journal { path: path.to_path_buf(), out: BufWriter::new(file), counts: BTreeMap::new(), by_reason: BTreeMap::new() })
+        Ok(Journal {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+            counts: BTreeMap::new(),
+            by_reason: BTreeMap::new(),
+            file_problems: 0,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -137,6 +144,22 @@ impl Journal {
             c.dead_lettered += 1;
         }
         *self.by_reason.entry(letter.reason_code.clone()).or_default() += 1;
+        self.write_line(letter)
+    }
+
+    /// A problem with an input file's structure rather than with one item (a missing header,
+    /// an unknown section): written like a dead letter, counted apart from the items.
+    pub fn file_problem(&mut self, letter: &DeadLetter) -> Result<(), JournalError> {
+        self.file_problems += 1;
+        self.write_line(letter)
+    }
+
+    /// Problems with input files' structure (not items).
+    pub fn file_problems(&self) -> u64 {
+        self.file_problems
+    }
+
+    fn write_line(&mut self, letter: &DeadLetter) -> Result<(), JournalError> {
         let parsed = letter.item_json.as_deref().and_then(|j| serde_json::from_str::<&RawValue>(j).ok());
         let line = Line {
             key: &letter.key,
@@ -168,8 +191,9 @@ impl Journal {
         self.counts.values().map(|c| c.landed).sum()
     }
 
+    /// Items that did not land, plus problems with the input files.
     pub fn dead_letters_total(&self) -> u64 {
-        self.counts.values().map(|c| c.dead_lettered + c.not_attempted).sum()
+        self.counts.values().map(|c| c.dead_lettered + c.not_attempted).sum::<u64>() + self.file_problems
     }
 }
 

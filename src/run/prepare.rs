@@ -57,9 +57,9 @@ pub async fn prepare(
     plan.resolve_external(&models_in_adt, &twins_in_adt);
 
     for rejected in plan.rejected() {
-        journal
-            .dead_letter(&rejected.clone().into())
-            .map_err(|e| LoadError::Setup(e.to_string()))?;
+        let letter = rejected.clone().into();
+        let written = if rejected.is_item() { journal.dead_letter(&letter) } else { journal.file_problem(&letter) };
+        written.map_err(|e| LoadError::Setup(e.to_string()))?;
     }
     let counts = serde_json::to_value(plan.counts()).unwrap_or_default();
     let makespan = serde_json::to_value(plan.makespan()).unwrap_or_default();

@@ -27,6 +27,8 @@ pub struct RunSummary {
     /// By kind ("models", "twins", "relationships"), then outcome.
     pub items: BTreeMap<&'static str, OutcomeCounts>,
     pub dead_letters_by_reason: BTreeMap<String, u64>,
+    /// Problems with an input file's structure rather than an item (also in the dead letters).
+    pub file_problems: u64,
     pub dead_letter_file: String,
     pub requests_total: u64,
     pub requests_by_status: BTreeMap<String, u64>,
@@ -86,6 +88,7 @@ impl RunSummary {
             stop_reason: end.stop.as_ref().map(|s| s.to_string()),
             items,
             dead_letters_by_reason: journal.by_reason().clone(),
+            file_problems: journal.file_problems(),
             dead_letter_file: journal.path().display().to_string(),
             throttled_share: if requests.requests_total == 0 {
                 0.0
