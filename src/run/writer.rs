@@ -246,13 +246,8 @@ async fn one_at_a_time(env: &WriterEnv, models: Vec<ModelToSend>, requests: &mut
     let mut failed_ids: HashSet<String> = HashSet::new();
     let mut queue = models.into_iter();
     while let Some(m) = queue.next() {
-        if let Some(dep) = m.depends_on.iter().find(|d| failed_ids.contains(d.as_str())) {
-            report.failed.push(ModelFailure {
-                item: m.item,
-                reply: None,
-                reason_code: "dependency_failed",
-                reason: format!("dependency model {dep} failed, so model {} was not sent", m.model_id),
-            });
+        if let Some(failure) = dependency_failure(&m, &failed_ids) {
+            report.failed.push(failure);
             failed_ids.insert(m.model_id);
             continue;
         }
@@ -274,13 +269,8 @@ async fn one_at_a_time(env: &WriterEnv, models: Vec<ModelToSend>, requests: &mut
                 // depends on a model that failed here.
                 let mut rest = vec![m];
                 for next in queue.by_ref() {
-                    if let Some(dep) = next.depends_on.iter().find(|d| failed_ids.contains(d.as_str())) {
-                        report.failed.push(ModelFailure {
-                            item: next.item,
-                            reply: None,
-                            reason_code: "dependency_failed",
-                            reason: format!("dependency model {dep} failed, so model {} was not sent", next.model_id),
-                        });
+                    if let Some(failure) = dependency_failure(&next, &failed_ids) {
+                        report.failed.push(failure);
                         failed_ids.insert(next.model_id);
                     } else {
                         rest.push(next);
@@ -292,4 +282,15 @@ async fn one_at_a_time(env: &WriterEnv, models: Vec<ModelToSend>, requests: &mut
             }
         }
     }
+}
+
+/// The failure of a model one of whose dependencies failed in this batch, if one did.
+fn dependency_failure(m: &ModelToSend, failed_ids: &HashSet<String>) -> Option<ModelFailure> {
+    let dep = m.depends_on.iter().find(|d| failed_ids.contains(d.as_str()))?;
+    Some(ModelFailure {
+        item: m.item,
+        reply: None,
+        reason_code: "dependency_failed",
+        reason: format!("dependency model {dep} failed, so model {} was not sent", m.model_id),
+    })
 }
