@@ -93,12 +93,27 @@ fn each_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_rest_lands() 
     let (_, (some_model, _)) = good.twins.iter().next().unwrap();
     let some_model = some_model.clone();
     let big = "x".repeat(40 * 1024);
+    // A generated model with a property, for a child that redeclares it: the local checks do
+    // not resolve inheritance, ADT does and refuses the child (400 DTDLParserError), which
+    // makes the writer fall back from the batch to one model at a time.
+    let (parent, property) = good
+        .models
+        .iter()
+        .find_map(|(id, m)| {
+            let contents = m["contents"].as_array()?;
+            let p = contents.iter().find(|c| c["@type"] == "Property")?;
+            Some((id.clone(), p["name"].as_str()?.to_string()))
+        })
+        .expect("the fleet has a model with a property");
     let models = vec![
         // A cycle: each extends the other.
         r#"{"@id":"dtmi:bad:CycleA;1","@type":"Interface","@context":"dtmi:dtdl:context;2","extends":"dtmi:bad:CycleB;1"}"#.to_string(),
         r#"{"@id":"dtmi:bad:CycleB;1","@type":"Interface","@context":"dtmi:dtdl:context;2","extends":"dtmi:bad:CycleA;1"}"#.to_string(),
         // Not a DTMI.
         r#"{"@id":"not-a-dtmi","@type":"Interface","@context":"dtmi:dtdl:context;2"}"#.to_string(),
+        format!(
+            r#"{{"@id":"dtmi:bad:Redeclares;1","@type":"Interface","@context":"dtmi:dtdl:context;2","extends":"{parent}","contents":[{{"@type":"Property","name":"{property}","schema":"string"}}]}}"#
+        ),
     ];
     let twins = vec![
         // Not JSON.
@@ -109,6 +124,8 @@ fn each_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_rest_lands() 
         format!(r#"{{"$dtId":"{some_twin}","$metadata":{{"$model":"{some_model}"}}}}"#),
         // Over 32 KB.
         format!(r#"{{"$dtId":"huge","$metadata":{{"$model":"{some_model}"}},"note":"{big}"}}"#),
+        // Its model is refused by ADT.
+        r#"{"$dtId":"child-of-refused-model","$metadata":{"$model":"dtmi:bad:Redeclares;1"}}"#.to_string(),
         // Passes the local checks, but ADT refuses it: a property its model does not declare.
         format!(r#"{{"$dtId":"refused","$metadata":{{"$model":"{some_model}"}},"noSuchProperty":1}}"#),
     ];
@@ -141,6 +158,8 @@ fn each_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_rest_lands() 
     assert_eq!(reason_of("huge"), "too_large");
     assert_eq!(reason_of("to-nowhere"), "missing_twin");
     assert_eq!(reason_of("refused"), "write_failed");
+    assert_eq!(reason_of("dtmi:bad:Redeclares;1"), "write_failed");
+    assert_eq!(reason_of("child-of-refused-model"), "dependency_failed");
     assert_eq!(reason_of("from-refused"), "dependency_failed");
     assert!(letters.iter().any(|l| l["reason_code"] == "parse_error"), "{letters:#?}");
     assert!(letters.iter().any(|l| l["reason_code"] == "duplicate"), "{letters:#?}");
