@@ -57,7 +57,7 @@ impl AdtFailure {
             StatusCode::NOT_FOUND,
             codes::DIGITAL_TWIN_NOT_FOUND,
             format!(
-                "There is no digital twin instance that exists with the ID {id}. Please verify that the twin id is valid and ensure that the twin is not deleted. See section on querying the twins http://aka.ms/adtv2query."
+                "There is no digital twin instance that exists with the ID {id}. Please verify that the twin id is valid and ensure that the twin is not deleted. See section on querying the twins https://aka.ms/adtv2query."
             ),
         )
     }
@@ -152,7 +152,7 @@ impl AdtFailure {
             StatusCode::CONFLICT,
             codes::MODEL_REFERENCES_NOT_DELETED,
             format!(
-                "This model is currently being referenced by {referrers}. You must delete these references before deleting the Model. See section on deleting models http://aka.ms/adtv2models."
+                "This model is currently being referenced by {referrers}. You must delete these references before deleting the Model. See section on deleting models https://aka.ms/adtv2models."
             ),
         )
     }
@@ -209,7 +209,14 @@ impl AdtFailure {
     /// A patch path naming a property the model does not declare (doc/lab wording).
     pub fn patch_property_missing(name: &str) -> AdtFailure {
         AdtFailure::json_patch_invalid(format!(
-            "{name} does not exist on component. Please provide a valid patch document. See section on update apis in the documentation http://aka.ms/adtv2twins."
+            "{name} does not exist on component. Please provide a valid patch document. See section on update apis in the documentation https://aka.ms/adtv2twins."
+        ))
+    }
+
+    /// A patch operation other than add/replace/remove (live wording).
+    pub fn patch_operation_unsupported(op: &str) -> AdtFailure {
+        AdtFailure::json_patch_invalid(format!(
+            "Unsupported operation type {op}. Please provide a valid patch document. See section on update apis in the documentation https://aka.ms/adtv2twins."
         ))
     }
 

@@ -228,7 +228,8 @@ impl Store {
         window > Duration::ZERO && node.created_at.elapsed() < window
     }
 
-    fn check_payload(&self, body: &[u8]) -> Result<(), AdtFailure> {
+    /// 413 when a twin or relationship body is over `limits.max_payload_bytes`.
+    pub fn check_payload(&self, body: &[u8]) -> Result<(), AdtFailure> {
         let max = self.inner.limits.max_payload_bytes;
         if body.len() > max {
             return Err(AdtFailure::payload_too_large(body.len(), max));

@@ -45,7 +45,7 @@ fn parse_op(index: usize, item: &Value) -> Result<PatchOp, AdtFailure> {
         Some("add") => PatchKind::Add,
         Some("replace") => PatchKind::Replace,
         Some("remove") => PatchKind::Remove,
-        Some(other) => return Err(invalid(format!("'{other}' is not supported; Azure Digital Twins accepts add, replace and remove"))),
+        Some(other) => return Err(AdtFailure::patch_operation_unsupported(other)),
         None => return Err(invalid("\"op\" is missing".into())),
     };
     let Some(path_text) = op.get("path").and_then(Value::as_str) else {
