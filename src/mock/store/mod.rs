@@ -253,3 +253,6 @@ fn models_timestamp() -> String {
         None => now,
     }
 }
+
+#[cfg(test)]
+mod tests;
