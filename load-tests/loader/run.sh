@@ -25,7 +25,7 @@ fleet="$out/fleet-$twins-$seed.ndjson"
 
 case "$mode" in
     limited)   mock_flags=(--no-auth);              load_flags=() ;;
-    unlimited) mock_flags=(--no-auth --limits-off); load_flags=(--limits "$PWD/load-tests/loader/limits-unlimited.toml" --writers 64) ;;
+    unlimited) mock_flags=(--no-auth --limits-off); load_flags=(--limits "$PWD/load-tests/loader/limits-unlimited.toml" --writers "${WRITERS:-64}") ;;
     *) echo "mode must be limited or unlimited" >&2; exit 2 ;;
 esac
 
@@ -45,6 +45,8 @@ set +e
 code=$?
 set -e
 curl -s "$url/_mock/stats" >"$out/mock-stats.json"
+# The mock's own CPU time (user + system clock ticks), to see which side was busy.
+awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$mock_pid/stat" >"$out/mock-cpu-seconds"
 echo "exit code $code"
 python3 - "$out" <<'PY'
 import json, re, sys
@@ -62,5 +64,6 @@ print(f"throttled {s['throttled_total']} = {100 * s['throttled_share']:.3f}% of 
 print(f"write makespan {s['write_elapsed_s']:.2f} s, T* {s['t_star_s']:.2f} s, ratio {s['makespan_ratio']:.4f}; whole run {s['elapsed_s']:.2f} s")
 print(f"requests/s over the write phase: {s['requests_total'] / s['write_elapsed_s']:.0f}")
 print(f"loader CPU user {user:.2f} s + sys {system:.2f} s = {1000 * (user + system) / s['requests_total']:.3f} s per 1,000 requests; peak RSS {rss / 1024:.0f} MiB")
-print(f"mock: order_violations_total {stats.get('order_violations_total')}, throttled_total {stats.get('throttled_total')}")
+mock_cpu = float(open(f"{out}/mock-cpu-seconds").read())
+print(f"mock: order_violations_total {stats.get('order_violations_total')}, throttled_total {stats.get('throttled_total')}, CPU {mock_cpu:.2f} s")
 PY
