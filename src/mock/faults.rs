@@ -252,28 +252,33 @@ pub async fn inject_faults(
         }
         FaultAction::Drop { after_handling: false } => {
             faults.counts.dropped.fetch_add(1, Ordering::Relaxed);
-            drop_connection(req.conn_data());
-            Ok(req.into_response(dropped_connection()))
+            let closed = drop_connection(req.conn_data());
+            Ok(req.into_response(dropped_connection(closed)))
         }
         FaultAction::Drop { after_handling: true } => {
             faults.counts.dropped.fetch_add(1, Ordering::Relaxed);
             let handled = next.call(req).await?;
-            drop_connection(handled.request().conn_data());
+            let closed = drop_connection(handled.request().conn_data());
             let (request, _answer) = handled.into_parts();
-            Ok(ServiceResponse::new(request, dropped_connection()))
+            Ok(ServiceResponse::new(request, dropped_connection(closed)))
         }
     }
 }
 
-/// The answer to a dropped request. The socket itself was already shut down (see
-/// [`drop_connection`]); in case it could not be (no socket handle on this platform), the body
-/// fails before its first byte, and actix-web's HTTP/1 dispatcher then closes the connection
-/// without writing the still-buffered head. The marker tells the stats it was a drop.
-fn dropped_connection() -> HttpResponse {
-    let failing = futures::stream::once(async {
-        Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "injected dropped connection"))
-    });
-    let mut response = HttpResponse::Ok().streaming(failing);
+/// The answer to a dropped request, which never reaches the client. When the socket was shut
+/// down (`closed`, see [`drop_connection`]) any answer will do: writing it fails. Otherwise the
+/// body fails before its first byte, and actix-web's HTTP/1 dispatcher then closes the
+/// connection without writing the still-buffered head (it logs that as an error). The marker
+/// tells the stats it was a drop.
+fn dropped_connection(closed: bool) -> HttpResponse {
+    let mut response = if closed {
+        HttpResponse::Ok().finish()
+    } else {
+        let failing = futures::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "injected dropped connection"))
+        });
+        HttpResponse::Ok().streaming(failing)
+    };
     response.extensions_mut().insert(DroppedConnection);
     response
 }
