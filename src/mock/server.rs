@@ -179,6 +179,7 @@ pub fn start(config: MockConfig) -> anyhow::Result<MockHandle> {
         StoreOptions {
             query_index_lag: config.faults.query_index_lag,
             new_twin_invisible_for: config.faults.new_twin_invisible_for,
+            ..StoreOptions::default()
         },
     );
     let throttle = match &config.limits {
