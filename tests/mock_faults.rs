@@ -215,7 +215,9 @@ async fn new_twins_stay_invisible_to_relationship_writes_for_the_configured_time
     let mock = start_faulty(FaultConfig { new_twin_invisible_for: INVISIBLE, ..FaultConfig::default() });
     let client = client();
     upload_model(&client, &mock.url).await;
+    // The source is older than the window; only the target is new.
     create_twin(&client, &mock.url, "a").await;
+    tokio::time::sleep(INVISIBLE).await;
     create_twin(&client, &mock.url, "b").await;
     let created = Instant::now();
     let res = client.put(relationship_url(&mock.url, "a", "r1")).json(&relationship("b")).send().await.unwrap();
