@@ -37,10 +37,11 @@ curl -sf "${auth[@]}" -H 'Content-Type: application/json' -X POST "$url/models?a
     -d "[{\"@id\":\"$MODEL\",\"@type\":\"Interface\",\"@context\":\"dtmi:dtdl:context;2\",\"contents\":[{\"@type\":\"Property\",\"name\":\"name\",\"schema\":\"string\"},{\"@type\":\"Property\",\"name\":\"n\",\"schema\":\"integer\"}]}]" >/dev/null
 # One curl process creates every twin (a `next`-separated config, one request per twin).
 for ((i = 0; i < TWINS; i++)); do
+    ((i > 0)) && printf 'next\n'
     printf 'url = "%s/digitaltwins/twin-%d?api-version=2023-10-31"\n' "$url" "$i"
     printf 'request = "PUT"\nheader = "Authorization: Bearer load-test"\nheader = "Content-Type: application/json"\n'
     printf 'data = "{\\"$metadata\\":{\\"$model\\":\\"%s\\"},\\"name\\":\\"twin %d\\",\\"n\\":%d}"\n' "$MODEL" "$i" "$i"
-    printf 'output = "/dev/null"\nfail\nsilent\nnext\n'
+    printf 'output = "/dev/null"\nfail\nsilent\nshow-error\n'
 done | curl --config -
 
 for script in ping get_twin put_twin; do
