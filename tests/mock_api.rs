@@ -178,6 +178,28 @@ impl Client {
     }
 }
 
+/// Follows `nextLink`s from `path`, asking for `page_size` items a page; every item, in order.
+async fn all_pages(client: &Client, path: &str, page_size: usize) -> Vec<Value> {
+    let size = page_size.to_string();
+    let headers = [("max-items-per-page", size.as_str())];
+    let mut items = Vec::new();
+    let mut answer = client.send(Method::GET, path, None, &headers).await;
+    for _ in 0..100 {
+        let body = answer.ok(200).clone();
+        let rows = body["value"].as_array().expect("a value array");
+        assert!(rows.len() <= page_size, "a page holds at most max-items-per-page items");
+        items.extend(rows.iter().cloned());
+        match body["nextLink"].as_str() {
+            None => return items,
+            Some(link) => {
+                assert!(link.starts_with(&client.base), "nextLink is an absolute URL of the mock: {link}");
+                answer = client.raw(Method::GET, link, None, &headers).await;
+            }
+        }
+    }
+    panic!("{path}: more than 100 pages");
+}
+
 fn twin_path(id: &str) -> String {
     twinload::adt::paths::twin(id)
 }
@@ -388,21 +410,7 @@ async fn model_lists_page_by_next_link_and_follow_dependencies() {
     let mock = start();
     let client = Client::new(&mock);
     with_fleet_models(&client).await;
-    let mut seen = Vec::new();
-    let mut page = client.send(Method::GET, "/models", None, &[("max-items-per-page", "4")]).await;
-    for _ in 0..10 {
-        let body = page.ok(200).clone();
-        let items = body["value"].as_array().unwrap();
-        assert!(items.len() <= 4);
-        seen.extend(items.iter().map(|m| m["id"].as_str().unwrap().to_string()));
-        match body["nextLink"].as_str() {
-            None => break,
-            Some(link) => {
-                assert!(link.starts_with(&mock.url), "nextLink is absolute: {link}");
-                page = client.raw(Method::GET, link, None, &[("max-items-per-page", "4")]).await;
-            }
-        }
-    }
+    let seen: Vec<String> = all_pages(&client, "/models", 4).await.iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
     let mut expected = vec![ASSET, DEPOT, ENGINE, PART, VEHICLE, WHEEL];
     expected.sort();
     assert_eq!(seen, expected);
@@ -808,18 +816,10 @@ async fn relationship_lists_page_and_filter_and_incoming_lists_show_links() {
 
     let list_path = format!("{}/relationships", twin_path("v1"));
     let mut ids = Vec::new();
-    let mut page = client.send(Method::GET, &list_path, None, &[("max-items-per-page", "2")]).await;
-    for _ in 0..10 {
-        let body = page.ok(200).clone();
-        for rel in body["value"].as_array().unwrap() {
-            assert_eq!(rel["$sourceId"], "v1");
-            assert!(rel["$etag"].is_string());
-            ids.push(rel["$relationshipId"].as_str().unwrap().to_string());
-        }
-        match body["nextLink"].as_str() {
-            None => break,
-            Some(link) => page = client.raw(Method::GET, link, None, &[("max-items-per-page", "2")]).await,
-        }
+    for rel in all_pages(&client, &list_path, 2).await {
+        assert_eq!(rel["$sourceId"], "v1");
+        assert!(rel["$etag"].is_string());
+        ids.push(rel["$relationshipId"].as_str().unwrap().to_string());
     }
     assert_eq!(ids, vec!["park", "part-0", "part-1", "part-2", "part-3", "part-4"]);
     let parked = client.get(&format!("{list_path}?relationshipName=parkedAt")).await;
@@ -834,17 +834,12 @@ async fn relationship_lists_page_and_filter_and_incoming_lists_show_links() {
         json!({"$relationshipId": "park", "$sourceId": "v1", "$relationshipName": "parkedAt", "$relationshipLink": "/digitaltwins/v1/relationships/park"})
     );
     assert!(items[0].get("$targetId").is_none(), "the full body is not returned");
-    let mut incoming_ids = Vec::new();
-    let mut page = client.send(Method::GET, &format!("{}/incomingrelationships", twin_path("wheel1")), None, &[("max-items-per-page", "3")]).await;
-    for _ in 0..10 {
-        let body = page.ok(200).clone();
-        incoming_ids.extend(body["value"].as_array().unwrap().iter().map(|r| r["$relationshipId"].as_str().unwrap().to_string()));
-        match body["nextLink"].as_str() {
-            None => break,
-            Some(link) => page = client.raw(Method::GET, link, None, &[("max-items-per-page", "3")]).await,
-        }
-    }
-    assert_eq!(incoming_ids.len(), 5);
+    let incoming_ids: Vec<Value> = all_pages(&client, &format!("{}/incomingrelationships", twin_path("wheel1")), 3)
+        .await
+        .iter()
+        .map(|r| r["$relationshipId"].clone())
+        .collect();
+    assert_eq!(incoming_ids, vec![json!("part-0"), json!("part-1"), json!("part-2"), json!("part-3"), json!("part-4")]);
     client.get(&format!("{}/relationships", twin_path("ghost"))).await.refused(404, "DigitalTwinNotFound");
     client.get(&format!("{}/incomingrelationships", twin_path("ghost"))).await.refused(404, "DigitalTwinNotFound");
 }
