@@ -39,7 +39,7 @@ pub enum Command {
     /// Run a whole load against an in-process mock ADT and print the summary.
     Demo(crate::demo::DemoArgs),
     /// Serve a mock of the ADT data plane on loopback.
-    MockAdt(crate::mock::cli::MockAdtArgs),
+    MockAdt(Box<crate::mock::cli::MockAdtArgs>),
 }
 
 pub fn main() -> ExitCode {
@@ -56,7 +56,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => crate::plan::cli::run(args),
         Command::Gen(args) => crate::gen::run(args),
         Command::Demo(args) => crate::demo::run(args),
-        Command::MockAdt(args) => crate::mock::cli::run(args),
+        Command::MockAdt(args) => crate::mock::cli::run(*args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
