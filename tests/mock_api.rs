@@ -11,54 +11,27 @@ use twinload::limits::Limits;
 use twinload::mock::store::{Store, StoreOptions};
 
 mod harness {
-    use std::thread::JoinHandle;
-
-    use actix_web::dev::ServerHandle;
-    use actix_web::{web, App, HttpServer};
     use twinload::limits::Limits;
+    use twinload::mock::faults::FaultConfig;
+    use twinload::mock::server::{self, MockConfig, MockHandle};
     use twinload::mock::store::{Store, StoreOptions};
-    use twinload::mock::throttle::Throttle;
 
-    /// One mock on a free port. Serves the data plane exactly as the real server wires it
-    /// (`api::configure` with `Data<Store>` and `Data<Throttle>`).
+    /// The real mock server (`server::start`) on a free loopback port, auth off, with the given
+    /// limits and the eventual-consistency switches of `options`.
     pub struct TestMock {
         pub url: String,
         pub store: Store,
-        server: ServerHandle,
-        thread: Option<JoinHandle<()>>,
+        _handle: MockHandle,
     }
 
     pub fn start(limits: Limits, options: StoreOptions) -> TestMock {
-        let store = Store::new(limits, options);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let served = store.clone();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let store = web::Data::new(served);
-                let throttle = web::Data::new(Throttle::unlimited());
-                let server = HttpServer::new(move || {
-                    App::new().app_data(store.clone()).app_data(throttle.clone()).configure(twinload::mock::api::configure)
-                })
-                .workers(1)
-                .bind(("127.0.0.1", 0))
-                .expect("bind a free loopback port");
-                let addr = server.addrs()[0];
-                let server = server.run();
-                ready_tx.send((addr, server.handle())).expect("test is waiting");
-                let _ = server.await;
-            })
-        });
-        let (addr, server) = ready_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("mock listening within 10 s");
-        TestMock { url: format!("http://{addr}"), store, server, thread: Some(thread) }
-    }
-
-    impl Drop for TestMock {
-        fn drop(&mut self) {
-            futures::executor::block_on(self.server.stop(false));
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
-            }
-        }
+        let faults = FaultConfig {
+            query_index_lag: options.query_index_lag,
+            new_twin_invisible_for: options.new_twin_invisible_for,
+            ..FaultConfig::default()
+        };
+        let handle = server::start(MockConfig::default().without_auth().with_limits(limits).with_faults(faults)).expect("the mock starts");
+        TestMock { url: handle.url.clone(), store: handle.store().clone(), _handle: handle }
     }
 }
 
@@ -1021,4 +994,33 @@ async fn equal_graphs_export_byte_identical_ndjson_and_reset_empties() {
     let client = Client::new(&first);
     client.get(&twin_path("v1")).await.refused(404, "DigitalTwinNotFound");
     with_fleet_models(&client).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// per-twin limits, as the handlers apply them
+
+#[tokio::test]
+async fn a_write_over_the_per_twin_limit_is_429_with_retry_after_and_changes_nothing() {
+    let limits = Limits { per_twin_writes_per_s: 1, ..test_limits() };
+    let mock = harness::start(limits, StoreOptions::default());
+    let client = Client::new(&mock);
+    with_fleet_models(&client).await;
+    let mut last_landed = None;
+    let mut refused = None;
+    for i in 0..50 {
+        let answer = client.put_twin("d1", DEPOT, json!({ "city": format!("city {i}") })).await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some((i, answer));
+            break;
+        }
+        answer.ok(200);
+        last_landed = Some(i);
+    }
+    let (attempt, answer) = refused.expect("50 writes to one twin at once meet a 1 write/s limit");
+    answer.refused(429, "QuotaReachedError");
+    let retry_after: u64 = answer.header("retry-after").expect("Retry-After").parse().expect("whole seconds");
+    assert!(retry_after >= 1);
+    let twin = client.get(&twin_path("d1")).await.ok(200).clone();
+    assert_eq!(twin["city"], format!("city {}", last_landed.expect("the first write landed")));
+    assert_ne!(twin["city"], format!("city {attempt}"), "the refused write changed nothing");
 }
