@@ -1,2 +1,404 @@
-//! The planner (owned by the loader issue).
+//! The planner: reads every item, builds the dependency graph, checks the input before anything
+//! is written, packs models into upload batches, states the ideal makespan T*, and hands the
+//! run a [`Scheduler`] that releases each item only once everything it depends on has landed.
+//!
+//! - [`arena`]: compact per-item records and interned ids (millions of items in little memory).
+//! - [`graph`]: the dependency graph (petgraph): model → model (extends, component schemas),
+//!   model → twin, twin → relationship (source and target).
+//! - [`checks`]: pre-flight checks, each naming what is wrong and where.
+//! - [`batches`]: topological order and model upload batches.
+//! - [`makespan`]: T*, the least time the limits allow for the whole load.
+//! - [`scheduler`]: readiness counters, release on landed, transitive rejection on failure.
+//! - [`cli`]: `twinload plan`.
+//!
+//! Item ids ([`ItemId`]) index the plan's arena in input order; parse errors get no id.
+
+mod arena;
+pub mod batches;
+pub(crate) mod checks;
 pub mod cli;
+pub(crate) mod graph;
+pub mod makespan;
+pub mod scheduler;
+
+use serde::Serialize;
+
+use crate::item::{Item, ItemKey, ItemKind, Origin};
+use crate::limits::Limits;
+use crate::source::SourceError;
+
+use arena::{Arena, Record};
+pub use makespan::Makespan;
+pub use scheduler::{Scheduler, Work};
+
+/// Index into the plan's item arena (input order).
+pub type ItemId = u32;
+
+/// How to plan.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub limits: Limits,
+    /// Models per `POST /models` call, at most `limits.max_models_per_call`. Real ADT rejects
+    /// big batches sooner than its documented 250 (FIELD.md), hence a smaller default.
+    pub model_batch_size: usize,
+    /// Keep every item's body for the run (`false` for `twinload plan`, to save memory).
+    pub keep_bodies: bool,
+}
+
+impl PlanOptions {
+    /// The default models per upload call.
+    pub const DEFAULT_MODEL_BATCH_SIZE: usize = 100;
+
+    pub fn new(limits: Limits) -> PlanOptions {
+        PlanOptions { limits, model_batch_size: Self::DEFAULT_MODEL_BATCH_SIZE, keep_bodies: true }
+    }
+
+    /// The batch size actually used: at least 1, at most what one ADT call takes.
+    pub fn effective_batch_size(&self) -> usize {
+        self.model_batch_size.clamp(1, self.limits.max_models_per_call.max(1))
+    }
+}
+
+impl Default for PlanOptions {
+    fn default() -> PlanOptions {
+        PlanOptions::new(Limits::adt_default())
+    }
+}
+
+/// Reason codes (`Rejected::code`): short stable slugs for tallies and dashboards.
+pub mod codes {
+    /// The line could not be read as an item (bad JSON, missing fields, wrong section…).
+    pub const PARSE_ERROR: &str = "parse_error";
+    /// The same model id, twin id, or (source, relationship id) appeared before.
+    pub const DUPLICATE: &str = "duplicate";
+    /// A DTMI that breaks the DTMI syntax.
+    pub const BAD_DTMI: &str = "bad_dtmi";
+    /// A model ADT would not accept (not an Interface, Commands, bad names, …).
+    pub const INVALID_MODEL: &str = "invalid_model";
+    /// Models that depend on each other in a loop.
+    pub const CYCLE: &str = "cycle";
+    /// Larger than ADT takes in one request.
+    pub const TOO_LARGE: &str = "too_large";
+    /// A model neither in the input nor in ADT.
+    pub const MISSING_MODEL: &str = "missing_model";
+    /// A twin neither in the input nor in ADT.
+    pub const MISSING_TWIN: &str = "missing_twin";
+    /// Beyond ADT's limit of relationships out of, or into, one twin.
+    pub const TOO_MANY_RELATIONSHIPS: &str = "too_many_relationships";
+    /// A relationship from a twin to itself (ADT answers `OperationNotAllowed`).
+    pub const SELF_RELATIONSHIP: &str = "self_relationship";
+    /// Something it depends on was rejected or failed.
+    pub const DEPENDENCY_FAILED: &str = "dependency_failed";
+    /// ADT refused the write for good (set by the run).
+    pub const WRITE_FAILED: &str = "write_failed";
+    /// Never sent: the run stopped first (deadline, SIGTERM).
+    pub const NOT_ATTEMPTED: &str = "not_attempted";
+}
+
+/// Why an item will not be (or was not) written. `code` is a short stable slug for tallies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    /// The item's identity. For a line that is not an item at all (a broken section marker, a
+    /// missing header) it is a twin key with an empty id; [`Rejected::is_item`] tells.
+    pub key: ItemKey,
+    pub origin: Origin,
+    pub code: &'static str,
+    /// What is wrong, where, and what to do; names the other place for duplicates.
+    pub reason: String,
+    /// The item as read (or the offending line, truncated), for the dead-letter file.
+    pub item_json: Option<String>,
+}
+
+impl Rejected {
+    /// False for a problem with a file's structure rather than one item.
+    pub fn is_item(&self) -> bool {
+        !(self.code == codes::PARSE_ERROR && self.reason.starts_with(NOT_AN_ITEM_PREFIX))
+    }
+}
+
+/// Starts the reason of a structural (non-item) parse error, so `is_item` can tell it.
+const NOT_AN_ITEM_PREFIX: &str = "file structure: ";
+
+/// Read, to write and rejected, for one kind of item.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KindCounts {
+    pub read: u64,
+    pub to_write: u64,
+    pub rejected: u64,
+}
+
+/// Counts per kind of item, plus problems with a file's structure that are no item.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PlanCounts {
+    pub models: KindCounts,
+    pub twins: KindCounts,
+    pub relationships: KindCounts,
+    /// Parse errors that are about a file's structure (a missing header, an unknown section).
+    pub file_errors: u64,
+}
+
+impl PlanCounts {
+    pub fn of(&self, kind: ItemKind) -> &KindCounts {
+        match kind {
+            ItemKind::Model => &self.models,
+            ItemKind::Twin => &self.twins,
+            ItemKind::Relationship => &self.relationships,
+        }
+    }
+
+    fn of_mut(&mut self, kind: ItemKind) -> &mut KindCounts {
+        match kind {
+            ItemKind::Model => &mut self.models,
+            ItemKind::Twin => &mut self.twins,
+            ItemKind::Relationship => &mut self.relationships,
+        }
+    }
+
+    pub fn total_rejected(&self) -> u64 {
+        self.models.rejected + self.twins.rejected + self.relationships.rejected + self.file_errors
+    }
+}
+
+/// Per-item state in the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Accepted,
+    Rejected,
+}
+
+/// What the input asks for, checked, in dependency order. See the module doc.
+pub struct Plan {
+    pub(crate) opts: PlanOptions,
+    pub(crate) arena: Arena,
+    /// By item id, when `keep_bodies`.
+    pub(crate) bodies: Option<Vec<Item>>,
+    pub(crate) status: Vec<Status>,
+    pub(crate) rejected: Vec<Rejected>,
+    /// By item id: index into `rejected` of its rejection (NONE when accepted).
+    pub(crate) rejection_of: Vec<u32>,
+    pub(crate) graph: graph::DependencyGraph,
+    pub(crate) batches: Vec<Vec<ItemId>>,
+    /// Parse errors per kind (they have no item id).
+    parse_errors: PlanCounts,
+    /// External twins and models that ADT was found to hold (after `resolve_external`).
+    pub(crate) externals_resolved: bool,
+}
+
+impl Plan {
+    /// Reads every item (SourceErrors become Rejected "parse_error"), builds the graph and runs
+    /// the local checks (cycles naming the cycle, duplicates naming both places, bad DTMIs,
+    /// twins over limits.max_payload_bytes, > limits.max_relationships_per_twin in or out).
+    pub fn build(items: impl IntoIterator<Item = Result<Item, SourceError>>, opts: &PlanOptions) -> Plan {
+        let mut plan = Plan {
+            opts: opts.clone(),
+            arena: Arena::default(),
+            bodies: opts.keep_bodies.then(Vec::new),
+            status: Vec::new(),
+            rejected: Vec::new(),
+            rejection_of: Vec::new(),
+            graph: graph::DependencyGraph::default(),
+            batches: Vec::new(),
+            parse_errors: PlanCounts::default(),
+            externals_resolved: false,
+        };
+        for result in items {
+            match result {
+                Ok(item) => checks::add_item(&mut plan, item),
+                Err(e) => plan.add_parse_error(e),
+            }
+        }
+        checks::check_models(&mut plan);
+        plan.graph = graph::DependencyGraph::build(&plan.arena);
+        checks::check_cycles(&mut plan);
+        let already: Vec<ItemId> = (0..plan.arena.len() as ItemId).filter(|&id| plan.is_rejected(id)).collect();
+        plan.cascade(&already);
+        checks::check_degrees(&mut plan);
+        plan.batches = batches::pack(&plan);
+        plan
+    }
+
+    fn add_parse_error(&mut self, e: SourceError) {
+        let (key, reason) = match e.key {
+            Some(key) => {
+                self.parse_errors.of_mut(key.kind()).read += 1;
+                self.parse_errors.of_mut(key.kind()).rejected += 1;
+                (key, e.message)
+            }
+            None => {
+                self.parse_errors.file_errors += 1;
+                (ItemKey::Twin { id: String::new() }, format!("{NOT_AN_ITEM_PREFIX}{}", e.message))
+            }
+        };
+        self.rejected.push(Rejected { key, origin: e.origin, code: codes::PARSE_ERROR, reason, item_json: e.raw });
+    }
+
+    pub(crate) fn is_rejected(&self, id: ItemId) -> bool {
+        self.status[id as usize] == Status::Rejected
+    }
+
+    /// Rejects one item (the first reason stands). Returns false if it already was.
+    pub(crate) fn reject(&mut self, id: ItemId, code: &'static str, reason: String, item_json: Option<String>) -> bool {
+        if self.is_rejected(id) {
+            return false;
+        }
+        self.status[id as usize] = Status::Rejected;
+        self.rejection_of[id as usize] = self.rejected.len() as u32;
+        let item_json = item_json.or_else(|| self.body_json(id));
+        self.rejected.push(Rejected { key: self.arena.key(id), origin: self.arena.origin(id), code, reason, item_json });
+        true
+    }
+
+    pub(crate) fn body_json(&self, id: ItemId) -> Option<String> {
+        self.bodies.as_ref().and_then(|b| b.get(id as usize)).map(|item| item.body().get().to_string())
+    }
+
+    pub(crate) fn reason_of(&self, id: ItemId) -> &str {
+        self.rejected.get(self.rejection_of[id as usize] as usize).map(|r| r.reason.as_str()).unwrap_or("")
+    }
+
+    /// Rejects, transitively, everything that depends on the given (rejected) items.
+    pub(crate) fn cascade(&mut self, roots: &[ItemId]) {
+        let mut stack: Vec<ItemId> = roots.to_vec();
+        while let Some(id) = stack.pop() {
+            let dependents: Vec<ItemId> = self.graph.dependents(id).collect();
+            for d in dependents {
+                if self.is_rejected(d) {
+                    continue;
+                }
+                let reason = format!("dependency {} failed: {}", self.arena.key(id), self.reason_of(id));
+                self.reject(d, codes::DEPENDENCY_FAILED, reason, None);
+                stack.push(d);
+            }
+        }
+    }
+
+    /// Models referenced (by twins, extends, component schemas) that the input does not hold,
+    /// by items still to be written. Sorted.
+    pub fn external_models(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .graph
+            .external_models()
+            .filter(|(_, node)| self.graph.dependents_of_node(*node).any(|d| !self.is_rejected(d)))
+            .map(|(m, _)| self.arena.models.name(m).to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Twins referenced by relationships that the input does not hold, by relationships still to
+    /// be written. Sorted.
+    pub fn external_twins(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .graph
+            .external_twins()
+            .filter(|(_, node)| self.graph.dependents_of_node(*node).any(|d| !self.is_rejected(d)))
+            .map(|(t, _)| self.arena.twins.name(t).to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// What ADT holds of those (the runner asks ADT: one GET /models listing, GET per external
+    /// twin). Whatever is still missing is Rejected ("missing_model"/"missing_twin"), and so are
+    /// its dependents ("dependency_failed").
+    pub fn resolve_external(
+        &mut self,
+        models_in_adt: &std::collections::HashSet<String>,
+        twins_in_adt: &std::collections::HashSet<String>,
+    ) {
+        let missing_models: Vec<_> = self.graph.external_models().filter(|(m, _)| !models_in_adt.contains(self.arena.models.name(*m))).collect();
+        let missing_twins: Vec<_> = self.graph.external_twins().filter(|(t, _)| !twins_in_adt.contains(self.arena.twins.name(*t))).collect();
+        let mut roots = Vec::new();
+        for (model, node) in missing_models {
+            let name = self.arena.models.name(model).to_string();
+            for d in self.graph.dependents_of_node(node).collect::<Vec<_>>() {
+                let how = match self.arena.record(d) {
+                    Record::Twin { .. } => "its $metadata.$model",
+                    _ => "it extends it or uses it as a component schema",
+                };
+                let reason = format!("model {name} is neither in the input nor in ADT ({how}); add the model to the input or upload it first");
+                if self.reject(d, codes::MISSING_MODEL, reason, None) {
+                    roots.push(d);
+                }
+            }
+        }
+        for (twin, node) in missing_twins {
+            let name = self.arena.twins.name(twin).to_string();
+            for d in self.graph.dependents_of_node(node).collect::<Vec<_>>() {
+                let end = match self.arena.record(d) {
+                    Record::Relationship { source, .. } if source == twin => "source",
+                    _ => "target",
+                };
+                let reason = format!("its {end} twin {name} is neither in the input nor in ADT; add the twin to the input or create it first");
+                if self.reject(d, codes::MISSING_TWIN, reason, None) {
+                    roots.push(d);
+                }
+            }
+        }
+        self.cascade(&roots);
+        self.batches = batches::pack(self);
+        self.externals_resolved = true;
+    }
+
+    /// Every rejection so far, in the order found.
+    pub fn rejected(&self) -> &[Rejected] {
+        &self.rejected
+    }
+
+    /// Per kind: read, to write, rejected.
+    pub fn counts(&self) -> PlanCounts {
+        let mut counts = self.parse_errors;
+        for (i, record) in self.arena.records.iter().enumerate() {
+            let c = counts.of_mut(record.kind());
+            c.read += 1;
+            match self.status[i] {
+                Status::Accepted => c.to_write += 1,
+                Status::Rejected => c.rejected += 1,
+            }
+        }
+        counts
+    }
+
+    /// The model upload batches, each dependency-ordered, as model ids.
+    pub fn model_batches(&self) -> Vec<Vec<String>> {
+        let model_id = |id: ItemId| match self.arena.record(id) {
+            Record::Model { id, .. } => self.arena.models.name(id).to_string(),
+            _ => String::new(),
+        };
+        self.batches.iter().map(|b| b.iter().map(|&id| model_id(id)).collect()).collect()
+    }
+
+    /// Number of model upload batches.
+    pub fn batch_count(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// T*: the least time the limits allow for this load, and what binds it.
+    pub fn makespan(&self) -> Makespan {
+        makespan::compute(self)
+    }
+
+    /// The options the plan was built with.
+    pub fn options(&self) -> &PlanOptions {
+        &self.opts
+    }
+
+    /// Hands the plan to the run. External references not settled by
+    /// [`resolve_external`](Plan::resolve_external) are taken to exist in ADT.
+    pub fn into_scheduler(self) -> Scheduler {
+        Scheduler::new(self)
+    }
+
+    pub(crate) fn twin_name(&self, twin: arena::TwinIdx) -> &str {
+        self.arena.twins.name(twin)
+    }
+
+    pub(crate) fn item_count(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// Whether the input holds this twin and it is still to be written.
+    pub fn holds_twin(&self, id: &str) -> bool {
+        self.arena.twins.find(id).and_then(|t| self.arena.twin_item_of(t)).is_some_and(|i| !self.is_rejected(i))
+    }
+}
