@@ -361,7 +361,11 @@ impl Plan {
 
     /// The model upload batches, each dependency-ordered, as model ids.
     pub fn model_batches(&self) -> Vec<Vec<String>> {
-        self.batches.iter().map(|b| b.iter().map(|&id| self.arena.key(id).to_string()).collect()).collect()
+        let model_id = |id: ItemId| match self.arena.record(id) {
+            Record::Model { id, .. } => self.arena.models.name(id).to_string(),
+            _ => String::new(),
+        };
+        self.batches.iter().map(|b| b.iter().map(|&id| model_id(id)).collect()).collect()
     }
 
     /// Number of model upload batches.

@@ -18,6 +18,7 @@ use crate::item::{ItemKey, ItemKind, ModelItem, Origin, RelationshipItem, TwinIt
 
 /// A JSON object's top-level entries, values unparsed. Keys borrow from the line unless they
 /// hold escapes.
+#[derive(Debug)]
 pub(crate) struct RawObject<'a> {
     pub entries: Vec<(Cow<'a, str>, &'a RawValue)>,
 }

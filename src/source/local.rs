@@ -34,16 +34,17 @@ pub fn expand(paths: &[String]) -> Result<Vec<PathBuf>, InputError> {
             walk_folder(path, &mut files)?;
         } else if is_glob(spec) {
             let matches = glob::glob(spec).map_err(|e| InputError::BadPattern { pattern: spec.clone(), message: e.to_string() })?;
-            let before = files.len();
+            let mut matched = 0usize;
             for entry in matches {
                 let found = entry.map_err(|e| InputError::Io { path: e.path().display().to_string(), source: e.into() })?;
+                matched += 1;
                 if found.is_dir() {
                     walk_folder(&found, &mut files)?;
                 } else {
                     files.insert(found);
                 }
             }
-            if files.len() == before {
+            if matched == 0 {
                 return Err(InputError::NoMatch { pattern: spec.clone() });
             }
         } else {

@@ -463,7 +463,7 @@ mod tests {
         assert_eq!(keys[1], Some(ItemKey::Twin { id: "nomodel".into() }));
         assert_eq!(keys[3], Some(ItemKey::Relationship { source: "a".into(), id: "r2".into() }));
         assert_eq!(keys[5], None, "a section marker is not an item");
-        let raw = results[2].as_ref().err().and_then(|e| e.raw.clone()).unwrap_or_default();
+        let raw = results[1].as_ref().err().and_then(|e| e.raw.clone()).unwrap_or_default();
         assert_eq!(raw, r#"{"$dtId":"broken","#);
     }
 
