@@ -272,3 +272,60 @@ fn a_deadline_stops_the_run_cleanly_and_accounts_for_every_item() {
     assert_eq!(held.relationships.len() as u64, summary.items["relationships"].landed);
     mock.stop();
 }
+
+#[test]
+fn sigterm_ends_the_run_cleanly_with_its_exit_code_and_summary() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    // ~9 s of writes at ADT's default limits: the signal comes well before the end.
+    let input = fleet(dir.path(), 1500, 13);
+    let (models, twins, relationships) = graph_of(&input).counts();
+    let mock = mock();
+    let summary_path = dir.path().join("summary.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twinload"))
+        .args(["load", "--endpoint", &mock.url, "--input"])
+        .arg(&input)
+        .arg("--summary")
+        .arg(&summary_path)
+        .arg("--dead-letter")
+        .arg(dir.path().join("dead-letters.ndjson"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("twinload starts");
+    // Wait (bounded) until writing has begun, then send SIGTERM as Batch does.
+    let begun = Instant::now();
+    while stats(&mock)["requests_by_class"]["create_delete"].as_u64().unwrap_or(0) < 100 {
+        assert!(begun.elapsed() < Duration::from_secs(60), "the load never started writing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if begun.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("twinload did not end after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(i32::from(exit::STOPPED_EARLY)), "{status:?}");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    assert_eq!(summary["outcome"], "stopped_early");
+    assert!(summary["stop_reason"].as_str().unwrap().contains("SIGTERM"), "{summary}");
+    let total = |kind: &str| {
+        let c = &summary["items"][kind];
+        ["landed", "already_existed", "dead_lettered", "not_attempted"].iter().map(|k| c[k].as_u64().unwrap()).sum::<u64>()
+    };
+    assert_eq!((total("models"), total("twins"), total("relationships")), (models as u64, twins as u64, relationships as u64));
+    assert!(summary["items"]["relationships"]["not_attempted"].as_u64().unwrap() > 0, "{summary}");
+    // What the summary says landed is what the mock holds: in-flight writes finished and counted.
+    let held = exported(&mock);
+    assert_eq!(held.twins.len() as u64, summary["items"]["twins"]["landed"].as_u64().unwrap());
+    assert_eq!(held.relationships.len() as u64, summary["items"]["relationships"]["landed"].as_u64().unwrap());
+    mock.stop();
+}

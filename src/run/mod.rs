@@ -50,6 +50,7 @@ pub fn load(config: LoadConfig, inputs: Vec<String>) -> Result<RunSummary, LoadE
 
 async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSummary, LoadError> {
     let started = Instant::now();
+    let signals = supervisor::StopSignals::install();
     let client = AdtClient::new(&config).map_err(|e| LoadError::Setup(e.to_string()))?;
     let limiter = Arc::new(Limiter::new(&config.limits, &config.adaptive));
     let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
@@ -65,7 +66,7 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
         config: config.clone(),
         done,
     });
-    supervisor::watch_signals(coordinator);
+    signals.forward_to(coordinator);
     let end = finished
         .await
         .map_err(|_| LoadError::Internal(anyhow::anyhow!("the coordinator ended without reporting")))?;

@@ -8,7 +8,7 @@
 //! - [`start_writers`]: writers run under `actix::Supervisor`, which restarts a writer that
 //!   died on the same mailbox; the writer then tells the coordinator, which re-sends the item
 //!   it held (safe: every write is idempotent) and the supervisor counts the restart;
-//! - [`watch_signals`]: SIGTERM and SIGINT (how Batch and ADF cancel a task) ask the
+//! - [`StopSignals`]: SIGTERM and SIGINT (how Batch and ADF cancel a task) ask the
 //!   coordinator to stop cleanly. The overall deadline is armed by the coordinator with the
 //!   same stop.
 //!
@@ -185,32 +185,56 @@ pub fn start_writers(n: usize, env: &WriterEnv) -> Vec<Addr<Writer>> {
         .collect()
 }
 
-/// Asks the coordinator to stop cleanly on SIGTERM or SIGINT.
-pub fn watch_signals(coordinator: Addr<Coordinator>) {
-    actix::spawn(async move {
-        let signal = wait_for_signal().await;
-        tracing::warn!("{signal} received: no new work is handed out; in-flight requests finish, then the summary is written");
-        coordinator.do_send(Stop(StopReason::Signal(signal)));
-    });
+/// SIGTERM and SIGINT, listened for from [`StopSignals::install`] on (install it before the
+/// run's preparation, so a signal that comes while the inputs are read is not lost: the
+/// coordinator then stops as soon as it starts).
+pub struct StopSignals {
+    #[cfg(unix)]
+    listeners: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::warn!("cannot listen for SIGTERM/SIGINT; the run stops only at its end or deadline");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+impl StopSignals {
+    /// Takes over SIGTERM and SIGINT for this process. Must run inside the run's runtime.
+    pub fn install() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listeners = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => {
+                    tracing::warn!("cannot listen for SIGTERM/SIGINT; the run stops only at its end or deadline");
+                    None
+                }
+            };
+            StopSignals { listeners }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-}
 
-#[cfg(not(unix))]
-async fn wait_for_signal() -> &'static str {
-    let _ = tokio::signal::ctrl_c().await;
-    "Ctrl-C"
+    /// Asks the coordinator to stop cleanly when a signal comes (or came since `install`).
+    pub fn forward_to(self, coordinator: Addr<Coordinator>) {
+        actix::spawn(async move {
+            let signal = self.wait().await;
+            tracing::warn!("{signal} received: no new work is handed out; in-flight requests finish, then the summary is written");
+            coordinator.do_send(Stop(StopReason::Signal(signal)));
+        });
+    }
+
+    #[cfg(unix)]
+    async fn wait(self) -> &'static str {
+        let Some((mut term, mut int)) = self.listeners else { return std::future::pending().await };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn wait(self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }
 
 #[cfg(test)]
