@@ -65,3 +65,19 @@ fn a_writer_that_dies_mid_request_is_restarted_and_its_item_still_lands() {
     assert_eq!(stats(&mock)["order_violations_total"], 0);
     mock.stop();
 }
+
+#[test]
+fn relationships_to_twins_adt_does_not_see_yet_are_retried_until_they_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 200, 17);
+    let expected = graph_of(&input);
+    // ADT's eventual consistency: a new twin is invisible to relationship writes for a while.
+    let faults = FaultConfig { new_twin_invisible_for: std::time::Duration::from_millis(700), ..FaultConfig::default() };
+    let mock = start(MockConfig::default().without_auth().with_faults(faults)).expect("mock starts");
+    let summary = load(config_for(&mock, dir.path()), vec![input.display().to_string()]).expect("load runs");
+    assert_eq!(summary.exit_code, exit::OK, "{}", summary.human());
+    assert!(summary.retries_by_reason.get("twin_not_visible").copied().unwrap_or(0) > 0, "{}", summary.human());
+    assert_same_graph(&expected, &exported(&mock));
+    assert_eq!(stats(&mock)["order_violations_total"], 0);
+    mock.stop();
+}

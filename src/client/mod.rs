@@ -22,7 +22,7 @@ use crate::adt::{paths, ErrorBody, API_VERSION};
 use crate::config::{Auth, LoadConfig};
 use crate::limits::LimitClass;
 
-pub use outcome::{Outcome, Reply};
+pub use outcome::{Outcome, Reply, Sent};
 pub use stats::{RequestCounts, RequestStats};
 
 /// Most pages `list_models` follows (100 models a page: a million models), so a server that
@@ -170,7 +170,7 @@ impl AdtClient {
     }
 
     /// Sends one request and classifies what came back. Counts it in the stats.
-    async fn send(&self, class: LimitClass, req: reqwest::RequestBuilder, create_only: bool) -> Reply {
+    async fn send(&self, class: LimitClass, req: reqwest::RequestBuilder, sent: Sent) -> Reply {
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status();
@@ -184,7 +184,7 @@ impl AdtClient {
                         return Reply::transport(format!("HTTP {status}, then the body was cut off: {}", error_chain(&e)));
                     }
                 };
-                let reply = outcome::classify(status, &headers, &body, create_only);
+                let reply = outcome::classify(status, &headers, &body, sent);
                 let throttled = matches!(reply.outcome, Outcome::Throttled { .. });
                 self.stats.record(class, status.as_str(), throttled);
                 reply
@@ -209,28 +209,28 @@ impl AdtClient {
         }
         body.push(']');
         let req = self.request(Method::POST, self.url("/models")).header(CONTENT_TYPE, "application/json").body(body);
-        self.send(LimitClass::Models, req, false).await
+        self.send(LimitClass::Models, req, Sent::default()).await
     }
 
     /// `PUT /digitaltwins/{id}`; `create_only` adds `If-None-Match: *`.
     pub async fn put_twin(&self, id: &str, body: &RawValue, create_only: bool) -> Reply {
-        self.put(&paths::twin(id), body, create_only).await
+        self.put(&paths::twin(id), body, Sent { create_only, relationship: false }).await
     }
 
     /// `PUT /digitaltwins/{source}/relationships/{id}`; `create_only` adds `If-None-Match: *`.
     pub async fn put_relationship(&self, source: &str, id: &str, body: &RawValue, create_only: bool) -> Reply {
-        self.put(&paths::relationship(source, id), body, create_only).await
+        self.put(&paths::relationship(source, id), body, Sent { create_only, relationship: true }).await
     }
 
-    async fn put(&self, path: &str, body: &RawValue, create_only: bool) -> Reply {
+    async fn put(&self, path: &str, body: &RawValue, sent: Sent) -> Reply {
         let mut req = self
             .request(Method::PUT, self.url(path))
             .header(CONTENT_TYPE, "application/json")
             .body(body.get().to_string());
-        if create_only {
+        if sent.create_only {
             req = req.header(IF_NONE_MATCH, "*");
         }
-        self.send(LimitClass::CreateDelete, req, create_only).await
+        self.send(LimitClass::CreateDelete, req, sent).await
     }
 
     /// Every model id the instance holds (`GET /models`, following `nextLink`).

@@ -22,8 +22,10 @@ pub enum Outcome {
     Throttled { retry_after: Option<Duration> },
     /// 5xx, 408, a timeout, a dropped/reset/refused connection. Retry (PUT is idempotent).
     Transient { detail: String },
-    /// 404 `TargetDigitalTwinNotFound`: the target is not visible (yet, if we created it).
-    TargetNotVisible { message: String },
+    /// A relationship write's twin is not visible: 404 `TargetDigitalTwinNotFound` (the
+    /// target), or `DigitalTwinNotFound` (the source) on a relationship write. For a twin this
+    /// run created or found, that is ADT's eventual consistency, for a while.
+    TwinNotVisible { message: String },
     /// Any other 4xx (and anything unexpected): the item is wrong; do not retry.
     Rejected { message: String },
     /// 401/403: the token or the role is wrong.
@@ -44,9 +46,18 @@ impl Reply {
     }
 }
 
-/// Classifies a response by status, headers and body. `create_only` says the request carried
-/// `If-None-Match: *`, which is what makes a 412 mean "already exists".
-pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], create_only: bool) -> Reply {
+/// What the classification needs to know of the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// It carried `If-None-Match: *`, which is what makes a 412 mean "already exists".
+    pub create_only: bool,
+    /// It wrote a relationship, so a missing source twin (`DigitalTwinNotFound`) is a twin
+    /// not visible yet rather than a bad item.
+    pub relationship: bool,
+}
+
+/// Classifies a response by status, headers and body.
+pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], sent: Sent) -> Reply {
     let error = ErrorBody::parse(body).map(|b| b.error);
     let code = error.as_ref().map(|e| e.code.clone());
     let message = match &error {
@@ -62,17 +73,21 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], create_onl
         Outcome::Transient { detail: message }
     } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         Outcome::AuthFailed { message }
-    } else if status == StatusCode::NOT_FOUND && code.as_deref().is_some_and(codes::is_target_missing) {
-        Outcome::TargetNotVisible { message }
+    } else if status == StatusCode::NOT_FOUND && code.as_deref().is_some_and(|c| is_twin_missing(c, sent.relationship)) {
+        Outcome::TwinNotVisible { message }
     } else if status == StatusCode::CONFLICT && code.as_deref().is_some_and(codes::is_model_exists) {
         let listed = error.as_ref().map(|e| e.message.as_str()).unwrap_or_default();
         Outcome::AlreadyExists { ids: listed_model_ids(listed) }
-    } else if status == StatusCode::PRECONDITION_FAILED && create_only {
+    } else if status == StatusCode::PRECONDITION_FAILED && sent.create_only {
         Outcome::AlreadyExists { ids: Vec::new() }
     } else {
         Outcome::Rejected { message }
     };
     Reply { outcome, status: Some(status.as_u16()), code }
+}
+
+fn is_twin_missing(code: &str, relationship: bool) -> bool {
+    codes::is_target_missing(code) || (relationship && code == codes::DIGITAL_TWIN_NOT_FOUND)
 }
 
 /// The DTMIs a `ModelIdAlreadyExists` message lists ("Some of the model ids already exist:
@@ -112,6 +127,9 @@ mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
 
+    const PLAIN: Sent = Sent { create_only: false, relationship: false };
+    const CREATE_ONLY: Sent = Sent { create_only: true, relationship: false };
+
     fn body(code: &str, message: &str) -> Vec<u8> {
         serde_json::to_vec(&ErrorBody::new(code, message)).unwrap()
     }
@@ -123,17 +141,17 @@ mod tests {
     #[test]
     fn success_and_throttling() {
         let none = HeaderMap::new();
-        assert_eq!(classify(status(200), &none, b"{}", false).outcome, Outcome::Landed);
-        assert_eq!(classify(status(201), &none, b"[]", false).outcome, Outcome::Landed);
+        assert_eq!(classify(status(200), &none, b"{}", PLAIN).outcome, Outcome::Landed);
+        assert_eq!(classify(status(201), &none, b"[]", PLAIN).outcome, Outcome::Landed);
         let mut h = HeaderMap::new();
         h.insert("Retry-After", HeaderValue::from_static("1"));
-        let r = classify(status(429), &h, &body("QuotaReachedError", "slow down"), false);
+        let r = classify(status(429), &h, &body("QuotaReachedError", "slow down"), PLAIN);
         assert_eq!(r.outcome, Outcome::Throttled { retry_after: Some(Duration::from_secs(1)) });
         assert_eq!((r.status, r.code.as_deref()), (Some(429), Some("QuotaReachedError")));
         // azure-sdk-for-js#25647: a throttle code without 429 and without Retry-After.
-        let r = classify(status(200), &none, &body("QuotaExceptionError", "busy"), false);
+        let r = classify(status(200), &none, &body("QuotaExceptionError", "busy"), PLAIN);
         assert_eq!(r.outcome, Outcome::Throttled { retry_after: None });
-        let r = classify(status(400), &none, &body("QuotaReachedError", "busy"), false);
+        let r = classify(status(400), &none, &body("QuotaReachedError", "busy"), PLAIN);
         assert!(matches!(r.outcome, Outcome::Throttled { .. }));
     }
 
@@ -141,16 +159,19 @@ mod tests {
     fn transient_auth_and_target() {
         let none = HeaderMap::new();
         for s in [500, 502, 503, 504, 408] {
-            assert!(matches!(classify(status(s), &none, b"", false).outcome, Outcome::Transient { .. }), "{s}");
+            assert!(matches!(classify(status(s), &none, b"", PLAIN).outcome, Outcome::Transient { .. }), "{s}");
         }
-        assert!(matches!(classify(status(401), &none, b"", false).outcome, Outcome::AuthFailed { .. }));
-        assert!(matches!(classify(status(403), &none, b"", false).outcome, Outcome::AuthFailed { .. }));
+        assert!(matches!(classify(status(401), &none, b"", PLAIN).outcome, Outcome::AuthFailed { .. }));
+        assert!(matches!(classify(status(403), &none, b"", PLAIN).outcome, Outcome::AuthFailed { .. }));
         for code in ["TargetDigitalTwinNotFound", "TargetTwinNotFound"] {
-            let r = classify(status(404), &none, &body(code, "The target digital twin is invalid"), false);
-            assert!(matches!(r.outcome, Outcome::TargetNotVisible { .. }), "{code}");
+            let r = classify(status(404), &none, &body(code, "The target digital twin is invalid"), PLAIN);
+            assert!(matches!(r.outcome, Outcome::TwinNotVisible { .. }), "{code}");
         }
-        let r = classify(status(404), &none, &body("DigitalTwinNotFound", "no source"), false);
+        let r = classify(status(404), &none, &body("DigitalTwinNotFound", "no source"), PLAIN);
         assert!(matches!(r.outcome, Outcome::Rejected { .. }));
+        // On a relationship write, a source not visible yet is the same eventual consistency.
+        let r = classify(status(404), &none, &body("DigitalTwinNotFound", "no source"), Sent { create_only: false, relationship: true });
+        assert!(matches!(r.outcome, Outcome::TwinNotVisible { .. }));
     }
 
     #[test]
@@ -158,7 +179,7 @@ mod tests {
         let none = HeaderMap::new();
         let msg = "Some of the model ids already exist: dtmi:a:b;1, dtmi:c;2, dtmi:v3:x;1.2. Use Model_List API to view models that already exist.";
         for code in ["ModelIdAlreadyExists", "ModelAlreadyExists"] {
-            let r = classify(status(409), &none, &body(code, msg), false);
+            let r = classify(status(409), &none, &body(code, msg), PLAIN);
             assert_eq!(
                 r.outcome,
                 Outcome::AlreadyExists { ids: vec!["dtmi:a:b;1".into(), "dtmi:c;2".into(), "dtmi:v3:x;1.2".into()] }
@@ -170,16 +191,16 @@ mod tests {
     fn precondition_failed_means_exists_only_for_create_only() {
         let none = HeaderMap::new();
         let b = body("PreconditionFailed", "exists");
-        assert_eq!(classify(status(412), &none, &b, true).outcome, Outcome::AlreadyExists { ids: vec![] });
-        assert!(matches!(classify(status(412), &none, &b, false).outcome, Outcome::Rejected { .. }));
+        assert_eq!(classify(status(412), &none, &b, CREATE_ONLY).outcome, Outcome::AlreadyExists { ids: vec![] });
+        assert!(matches!(classify(status(412), &none, &b, PLAIN).outcome, Outcome::Rejected { .. }));
     }
 
     #[test]
     fn rejections_carry_status_code_and_message() {
-        let r = classify(status(400), &HeaderMap::new(), &body("ValidationFailed", "Invalid twin specified"), false);
+        let r = classify(status(400), &HeaderMap::new(), &body("ValidationFailed", "Invalid twin specified"), PLAIN);
         assert_eq!(r.outcome, Outcome::Rejected { message: "ValidationFailed: Invalid twin specified".into() });
         assert_eq!((r.status, r.code.as_deref()), (Some(400), Some("ValidationFailed")));
-        let r = classify(status(413), &HeaderMap::new(), b"too big", false);
+        let r = classify(status(413), &HeaderMap::new(), b"too big", PLAIN);
         assert_eq!(r.outcome, Outcome::Rejected { message: "HTTP 413 Payload Too Large: too big".into() });
         assert_eq!(r.code, None);
     }

@@ -86,7 +86,7 @@ struct Task {
     work: TaskWork,
     /// Attempts made so far.
     attempts: u32,
-    first_target_miss: Option<Instant>,
+    first_not_visible: Option<Instant>,
     /// In-flight room reserved on the twins this write touches; released when dropped.
     in_flight: Option<InFlight>,
 }
@@ -178,7 +178,7 @@ impl Coordinator {
             Work::Twin(id) => TaskWork::Twin(id),
             Work::Relationship(id) => TaskWork::Relationship(id),
         };
-        Task { id: self.next_task, work, attempts: 0, first_target_miss: None, in_flight: None }
+        Task { id: self.next_task, work, attempts: 0, first_not_visible: None, in_flight: None }
     }
 
     /// Hands ready work to idle writers until one or the other runs out.
@@ -363,8 +363,8 @@ impl Coordinator {
     fn decide(&mut self, task: &mut Task, reply: &Reply, ctx: &mut Context<Self>) -> Decision {
         match &reply.outcome {
             Outcome::Throttled { .. } => self.limiter.on_throttle(task.class()),
-            Outcome::TargetNotVisible { .. } => {
-                task.first_target_miss.get_or_insert_with(Instant::now);
+            Outcome::TwinNotVisible { .. } => {
+                task.first_not_visible.get_or_insert_with(Instant::now);
             }
             Outcome::AuthFailed { message } => self.begin_stop(StopReason::AuthFailed(message.clone()), ctx),
             _ => {}
@@ -377,7 +377,7 @@ impl Coordinator {
                 };
             }
         }
-        let attempt = Attempt { number: task.attempts, first_target_miss: task.first_target_miss };
+        let attempt = Attempt { number: task.attempts, first_not_visible: task.first_not_visible };
         let requests = self.requests_so_far();
         self.supervisor.decide(attempt, reply, requests, Instant::now())
     }

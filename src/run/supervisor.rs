@@ -2,8 +2,10 @@
 //! - [`Supervisor::decide`]: whether a failed attempt is retried and after how long (the
 //!   larger of the server's `Retry-After` and a jittered exponential backoff), within a
 //!   per-item attempt limit and a run-wide retry budget (retries at most a share of requests,
-//!   plus a minimum so a small run can still retry); `TargetDigitalTwinNotFound` is retried for
-//!   a bounded grace period (ADT is eventually consistent); everything else fails with a reason
+//!   plus a minimum so a small run can still retry); a relationship whose twin ADT does not
+//!   see yet (`TargetDigitalTwinNotFound`, or `DigitalTwinNotFound` for its source) is retried for
+//!   a bounded grace period (ADT is eventually consistent; outside the budget, which guards
+//!   against overload); everything else fails with a reason
 //!   a person can act on;
 //! - [`start_writers`]: writers run under `actix::Supervisor`, which restarts a writer that
 //!   died on the same mailbox; the writer then tells the coordinator, which re-sends the item
@@ -59,8 +61,8 @@ pub struct Supervisor {
 pub struct Attempt {
     /// Attempts made so far, this one included (1 = the first).
     pub number: u32,
-    /// When ADT first said this relationship's target was not there.
-    pub first_target_miss: Option<Instant>,
+    /// When ADT first said one of this relationship's twins was not there.
+    pub first_not_visible: Option<Instant>,
 }
 
 impl Supervisor {
@@ -119,21 +121,21 @@ impl Supervisor {
                 ("throttled", retry_after.map_or(backoff, |ra| ra.max(backoff)))
             }
             Outcome::Transient { .. } => ("transient", self.backoff(attempt.number)),
-            Outcome::TargetNotVisible { message } => {
-                // The planner releases a relationship only after its target landed in this run
-                // or was found in ADT, so a missing target is ADT's eventual consistency, for a
-                // while.
-                let since = attempt.first_target_miss.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            Outcome::TwinNotVisible { message } => {
+                // The planner releases a relationship only after both its twins landed in this
+                // run or were found in ADT, so a missing twin is ADT's eventual consistency, for
+                // a while.
+                let since = attempt.first_not_visible.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
                 if since >= self.policy.target_grace {
                     return Decision::Fail {
-                        reason_code: "target_not_found",
+                        reason_code: "twin_not_found",
                         reason: format!(
-                            "ADT still did not see the target twin {:.0} s after it was created or found ({message}). Check that nothing deleted it, then load the relationship again",
+                            "ADT still did not see the relationship's twin {:.0} s after it was created or found ({message}). Check that nothing deleted it, then load the relationship again",
                             since.as_secs_f64()
                         ),
                     };
                 }
-                ("target_not_visible", self.backoff(attempt.number))
+                ("twin_not_visible", self.backoff(attempt.number))
             }
         };
         let last = describe(reply);
@@ -143,7 +145,10 @@ impl Supervisor {
                 reason: format!("gave up after {} attempts; the last one: {last}. Load it again later", attempt.number),
             };
         }
-        if !self.budget_allows(requests_so_far) {
+        // The budget guards an overloaded service against retry storms. A twin that is not
+        // visible yet is ADT's eventual consistency, not overload: those retries are bounded
+        // by the grace period and the attempt limit instead.
+        if retry_reason != "twin_not_visible" && !self.budget_allows(requests_so_far) {
             self.stats.budget_exhausted += 1;
             return Decision::Fail {
                 reason_code: "retry_budget_exhausted",
@@ -167,7 +172,7 @@ pub fn describe(reply: &Reply) -> String {
     let detail = match &reply.outcome {
         Outcome::Throttled { .. } => "throttled".to_string(),
         Outcome::Transient { detail } => detail.clone(),
-        Outcome::TargetNotVisible { message } | Outcome::Rejected { message } | Outcome::AuthFailed { message } => message.clone(),
+        Outcome::TwinNotVisible { message } | Outcome::Rejected { message } | Outcome::AuthFailed { message } => message.clone(),
         Outcome::Landed => "landed".to_string(),
         Outcome::AlreadyExists { .. } => "already exists".to_string(),
     };
@@ -246,7 +251,7 @@ mod tests {
     }
 
     fn first() -> Attempt {
-        Attempt { number: 1, first_target_miss: None }
+        Attempt { number: 1, first_not_visible: None }
     }
 
     fn policy() -> RetryPolicy {
@@ -297,7 +302,7 @@ mod tests {
     fn attempts_are_bounded_per_item() {
         let mut s = Supervisor::new(policy());
         let r = reply(Outcome::Transient { detail: "HTTP 503".into() }, Some(503));
-        let third = Attempt { number: 3, first_target_miss: None };
+        let third = Attempt { number: 3, first_not_visible: None };
         let d = s.decide(third, &r, 1000, Instant::now());
         assert!(matches!(d, Decision::Fail { reason_code: "retries_exhausted", ref reason } if reason.contains("3 attempts") && reason.contains("503")), "{d:?}");
     }
@@ -329,13 +334,16 @@ mod tests {
     #[test]
     fn a_missing_target_is_retried_for_the_grace_period_only() {
         let mut s = Supervisor::new(RetryPolicy { max_attempts: 100, target_grace: Duration::from_secs(10), ..RetryPolicy::default() });
-        let r = reply(Outcome::TargetNotVisible { message: "TargetDigitalTwinNotFound".into() }, Some(404));
+        let r = reply(Outcome::TwinNotVisible { message: "TargetDigitalTwinNotFound".into() }, Some(404));
         let t0 = Instant::now();
-        let early = Attempt { number: 2, first_target_miss: Some(t0) };
-        assert!(matches!(s.decide(early, &r, 100, t0 + Duration::from_secs(3)), Decision::Retry { reason: "target_not_visible", .. }));
-        let late = Attempt { number: 5, first_target_miss: Some(t0) };
+        let early = Attempt { number: 2, first_not_visible: Some(t0) };
+        assert!(matches!(s.decide(early, &r, 100, t0 + Duration::from_secs(3)), Decision::Retry { reason: "twin_not_visible", .. }));
+        // Outside the retry budget: eventual consistency is not overload.
+        let mut spent = Supervisor::new(RetryPolicy { max_attempts: 100, budget_min: 0, budget_share: 0.0, ..RetryPolicy::default() });
+        assert!(matches!(spent.decide(early, &r, 100, t0 + Duration::from_secs(1)), Decision::Retry { .. }));
+        let late = Attempt { number: 5, first_not_visible: Some(t0) };
         let d = s.decide(late, &r, 100, t0 + Duration::from_secs(11));
-        assert!(matches!(d, Decision::Fail { reason_code: "target_not_found", .. }), "{d:?}");
+        assert!(matches!(d, Decision::Fail { reason_code: "twin_not_found", .. }), "{d:?}");
     }
 
     #[test]

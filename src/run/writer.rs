@@ -230,7 +230,7 @@ async fn upload_models(env: &WriterEnv, mut remaining: Vec<ModelToSend>, request
                 });
                 return report;
             }
-            Outcome::Throttled { .. } | Outcome::Transient { .. } | Outcome::AuthFailed { .. } | Outcome::TargetNotVisible { .. } => {
+            Outcome::Throttled { .. } | Outcome::Transient { .. } | Outcome::AuthFailed { .. } | Outcome::TwinNotVisible { .. } => {
                 report.unsettled = remaining;
                 report.unsettled_reply = Some(reply);
                 return report;
