@@ -1,5 +1,5 @@
-//! The loader under trouble, against the real mock over loopback: injected 429s and 5xx lose
-//! nothing and never push the request rate of a class over its configured rate; a writer
+//! The loader under trouble, against the real mock over loopback: injected 429s, 5xx and
+//! dropped connections lose nothing and never push the request rate of a class over its configured rate; a writer
 //! actor that dies mid-request is restarted and its item still lands.
 
 mod load_support;
@@ -12,7 +12,7 @@ use twinload::mock::server::{start, MockConfig};
 use twinload::run::load;
 
 #[test]
-fn with_429_and_5xx_faults_nothing_is_lost_and_no_class_exceeds_its_rate() {
+fn with_429_5xx_and_dropped_connections_nothing_is_lost_and_no_class_exceeds_its_rate() {
     let dir = tempfile::tempdir().unwrap();
     let input = fleet(dir.path(), 400, 21);
     let expected = graph_of(&input);
@@ -20,6 +20,7 @@ fn with_429_and_5xx_faults_nothing_is_lost_and_no_class_exceeds_its_rate() {
         seed: 42,
         rate_429: 0.03,
         rate_5xx: 0.02,
+        drop_rate: 0.01,
         injected_retry_after: std::time::Duration::from_millis(200),
         ..FaultConfig::default()
     };
@@ -30,6 +31,7 @@ fn with_429_and_5xx_faults_nothing_is_lost_and_no_class_exceeds_its_rate() {
     let summary = load(config, vec![input.display().to_string()]).expect("load runs");
     assert_eq!(summary.exit_code, exit::OK, "{}", summary.human());
     assert!(summary.throttled_total > 0 && summary.retries_total > 0, "faults were injected: {}", summary.human());
+    assert!(summary.requests_by_status.contains_key("connection"), "connections were dropped: {}", summary.human());
     assert_same_graph(&expected, &exported(&mock));
 
     let stats = stats(&mock);
