@@ -11,54 +11,27 @@ use twinload::limits::Limits;
 use twinload::mock::store::{Store, StoreOptions};
 
 mod harness {
-    use std::thread::JoinHandle;
-
-    use actix_web::dev::ServerHandle;
-    use actix_web::{web, App, HttpServer};
     use twinload::limits::Limits;
+    use twinload::mock::faults::FaultConfig;
+    use twinload::mock::server::{self, MockConfig, MockHandle};
     use twinload::mock::store::{Store, StoreOptions};
-    use twinload::mock::throttle::Throttle;
 
-    /// One mock on a free port. Serves the data plane exactly as the real server wires it
-    /// (`api::configure` with `Data<Store>` and `Data<Throttle>`).
+    /// The real mock server (`server::start`) on a free loopback port, auth off, with the given
+    /// limits and the eventual-consistency switches of `options`.
     pub struct TestMock {
         pub url: String,
         pub store: Store,
-        server: ServerHandle,
-        thread: Option<JoinHandle<()>>,
+        _handle: MockHandle,
     }
 
     pub fn start(limits: Limits, options: StoreOptions) -> TestMock {
-        let store = Store::new(limits, options);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let served = store.clone();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let store = web::Data::new(served);
-                let throttle = web::Data::new(Throttle::unlimited());
-                let server = HttpServer::new(move || {
-                    App::new().app_data(store.clone()).app_data(throttle.clone()).configure(twinload::mock::api::configure)
-                })
-                .workers(1)
-                .bind(("127.0.0.1", 0))
-                .expect("bind a free loopback port");
-                let addr = server.addrs()[0];
-                let server = server.run();
-                ready_tx.send((addr, server.handle())).expect("test is waiting");
-                let _ = server.await;
-            })
-        });
-        let (addr, server) = ready_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("mock listening within 10 s");
-        TestMock { url: format!("http://{addr}"), store, server, thread: Some(thread) }
-    }
-
-    impl Drop for TestMock {
-        fn drop(&mut self) {
-            futures::executor::block_on(self.server.stop(false));
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
-            }
-        }
+        let faults = FaultConfig {
+            query_index_lag: options.query_index_lag,
+            new_twin_invisible_for: options.new_twin_invisible_for,
+            ..FaultConfig::default()
+        };
+        let handle = server::start(MockConfig::default().without_auth().with_limits(limits).with_faults(faults)).expect("the mock starts");
+        TestMock { url: handle.url.clone(), store: handle.store().clone(), _handle: handle }
     }
 }
 
@@ -178,6 +151,28 @@ impl Client {
     }
 }
 
+/// Follows `nextLink`s from `path`, asking for `page_size` items a page; every item, in order.
+async fn all_pages(client: &Client, path: &str, page_size: usize) -> Vec<Value> {
+    let size = page_size.to_string();
+    let headers = [("max-items-per-page", size.as_str())];
+    let mut items = Vec::new();
+    let mut answer = client.send(Method::GET, path, None, &headers).await;
+    for _ in 0..100 {
+        let body = answer.ok(200).clone();
+        let rows = body["value"].as_array().expect("a value array");
+        assert!(rows.len() <= page_size, "a page holds at most max-items-per-page items");
+        items.extend(rows.iter().cloned());
+        match body["nextLink"].as_str() {
+            None => return items,
+            Some(link) => {
+                assert!(link.starts_with(&client.base), "nextLink is an absolute URL of the mock: {link}");
+                answer = client.raw(Method::GET, link, None, &headers).await;
+            }
+        }
+    }
+    panic!("{path}: more than 100 pages");
+}
+
 fn twin_path(id: &str) -> String {
     twinload::adt::paths::twin(id)
 }
@@ -252,6 +247,10 @@ async fn api_version_is_required_and_must_be_one_adt_serves() {
     assert!(message.contains("2019-01-01") && message.contains("2023-10-31"), "{message}");
     // The api-version is checked before anything else: a missing twin with no version is a 400.
     client.raw(Method::DELETE, &format!("{}/digitaltwins/x", mock.url), None, &[]).await.refused(400, "MissingApiVersionParameter");
+    client.raw(Method::PUT, &format!("{}/digitaltwins/x", mock.url), Some("not json".into()), &[]).await.refused(400, "MissingApiVersionParameter");
+    // ADT's other stable versions are served too (the SDKs' defaults lag behind).
+    let older = client.raw(Method::GET, &format!("{}/models?api-version=2020-10-31", mock.url), None, &[]).await;
+    older.ok(200);
     client.get("/models").await.ok(200);
 }
 
@@ -388,21 +387,7 @@ async fn model_lists_page_by_next_link_and_follow_dependencies() {
     let mock = start();
     let client = Client::new(&mock);
     with_fleet_models(&client).await;
-    let mut seen = Vec::new();
-    let mut page = client.send(Method::GET, "/models", None, &[("max-items-per-page", "4")]).await;
-    for _ in 0..10 {
-        let body = page.ok(200).clone();
-        let items = body["value"].as_array().unwrap();
-        assert!(items.len() <= 4);
-        seen.extend(items.iter().map(|m| m["id"].as_str().unwrap().to_string()));
-        match body["nextLink"].as_str() {
-            None => break,
-            Some(link) => {
-                assert!(link.starts_with(&mock.url), "nextLink is absolute: {link}");
-                page = client.raw(Method::GET, link, None, &[("max-items-per-page", "4")]).await;
-            }
-        }
-    }
+    let seen: Vec<String> = all_pages(&client, "/models", 4).await.iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
     let mut expected = vec![ASSET, DEPOT, ENGINE, PART, VEHICLE, WHEEL];
     expected.sort();
     assert_eq!(seen, expected);
@@ -808,18 +793,10 @@ async fn relationship_lists_page_and_filter_and_incoming_lists_show_links() {
 
     let list_path = format!("{}/relationships", twin_path("v1"));
     let mut ids = Vec::new();
-    let mut page = client.send(Method::GET, &list_path, None, &[("max-items-per-page", "2")]).await;
-    for _ in 0..10 {
-        let body = page.ok(200).clone();
-        for rel in body["value"].as_array().unwrap() {
-            assert_eq!(rel["$sourceId"], "v1");
-            assert!(rel["$etag"].is_string());
-            ids.push(rel["$relationshipId"].as_str().unwrap().to_string());
-        }
-        match body["nextLink"].as_str() {
-            None => break,
-            Some(link) => page = client.raw(Method::GET, link, None, &[("max-items-per-page", "2")]).await,
-        }
+    for rel in all_pages(&client, &list_path, 2).await {
+        assert_eq!(rel["$sourceId"], "v1");
+        assert!(rel["$etag"].is_string());
+        ids.push(rel["$relationshipId"].as_str().unwrap().to_string());
     }
     assert_eq!(ids, vec!["park", "part-0", "part-1", "part-2", "part-3", "part-4"]);
     let parked = client.get(&format!("{list_path}?relationshipName=parkedAt")).await;
@@ -834,17 +811,12 @@ async fn relationship_lists_page_and_filter_and_incoming_lists_show_links() {
         json!({"$relationshipId": "park", "$sourceId": "v1", "$relationshipName": "parkedAt", "$relationshipLink": "/digitaltwins/v1/relationships/park"})
     );
     assert!(items[0].get("$targetId").is_none(), "the full body is not returned");
-    let mut incoming_ids = Vec::new();
-    let mut page = client.send(Method::GET, &format!("{}/incomingrelationships", twin_path("wheel1")), None, &[("max-items-per-page", "3")]).await;
-    for _ in 0..10 {
-        let body = page.ok(200).clone();
-        incoming_ids.extend(body["value"].as_array().unwrap().iter().map(|r| r["$relationshipId"].as_str().unwrap().to_string()));
-        match body["nextLink"].as_str() {
-            None => break,
-            Some(link) => page = client.raw(Method::GET, link, None, &[("max-items-per-page", "3")]).await,
-        }
-    }
-    assert_eq!(incoming_ids.len(), 5);
+    let incoming_ids: Vec<Value> = all_pages(&client, &format!("{}/incomingrelationships", twin_path("wheel1")), 3)
+        .await
+        .iter()
+        .map(|r| r["$relationshipId"].clone())
+        .collect();
+    assert_eq!(incoming_ids, vec![json!("part-0"), json!("part-1"), json!("part-2"), json!("part-3"), json!("part-4")]);
     client.get(&format!("{}/relationships", twin_path("ghost"))).await.refused(404, "DigitalTwinNotFound");
     client.get(&format!("{}/incomingrelationships", twin_path("ghost"))).await.refused(404, "DigitalTwinNotFound");
 }
@@ -1026,4 +998,33 @@ async fn equal_graphs_export_byte_identical_ndjson_and_reset_empties() {
     let client = Client::new(&first);
     client.get(&twin_path("v1")).await.refused(404, "DigitalTwinNotFound");
     with_fleet_models(&client).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// per-twin limits, as the handlers apply them
+
+#[tokio::test]
+async fn a_write_over_the_per_twin_limit_is_429_with_retry_after_and_changes_nothing() {
+    let limits = Limits { per_twin_writes_per_s: 1, ..test_limits() };
+    let mock = harness::start(limits, StoreOptions::default());
+    let client = Client::new(&mock);
+    with_fleet_models(&client).await;
+    let mut last_landed = None;
+    let mut refused = None;
+    for i in 0..50 {
+        let answer = client.put_twin("d1", DEPOT, json!({ "city": format!("city {i}") })).await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some((i, answer));
+            break;
+        }
+        answer.ok(200);
+        last_landed = Some(i);
+    }
+    let (attempt, answer) = refused.expect("50 writes to one twin at once meet a 1 write/s limit");
+    answer.refused(429, "QuotaReachedError");
+    let retry_after: u64 = answer.header("retry-after").expect("Retry-After").parse().expect("whole seconds");
+    assert!(retry_after >= 1);
+    let twin = client.get(&twin_path("d1")).await.ok(200).clone();
+    assert_eq!(twin["city"], format!("city {}", last_landed.expect("the first write landed")));
+    assert_ne!(twin["city"], format!("city {attempt}"), "the refused write changed nothing");
 }

@@ -260,7 +260,9 @@ pub fn too_many_requests(retry_after: Duration, what: &str) -> HttpResponse {
     HttpResponse::build(StatusCode::TOO_MANY_REQUESTS)
         .insert_header(("Retry-After", seconds.to_string()))
         .insert_header(("x-ms-retry-after-ms", millis.to_string()))
-        .json(body)
+        // The live service's Content-Type on every JSON answer (ADT-REFERENCE.md §0).
+        .content_type(crate::mock::store::error::JSON_CONTENT_TYPE)
+        .body(serde_json::to_vec(&body).unwrap_or_default())
 }
 
 /// Middleware: spends one request of the instance-wide bucket of the request's limit class, or

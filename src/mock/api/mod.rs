@@ -11,16 +11,20 @@ mod relationships;
 mod twins;
 
 use std::borrow::Cow;
+use std::fmt;
 use std::future::{ready, Ready};
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::adt::{codes, paths::decode_segment, ErrorBody};
 use crate::mock::store::error::JSON_CONTENT_TYPE;
-use crate::mock::store::{AdtFailure, IfMatch};
+use crate::mock::store::patch::{parse_patch, PatchOp};
+use crate::mock::store::{AdtFailure, IfMatch, Store};
+use crate::mock::throttle::{too_many_requests, Throttle, TwinWritePermit};
 
 /// The api-versions the mock serves: ADT's stable data-plane versions, newest first. They
 /// behave alike here; 2023-10-31 is the one twinload speaks, and the SDKs' older defaults
@@ -62,6 +66,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/digitaltwins/{id}/incomingrelationships").route(web::get().to(relationships::list_incoming)))
         .service(web::resource("/query").route(web::post().to(query::run)));
+}
+
+/// A write refused by the per-twin limits; answered by the shared 429 builder
+/// (`throttle::too_many_requests`, with `Retry-After`).
+#[derive(Debug)]
+struct Throttled {
+    retry_after: Duration,
+    twins: String,
+}
+
+impl fmt::Display for Throttled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "too many writes to {}; retry after {:?}", self.twins, self.retry_after)
+    }
+}
+
+impl ResponseError for Throttled {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::TOO_MANY_REQUESTS
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        too_many_requests(self.retry_after, &format!("writes to {}", self.twins))
+    }
+}
+
+/// Spends the per-twin write budget of every twin a write touches (a relationship write: its
+/// source and its target). Called after the request is checked and before anything changes;
+/// the permit is held until the write is done.
+fn admit_writes(throttle: &Throttle, twins: &[&str]) -> Result<TwinWritePermit, Throttled> {
+    throttle.admit_twin_writes(twins).map_err(|retry_after| Throttled {
+        retry_after,
+        twins: format!("twin{} {}", if twins.len() == 1 { "" } else { "s" }, twins.join(" and ")),
+    })
 }
 
 /// Proof that the request named a supported `api-version`; handlers take it first so a
@@ -178,6 +216,15 @@ fn require_json_patch(req: &HttpRequest) -> Result<(), AdtFailure> {
     } else {
         Err(AdtFailure::unsupported_media_type(if content_type.is_empty() { "(none)" } else { content_type }))
     }
+}
+
+/// The parts of a twin or relationship PATCH: `Content-Type: application/json-patch+json`, an
+/// optional `If-Match`, a body within the payload limit that parses as JSON Patch.
+fn patch_request(req: &HttpRequest, store: &Store, body: &[u8]) -> Result<(Vec<PatchOp>, Option<IfMatch>), AdtFailure> {
+    require_json_patch(req)?;
+    let condition = if_match(req)?;
+    store.check_payload(body)?;
+    Ok((parse_patch(body)?, condition))
 }
 
 /// The page size: the limit, or less when `max-items-per-page` asks for less.

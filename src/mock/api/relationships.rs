@@ -6,15 +6,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::adt::paths;
-use crate::mock::store::patch::parse_patch;
 use crate::mock::store::{AdtFailure, Store};
-use crate::mock::throttle::{too_many_requests, Throttle};
+use crate::mock::throttle::Throttle;
 
-use super::{if_match, if_none_match_any, json_response, list_body, next_link, page_size, path_id, query_value, require_json_patch, ApiVersion};
-
-fn throttled(retry_after: std::time::Duration, source: &str, target: &str) -> HttpResponse {
-    too_many_requests(retry_after, &format!("writes to twins {source} and {target}"))
-}
+use super::{admit_writes, if_match, patch_request, if_none_match_any, json_response, list_body, next_link, page_size, path_id, query_value, ApiVersion};
 
 /// `PUT …/relationships/{relationship_id}` [`If-None-Match: *`] → 200 with the relationship and its `ETag`.
 pub(super) async fn put(
@@ -23,15 +18,12 @@ pub(super) async fn put(
     store: web::Data<Store>,
     throttle: web::Data<Throttle>,
     body: web::Bytes,
-) -> Result<HttpResponse, AdtFailure> {
+) -> actix_web::Result<HttpResponse> {
     let source = path_id(&req, "id");
     let id = path_id(&req, "relationship_id");
     let prepared = store.prepare_relationship_put(&source, &id, &body, if_none_match_any(&req)?)?;
     let target = prepared.target().to_string();
-    let _permit = match throttle.admit_twin_writes(&[&source, &target]) {
-        Ok(permit) => permit,
-        Err(retry_after) => return Ok(throttled(retry_after, &source, &target)),
-    };
+    let _permit = admit_writes(&throttle, &[&source, &target])?;
     let relationship = store.commit_relationship_put(prepared)?;
     Ok(json_response(StatusCode::OK, relationship.json.clone(), Some(&relationship.etag)))
 }
@@ -49,19 +41,13 @@ pub(super) async fn update(
     store: web::Data<Store>,
     throttle: web::Data<Throttle>,
     body: web::Bytes,
-) -> Result<HttpResponse, AdtFailure> {
+) -> actix_web::Result<HttpResponse> {
     let source = path_id(&req, "id");
     let id = path_id(&req, "relationship_id");
-    require_json_patch(&req)?;
-    let condition = if_match(&req)?;
-    store.check_payload(&body)?;
-    let ops = parse_patch(&body)?;
+    let (ops, condition) = patch_request(&req, &store, &body)?;
     let prepared = store.prepare_relationship_update(&source, &id, ops, condition)?;
     let target = prepared.target().to_string();
-    let _permit = match throttle.admit_twin_writes(&[&source, &target]) {
-        Ok(permit) => permit,
-        Err(retry_after) => return Ok(throttled(retry_after, &source, &target)),
-    };
+    let _permit = admit_writes(&throttle, &[&source, &target])?;
     let relationship = store.commit_relationship_update(prepared)?;
     Ok(HttpResponse::NoContent().insert_header(("ETag", relationship.etag.as_str())).finish())
 }
@@ -72,15 +58,12 @@ pub(super) async fn delete(
     req: HttpRequest,
     store: web::Data<Store>,
     throttle: web::Data<Throttle>,
-) -> Result<HttpResponse, AdtFailure> {
+) -> actix_web::Result<HttpResponse> {
     let source = path_id(&req, "id");
     let id = path_id(&req, "relationship_id");
     let condition = if_match(&req)?;
     let target = store.get_relationship(&source, &id)?.target.clone();
-    let _permit = match throttle.admit_twin_writes(&[&source, &target]) {
-        Ok(permit) => permit,
-        Err(retry_after) => return Ok(throttled(retry_after, &source, &target)),
-    };
+    let _permit = admit_writes(&throttle, &[&source, &target])?;
     store.delete_relationship(&source, &id, condition.as_ref())?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,11 +5,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::mock::store::patch::parse_patch;
 use crate::mock::store::{AdtFailure, Store};
-use crate::mock::throttle::{too_many_requests, Throttle};
+use crate::mock::throttle::Throttle;
 
-use super::{if_match, if_none_match_any, json_response, path_id, require_json_patch, ApiVersion};
+use super::{admit_writes, if_match, patch_request, if_none_match_any, json_response, path_id, ApiVersion};
 
 /// `GET /digitaltwins/{id}` → 200, the twin and its `ETag`. The hot path: one map lookup and
 /// bytes serialized at write time.
@@ -26,13 +25,10 @@ pub(super) async fn put(
     store: web::Data<Store>,
     throttle: web::Data<Throttle>,
     body: web::Bytes,
-) -> Result<HttpResponse, AdtFailure> {
+) -> actix_web::Result<HttpResponse> {
     let id = path_id(&req, "id");
     let prepared = store.prepare_twin_put(&id, &body, if_none_match_any(&req)?)?;
-    let _permit = match throttle.admit_twin_writes(&[&id]) {
-        Ok(permit) => permit,
-        Err(retry_after) => return Ok(too_many_requests(retry_after, &format!("writes to twin {id}"))),
-    };
+    let _permit = admit_writes(&throttle, &[&id])?;
     let twin = store.commit_twin_put(prepared)?;
     Ok(json_response(StatusCode::OK, twin.json.clone(), Some(&twin.etag)))
 }
@@ -44,17 +40,11 @@ pub(super) async fn update(
     store: web::Data<Store>,
     throttle: web::Data<Throttle>,
     body: web::Bytes,
-) -> Result<HttpResponse, AdtFailure> {
+) -> actix_web::Result<HttpResponse> {
     let id = path_id(&req, "id");
-    require_json_patch(&req)?;
-    let condition = if_match(&req)?;
-    store.check_payload(&body)?;
-    let ops = parse_patch(&body)?;
+    let (ops, condition) = patch_request(&req, &store, &body)?;
     let prepared = store.prepare_twin_update(&id, ops, condition)?;
-    let _permit = match throttle.admit_twin_writes(&[&id]) {
-        Ok(permit) => permit,
-        Err(retry_after) => return Ok(too_many_requests(retry_after, &format!("writes to twin {id}"))),
-    };
+    let _permit = admit_writes(&throttle, &[&id])?;
     let twin = store.commit_twin_update(prepared)?;
     Ok(HttpResponse::NoContent().insert_header(("ETag", twin.etag.as_str())).finish())
 }
@@ -66,13 +56,10 @@ pub(super) async fn delete(
     req: HttpRequest,
     store: web::Data<Store>,
     throttle: web::Data<Throttle>,
-) -> Result<HttpResponse, AdtFailure> {
+) -> actix_web::Result<HttpResponse> {
     let id = path_id(&req, "id");
     let condition = if_match(&req)?;
-    let _permit = match throttle.admit_twin_writes(&[&id]) {
-        Ok(permit) => permit,
-        Err(retry_after) => return Ok(too_many_requests(retry_after, &format!("writes to twin {id}"))),
-    };
+    let _permit = admit_writes(&throttle, &[&id])?;
     store.delete_twin(&id, condition.as_ref())?;
     Ok(HttpResponse::NoContent().finish())
 }

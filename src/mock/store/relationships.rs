@@ -58,6 +58,9 @@ pub struct IncomingRelationship {
     pub name: String,
 }
 
+/// A relationship's identity: (source twin id, relationship id).
+pub type RelationshipKey = (String, String);
+
 /// Body keys of a relationship that ADT sets itself or takes from the path.
 const SERVICE_KEYS: [&str; 5] = ["$targetId", "$relationshipName", "$relationshipId", "$sourceId", "$etag"];
 
@@ -252,9 +255,9 @@ impl Store {
     pub fn list_incoming(
         &self,
         target: &str,
-        after: Option<(String, String)>,
+        after: Option<RelationshipKey>,
         page_size: usize,
-    ) -> Result<(Vec<IncomingRelationship>, Option<(String, String)>), AdtFailure> {
+    ) -> Result<(Vec<IncomingRelationship>, Option<RelationshipKey>), AdtFailure> {
         let node = self.inner.twins.get(target).ok_or_else(|| AdtFailure::twin_not_found(target))?;
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut entries = node.incoming.range((lower, Bound::Unbounded));
