@@ -39,7 +39,7 @@ pub enum Command {
     /// Run a whole load against an in-process mock ADT and print the summary.
     Demo(crate::demo::DemoArgs),
     /// Serve a mock of the ADT data plane on loopback.
-    MockAdt(crate::mock::cli::MockAdtArgs),
+    MockAdt(Box<crate::mock::cli::MockAdtArgs>),
 }
 
 pub fn main() -> ExitCode {
@@ -56,7 +56,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => crate::plan::cli::run(args),
         Command::Gen(args) => crate::gen::run(args),
         Command::Demo(args) => crate::demo::run(args),
-        Command::MockAdt(args) => crate::mock::cli::run(args),
+        Command::MockAdt(args) => crate::mock::cli::run(*args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -72,5 +72,8 @@ pub fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn,actix_web=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

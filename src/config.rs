@@ -1,1 +1,592 @@
-//! Loader configuration.
+//! The loader's configuration: a TOML file (`--config <file>`, see
+//! `config/twinload.example.toml`), `TWINLOAD_*` environment variables and flags.
+//!
+//! Precedence: flags > environment > file > defaults. Clap reads a flag or, failing that, its
+//! `TWINLOAD_*` variable ([`ConfigArgs`]); the file fills what both left unset ([`FileConfig`],
+//! which rejects unknown keys so a typo is an error, not a silent default); the named
+//! `DEFAULT_*` constants fill the rest. [`LoadConfig`] is the resolved result the run uses.
+//!
+//! The token is never printed: [`SecretToken`] redacts itself in `Debug` and `Display`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::limits::Limits;
+
+/// Writer actors, i.e. HTTP requests in flight at once. 500 writes/s at ~50 ms per request
+/// needs ~25; the rest is slack for slow responses.
+pub const DEFAULT_WRITERS: usize = 32;
+/// Models per `POST /models`. ADT allows 250 but rejects big batches sooner in practice
+/// (FIELD.md §2, item 2).
+pub const DEFAULT_MODEL_BATCH_SIZE: usize = 100;
+/// Per-request timeout (the Azure SDKs use 100 s; ADT answers writes in tens of ms).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long in-flight requests may take to finish after a deadline or signal.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Attempts per item, the first included (Google SRE: 3; throttling is routine here, so more).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// First backoff step; doubled per attempt, jittered.
+pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Backoff ceiling.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Retries may be at most this share of first attempts (Google SRE: 10%)…
+pub const DEFAULT_RETRY_BUDGET_SHARE: f64 = 0.10;
+/// …plus this many, so a small run can still retry.
+pub const DEFAULT_RETRY_BUDGET_MIN: u64 = 50;
+/// How long a relationship whose target this run created (or found) is retried on
+/// `TargetDigitalTwinNotFound` (ADT is eventually consistent; query lags up to 10 s).
+pub const DEFAULT_TARGET_GRACE: Duration = Duration::from_secs(30);
+/// Multiplicative decrease of a class's rate on a throttle (AWS adaptive: β = 0.7).
+pub const DEFAULT_ADAPTIVE_DECREASE: f64 = 0.7;
+/// The adaptive rate never goes below this share of the configured rate.
+pub const DEFAULT_ADAPTIVE_FLOOR_SHARE: f64 = 0.1;
+/// CUBIC's C (AWS adaptive: 0.4), in requests/s per s³: how fast the rate grows back.
+pub const DEFAULT_ADAPTIVE_CUBIC_C: f64 = 0.4;
+/// Throttles closer together than this count as one congestion event (the responses of
+/// requests already in flight when the first 429 came should not cut the rate again).
+pub const DEFAULT_ADAPTIVE_COOLDOWN: Duration = Duration::from_millis(1000);
+/// Share of the configured rate to start at. ADT may throttle below its limits while it
+/// scales (ADT-REFERENCE.md §2); 1.0 starts at the ceiling and lets the adaptive rate cut.
+pub const DEFAULT_ADAPTIVE_INITIAL_SHARE: f64 = 1.0;
+/// Burst of each class bucket, in seconds of its rate (1/20 s keeps the stream smooth).
+pub const DEFAULT_BURST_SECONDS: f64 = 0.05;
+/// Where the dead-letter NDJSON goes unless told.
+pub const DEFAULT_DEAD_LETTER_PATH: &str = "twinload-dead-letters.ndjson";
+
+/// A bearer token. Never printed: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretToken(String);
+
+impl SecretToken {
+    pub fn new(token: impl Into<String>) -> SecretToken {
+        SecretToken(token.into())
+    }
+    /// The token itself, for the `Authorization` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for SecretToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl FromStr for SecretToken {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretToken(s.to_string()))
+    }
+}
+
+/// How the loader authenticates. Managed identity comes with the Azure-integration issue.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Auth {
+    /// No `Authorization` header (a mock started with `--no-auth`).
+    None,
+    /// A static `Authorization: Bearer <token>`.
+    BearerToken { token: SecretToken },
+}
+
+/// How twins and relationships are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteMode {
+    /// `PUT` creates or replaces (ADT's default; re-runs are idempotent).
+    Upsert,
+    /// `PUT` with `If-None-Match: *`: an existing twin or relationship is left alone and
+    /// counted as "already existed".
+    CreateOnly,
+}
+
+/// Retry policy (owned by the supervisor).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub budget_share: f64,
+    pub budget_min: u64,
+    pub target_grace: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff_base: DEFAULT_BACKOFF_BASE,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+            budget_share: DEFAULT_RETRY_BUDGET_SHARE,
+            budget_min: DEFAULT_RETRY_BUDGET_MIN,
+            target_grace: DEFAULT_TARGET_GRACE,
+        }
+    }
+}
+
+/// The adaptive rate of each limit class (see `crate::limiter`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptiveRate {
+    pub enabled: bool,
+    pub decrease_factor: f64,
+    pub floor_share: f64,
+    pub cubic_c: f64,
+    pub cooldown: Duration,
+    pub initial_share: f64,
+    pub burst_seconds: f64,
+}
+
+impl Default for AdaptiveRate {
+    fn default() -> Self {
+        AdaptiveRate {
+            enabled: true,
+            decrease_factor: DEFAULT_ADAPTIVE_DECREASE,
+            floor_share: DEFAULT_ADAPTIVE_FLOOR_SHARE,
+            cubic_c: DEFAULT_ADAPTIVE_CUBIC_C,
+            cooldown: DEFAULT_ADAPTIVE_COOLDOWN,
+            initial_share: DEFAULT_ADAPTIVE_INITIAL_SHARE,
+            burst_seconds: DEFAULT_BURST_SECONDS,
+        }
+    }
+}
+
+/// Test-only fault switches in the loader itself. Never set them in production.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chaos {
+    /// Every n-th request a writer sends, the writer dies after sending it and before
+    /// reporting the outcome, so the supervisor's restart and re-dispatch are exercised.
+    pub writer_crash_every: Option<u64>,
+}
+
+/// The resolved configuration of one load.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Base URL of the instance, e.g. `https://x.api.wcus.digitaltwins.azure.net` (no path).
+    pub endpoint: String,
+    pub auth: Auth,
+    /// An extra trusted CA certificate (PEM), e.g. the mock's self-signed one.
+    pub ca_cert: Option<PathBuf>,
+    pub limits: Limits,
+    pub writers: usize,
+    pub model_batch_size: usize,
+    pub mode: WriteMode,
+    pub retry: RetryPolicy,
+    pub adaptive: AdaptiveRate,
+    pub request_timeout: Duration,
+    /// The whole run stops (cleanly, summary written) after this long.
+    pub deadline: Option<Duration>,
+    pub shutdown_grace: Duration,
+    /// The JSON summary; `None` writes only the human summary on stderr.
+    pub summary_path: Option<PathBuf>,
+    pub dead_letter_path: PathBuf,
+    pub chaos: Chaos,
+}
+
+impl LoadConfig {
+    /// Every value at its default, for `endpoint`, without auth.
+    pub fn new(endpoint: impl Into<String>) -> LoadConfig {
+        LoadConfig {
+            endpoint: endpoint.into(),
+            auth: Auth::None,
+            ca_cert: None,
+            limits: Limits::adt_default(),
+            writers: DEFAULT_WRITERS,
+            model_batch_size: DEFAULT_MODEL_BATCH_SIZE,
+            mode: WriteMode::Upsert,
+            retry: RetryPolicy::default(),
+            adaptive: AdaptiveRate::default(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            deadline: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            summary_path: None,
+            dead_letter_path: PathBuf::from(DEFAULT_DEAD_LETTER_PATH),
+            chaos: Chaos::default(),
+        }
+    }
+
+    /// Checks what serde and clap cannot: ranges and combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: String| Err(ConfigError::Invalid { key: key.to_string(), message: why });
+        if !(self.endpoint.starts_with("https://") || self.endpoint.starts_with("http://")) {
+            return bad("endpoint", format!("'{}' is not an http(s) URL; give e.g. https://<instance>.api.<region>.digitaltwins.azure.net", self.endpoint));
+        }
+        if self.writers == 0 {
+            return bad("writers", "must be at least 1".into());
+        }
+        if self.model_batch_size == 0 || self.model_batch_size > self.limits.max_models_per_call {
+            return bad("model_batch_size", format!("must be 1..={} (the limits' max_models_per_call)", self.limits.max_models_per_call));
+        }
+        if self.retry.max_attempts == 0 {
+            return bad("retry.max_attempts", "must be at least 1 (1 means no retries)".into());
+        }
+        if !(0.0..=1.0).contains(&self.retry.budget_share) {
+            return bad("retry.budget_share", "must be between 0 and 1".into());
+        }
+        let a = &self.adaptive;
+        if !(a.decrease_factor > 0.0 && a.decrease_factor < 1.0) {
+            return bad("adaptive.decrease_factor", "must be between 0 and 1 (exclusive)".into());
+        }
+        if !(a.floor_share > 0.0 && a.floor_share <= 1.0 && a.initial_share > 0.0 && a.initial_share <= 1.0) {
+            return bad("adaptive.floor_share/initial_share", "must be in (0, 1]".into());
+        }
+        if a.cubic_c <= 0.0 || a.burst_seconds <= 0.0 {
+            return bad("adaptive.cubic_c/burst_seconds", "must be positive".into());
+        }
+        if self.chaos.writer_crash_every == Some(0) {
+            return bad("chaos.writer_crash_every", "must be at least 1 (or unset)".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path} is not valid: {message} (see config/twinload.example.toml)")]
+    Parse { path: String, message: String },
+    #[error("no endpoint: give --endpoint <url>, TWINLOAD_ENDPOINT, or `endpoint` in the config file")]
+    NoEndpoint,
+    #[error("config value {key} is not valid: {message}")]
+    Invalid { key: String, message: String },
+    #[error(transparent)]
+    Limits(#[from] crate::limits::LimitsError),
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file
+
+/// `--config <file>`: every key optional; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub endpoint: Option<String>,
+    pub auth: Option<Auth>,
+    pub ca_cert: Option<PathBuf>,
+    pub limits: Option<String>,
+    pub writers: Option<usize>,
+    pub model_batch_size: Option<usize>,
+    pub mode: Option<WriteMode>,
+    pub request_timeout_s: Option<f64>,
+    pub deadline_s: Option<f64>,
+    pub shutdown_grace_s: Option<f64>,
+    #[serde(default)]
+    pub retry: RetryFile,
+    #[serde(default)]
+    pub adaptive: AdaptiveFile,
+    #[serde(default)]
+    pub output: OutputFile,
+    #[serde(default)]
+    pub chaos: ChaosFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    pub max_attempts: Option<u32>,
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_max_ms: Option<u64>,
+    pub budget_share: Option<f64>,
+    pub budget_min: Option<u64>,
+    pub target_grace_s: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveFile {
+    pub enabled: Option<bool>,
+    pub decrease_factor: Option<f64>,
+    pub floor_share: Option<f64>,
+    pub cubic_c: Option<f64>,
+    pub cooldown_ms: Option<u64>,
+    pub initial_share: Option<f64>,
+    pub burst_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputFile {
+    pub summary: Option<PathBuf>,
+    pub dead_letter: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosFile {
+    pub writer_crash_every: Option<u64>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        FileConfig::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_string(), message: e.to_string() })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flags and environment
+
+/// Configuration flags of `twinload load`; each also reads its `TWINLOAD_*` variable.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML config file (see config/twinload.example.toml). Flags and TWINLOAD_* override it.
+    #[arg(long, env = "TWINLOAD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// ADT instance URL, e.g. https://<instance>.api.<region>.digitaltwins.azure.net
+    #[arg(long, env = "TWINLOAD_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Static bearer token (prefer the TWINLOAD_TOKEN variable: flags show in `ps`).
+    #[arg(long, env = "TWINLOAD_TOKEN", hide_env_values = true)]
+    pub token: Option<SecretToken>,
+    /// Extra trusted CA certificate (PEM), e.g. the mock's `--ca-out` file.
+    #[arg(long, env = "TWINLOAD_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Limits profile name (adt-2025, adt-2021) or limits file (`path.toml[#profile]`).
+    #[arg(long, env = "TWINLOAD_LIMITS")]
+    pub limits: Option<String>,
+    /// Writer actors (HTTP requests in flight at once). Default 32.
+    #[arg(long, env = "TWINLOAD_WRITERS")]
+    pub writers: Option<usize>,
+    /// Models per POST /models. Default 100.
+    #[arg(long, env = "TWINLOAD_MODEL_BATCH_SIZE")]
+    pub model_batch_size: Option<usize>,
+    /// upsert (default): PUT creates or replaces; create-only: PUT with If-None-Match: *.
+    #[arg(long, env = "TWINLOAD_MODE", value_enum)]
+    pub mode: Option<WriteMode>,
+    /// Attempts per item, the first included. Default 8.
+    #[arg(long, env = "TWINLOAD_MAX_ATTEMPTS")]
+    pub max_attempts: Option<u32>,
+    /// Retries at most this share of requests (plus a minimum). Default 0.1.
+    #[arg(long, env = "TWINLOAD_RETRY_BUDGET_SHARE")]
+    pub retry_budget_share: Option<f64>,
+    /// Seconds a relationship is retried while its new target is not visible yet. Default 30.
+    #[arg(long, env = "TWINLOAD_TARGET_GRACE_S")]
+    pub target_grace_s: Option<f64>,
+    /// Turn the adaptive rate (back off on 429, recover gradually) on or off. Default on.
+    #[arg(long, env = "TWINLOAD_ADAPTIVE")]
+    pub adaptive: Option<bool>,
+    /// Per-request timeout in seconds. Default 30.
+    #[arg(long, env = "TWINLOAD_REQUEST_TIMEOUT_S")]
+    pub request_timeout_s: Option<f64>,
+    /// Stop the run cleanly after this many seconds (exit code 5). Default: none.
+    #[arg(long, env = "TWINLOAD_DEADLINE_S")]
+    pub deadline_s: Option<f64>,
+    /// Write the JSON summary here.
+    #[arg(long, env = "TWINLOAD_SUMMARY")]
+    pub summary: Option<PathBuf>,
+    /// Write dead letters (NDJSON) here. Default twinload-dead-letters.ndjson.
+    #[arg(long, env = "TWINLOAD_DEAD_LETTER")]
+    pub dead_letter: Option<PathBuf>,
+}
+
+fn seconds(key: &str, value: f64) -> Result<Duration, ConfigError> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| ConfigError::Invalid { key: key.to_string(), message: format!("{value} is not a valid number of seconds") })
+}
+
+fn opt_seconds(key: &str, value: Option<f64>) -> Result<Option<Duration>, ConfigError> {
+    value.map(|v| seconds(key, v)).transpose()
+}
+
+impl ConfigArgs {
+    /// Layers flags/env over the file (if any) over the defaults, and validates the result.
+    pub fn resolve(&self) -> Result<LoadConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        self.resolve_with(file)
+    }
+
+    /// [`ConfigArgs::resolve`] with the file already read.
+    pub fn resolve_with(&self, file: FileConfig) -> Result<LoadConfig, ConfigError> {
+        let endpoint = self.endpoint.clone().or(file.endpoint).ok_or(ConfigError::NoEndpoint)?;
+        let mut config = LoadConfig::new(endpoint.trim_end_matches('/'));
+        config.auth = match &self.token {
+            Some(token) => Auth::BearerToken { token: token.clone() },
+            None => file.auth.unwrap_or(Auth::None),
+        };
+        config.ca_cert = self.ca_cert.clone().or(file.ca_cert);
+        if let Some(spec) = self.limits.as_ref().or(file.limits.as_ref()) {
+            config.limits = Limits::from_spec(spec)?;
+        }
+        config.writers = self.writers.or(file.writers).unwrap_or(DEFAULT_WRITERS);
+        config.model_batch_size = self.model_batch_size.or(file.model_batch_size).unwrap_or(DEFAULT_MODEL_BATCH_SIZE);
+        config.mode = self.mode.or(file.mode).unwrap_or(WriteMode::Upsert);
+        if let Some(t) = opt_seconds("request_timeout_s", self.request_timeout_s.or(file.request_timeout_s))? {
+            config.request_timeout = t;
+        }
+        config.deadline = opt_seconds("deadline_s", self.deadline_s.or(file.deadline_s))?;
+        if let Some(t) = opt_seconds("shutdown_grace_s", file.shutdown_grace_s)? {
+            config.shutdown_grace = t;
+        }
+
+        let r = &file.retry;
+        let retry = &mut config.retry;
+        retry.max_attempts = self.max_attempts.or(r.max_attempts).unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if let Some(ms) = r.backoff_base_ms {
+            retry.backoff_base = Duration::from_millis(ms);
+        }
+        if let Some(ms) = r.backoff_max_ms {
+            retry.backoff_max = Duration::from_millis(ms);
+        }
+        retry.budget_share = self.retry_budget_share.or(r.budget_share).unwrap_or(DEFAULT_RETRY_BUDGET_SHARE);
+        retry.budget_min = r.budget_min.unwrap_or(DEFAULT_RETRY_BUDGET_MIN);
+        if let Some(t) = opt_seconds("retry.target_grace_s", self.target_grace_s.or(r.target_grace_s))? {
+            retry.target_grace = t;
+        }
+
+        let a = &file.adaptive;
+        let adaptive = &mut config.adaptive;
+        adaptive.enabled = self.adaptive.or(a.enabled).unwrap_or(true);
+        adaptive.decrease_factor = a.decrease_factor.unwrap_or(DEFAULT_ADAPTIVE_DECREASE);
+        adaptive.floor_share = a.floor_share.unwrap_or(DEFAULT_ADAPTIVE_FLOOR_SHARE);
+        adaptive.cubic_c = a.cubic_c.unwrap_or(DEFAULT_ADAPTIVE_CUBIC_C);
+        if let Some(ms) = a.cooldown_ms {
+            adaptive.cooldown = Duration::from_millis(ms);
+        }
+        adaptive.initial_share = a.initial_share.unwrap_or(DEFAULT_ADAPTIVE_INITIAL_SHARE);
+        adaptive.burst_seconds = a.burst_seconds.unwrap_or(DEFAULT_BURST_SECONDS);
+
+        config.summary_path = self.summary.clone().or(file.output.summary);
+        if let Some(p) = self.dead_letter.clone().or(file.output.dead_letter) {
+            config.dead_letter_path = p;
+        }
+        config.chaos.writer_crash_every = file.chaos.writer_crash_every;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: ConfigArgs,
+    }
+
+    /// Serialises the tests that read `TWINLOAD_*` with those that set one.
+    static ENV_LOCK: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+    fn args(argv: &[&str]) -> ConfigArgs {
+        let _env = ENV_LOCK.lock();
+        parse_args(argv)
+    }
+
+    fn parse_args(argv: &[&str]) -> ConfigArgs {
+        let mut full = vec!["twinload"];
+        full.extend_from_slice(argv);
+        Cmd::try_parse_from(full).expect("flags parse").args
+    }
+
+    #[test]
+    fn the_example_file_parses_and_matches_the_defaults() {
+        let text = include_str!("../config/twinload.example.toml");
+        let file = FileConfig::parse(text, "config/twinload.example.toml").expect("example parses");
+        let config = args(&["--endpoint", "https://x.example"]).resolve_with(file).expect("resolves");
+        let defaults = LoadConfig::new("https://x.example");
+        assert_eq!(config.writers, defaults.writers);
+        assert_eq!(config.model_batch_size, defaults.model_batch_size);
+        assert_eq!(config.retry, defaults.retry);
+        assert_eq!(config.adaptive, defaults.adaptive);
+        assert_eq!(config.limits, defaults.limits);
+        assert_eq!(config.request_timeout, defaults.request_timeout);
+        assert_eq!(config.dead_letter_path, defaults.dead_letter_path);
+        assert_eq!(config.chaos, defaults.chaos);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let err = FileConfig::parse("[retry]\nmax_atempts = 3\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("max_atempts") && err.contains("t.toml"), "{err}");
+        let err = FileConfig::parse("writer = 3\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("writer"), "{err}");
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let file = FileConfig::parse(
+            "endpoint = \"https://file.example\"\nwriters = 7\nmodel_batch_size = 50\n[retry]\nmax_attempts = 4\n",
+            "t.toml",
+        )
+        .unwrap();
+        let config = args(&["--writers", "9"]).resolve_with(file).unwrap();
+        assert_eq!(config.endpoint, "https://file.example");
+        assert_eq!(config.writers, 9, "flag wins");
+        assert_eq!(config.model_batch_size, 50, "file wins over default");
+        assert_eq!(config.retry.max_attempts, 4);
+        assert_eq!(config.retry.budget_share, DEFAULT_RETRY_BUDGET_SHARE, "default fills the rest");
+    }
+
+    #[test]
+    fn environment_sits_between_flags_and_file() {
+        // Clap reads TWINLOAD_* itself; the lock keeps other tests from seeing the variable.
+        let _env = ENV_LOCK.lock();
+        std::env::set_var("TWINLOAD_TARGET_GRACE_S", "12");
+        let file = FileConfig::parse("[retry]\ntarget_grace_s = 50\n", "t.toml").unwrap();
+        let from_env = parse_args(&["--endpoint", "https://x.example"]).resolve_with(file).unwrap();
+        let flag = parse_args(&["--endpoint", "https://x.example", "--target-grace-s", "3"])
+            .resolve_with(FileConfig::default())
+            .unwrap();
+        std::env::remove_var("TWINLOAD_TARGET_GRACE_S");
+        assert_eq!(from_env.retry.target_grace, Duration::from_secs(12));
+        assert_eq!(flag.retry.target_grace, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn the_token_is_never_printed() {
+        let config = args(&["--endpoint", "https://x.example", "--token", "s3cr3t-value"])
+            .resolve_with(FileConfig::default())
+            .unwrap();
+        assert_eq!(config.auth, Auth::BearerToken { token: SecretToken::new("s3cr3t-value") });
+        let shown = format!("{config:?} {:?}", args(&["--token", "s3cr3t-value"]));
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn token_in_file_is_an_auth_method() {
+        let file = FileConfig::parse("[auth]\nmethod = \"bearer-token\"\ntoken = \"abc\"\n", "t.toml").unwrap();
+        let config = args(&["--endpoint", "http://127.0.0.1:1"]).resolve_with(file).unwrap();
+        assert!(matches!(config.auth, Auth::BearerToken { ref token } if token.expose() == "abc"));
+    }
+
+    #[test]
+    fn missing_endpoint_and_bad_values_say_what_to_fix() {
+        let err = args(&[]).resolve_with(FileConfig::default()).unwrap_err().to_string();
+        assert!(err.contains("--endpoint"), "{err}");
+        let err = args(&["--endpoint", "x.example"]).resolve_with(FileConfig::default()).unwrap_err().to_string();
+        assert!(err.contains("endpoint") && err.contains("https://"), "{err}");
+        let err = args(&["--endpoint", "https://x", "--model-batch-size", "251"])
+            .resolve_with(FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model_batch_size") && err.contains("250"), "{err}");
+        let err = args(&["--endpoint", "https://x", "--limits", "adt-1999"])
+            .resolve_with(FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("adt-1999"), "{err}");
+    }
+}

@@ -26,6 +26,8 @@
 //! - [`mock`]: an in-memory ADT data plane with the service's validation, error codes, rate
 //!   limits, faults on switches, TLS and an inspection API.
 //!
+//! - [`verify`]: compares two graphs (input vs. what ADT holds) so a run can prove nothing was lost.
+//!
 //! Entry points
 //! - [`cli`]: the command line; `src/main.rs` only calls [`cli::main`].
 //! - [`demo`]: `twinload demo`: mock, generated fleet, full load, check, summary.
@@ -44,3 +46,4 @@ pub mod mock;
 pub mod plan;
 pub mod run;
 pub mod source;
+pub mod verify;

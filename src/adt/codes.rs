@@ -37,6 +37,10 @@ pub const QUOTA_REACHED_ERROR: &str = "QuotaReachedError";
 pub const QUOTA_EXCEPTION_ERROR: &str = "QuotaExceptionError";
 /// The mock's answer to an oversized body; the live status and code are unverified.
 pub const PAYLOAD_TOO_LARGE: &str = "PayloadTooLarge";
+/// A request without `?api-version=` (Azure REST API guidelines; ADT's own answer is unverified).
+pub const MISSING_API_VERSION_PARAMETER: &str = "MissingApiVersionParameter";
+/// A request with an api-version the service does not serve (Azure REST API guidelines).
+pub const UNSUPPORTED_API_VERSION_VALUE: &str = "UnsupportedApiVersionValue";
 pub const UNAUTHORIZED: &str = "Unauthorized";
 pub const INTERNAL_SERVER_ERROR: &str = "InternalServerError";
 pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailable";

@@ -18,13 +18,21 @@ pub struct RequestShape {
 /// Classifies a request by method and path (the path without its query string, still
 /// percent-encoded). `None` when the path is not an ADT data-plane path.
 pub fn classify(method: &str, path: &str) -> Option<RequestShape> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // The first few segments decide (no request shape looks deeper); kept on the stack because
+    // the mock classifies every request it serves.
+    let mut first = [""; 5];
+    let mut count = 0;
+    for segment in path.trim_start_matches('/').split('/').take(first.len()) {
+        first[count] = segment;
+        count += 1;
+    }
+    let segments = &first[..count];
     let write_class = |m: &str| match m {
         "PUT" | "DELETE" => Some(LimitClass::CreateDelete),
         "PATCH" => Some(LimitClass::Patch),
         _ => None,
     };
-    match segments.as_slice() {
+    match segments {
         ["models", ..] => Some(RequestShape { class: LimitClass::Models, written_twin: None }),
         ["query"] => Some(RequestShape { class: LimitClass::Query, written_twin: None }),
         ["jobs", ..] => Some(RequestShape { class: LimitClass::Jobs, written_twin: None }),
@@ -71,5 +79,12 @@ mod tests {
         assert_eq!(classify("POST", "/query").unwrap().class, LimitClass::Query);
         assert_eq!(classify("PUT", "/jobs/imports/j1").unwrap().class, LimitClass::Jobs);
         assert_eq!(classify("GET", "/_mock/stats"), None);
+    }
+
+    #[test]
+    fn deep_paths_are_not_mistaken_for_writes() {
+        let deep = classify("PUT", "/digitaltwins/t/relationships/r/x/y/z").unwrap();
+        assert_eq!((deep.class, deep.written_twin), (LimitClass::Read, None));
+        assert_eq!(classify("PATCH", "/digitaltwins/t/components/a/b/c/d").unwrap().class, LimitClass::Patch);
     }
 }

@@ -1,1 +1,390 @@
-//! The ADT REST client.
+//! The ADT REST client over `reqwest` (rustls): one attempt per call, no hidden retries (the
+//! supervisor owns retrying), every id percent-encoded, `?api-version=2023-10-31` on every
+//! call. Write calls return a classified [`Reply`]; the setup calls (`list_models`,
+//! `twin_exists`) return a [`ClientError`] that says which URL failed and what to check.
+//!
+//! The bearer token goes into the `Authorization` header and nowhere else: no error or log
+//! line carries it.
+
+pub mod outcome;
+pub mod retry_after;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, IF_NONE_MATCH};
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::adt::{paths, ErrorBody, API_VERSION};
+use crate::config::{Auth, LoadConfig};
+use crate::limits::LimitClass;
+
+pub use outcome::{Outcome, Reply};
+pub use stats::{RequestCounts, RequestStats};
+
+/// Most pages `list_models` follows (100 models a page: a million models), so a server that
+/// hands out nextLinks forever cannot keep the loader looping.
+pub const MAX_LIST_PAGES: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("endpoint '{endpoint}' is not a valid URL: {detail}")]
+    BadEndpoint { endpoint: String, detail: String },
+    #[error("cannot use CA certificate {path}: {detail}")]
+    CaCert { path: String, detail: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Build(String),
+    #[error("{method} {url} failed: {detail}. Check the endpoint URL, that the instance is reachable, and --ca-cert for a self-signed server")]
+    Transport { method: String, url: String, detail: String },
+    #[error(transparent)]
+    Status(Box<StatusError>),
+    #[error("{url} answered something that is not ADT's: {detail}")]
+    Unexpected { url: String, detail: String },
+}
+
+/// A non-2xx answer to a setup call.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} {url} answered {status}: {message}. {hint}")]
+pub struct StatusError {
+    pub method: String,
+    pub url: String,
+    pub status: u16,
+    pub code: Option<String>,
+    pub message: String,
+    pub hint: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl ClientError {
+    /// True when a retry may help (throttled or a server error).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Status(e) => {
+                e.status == 429 || e.status >= 500 || e.code.as_deref().is_some_and(crate::adt::codes::is_throttle_code)
+            }
+            _ => false,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientError::Status(e) => e.retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// What to check for a failing setup call, by status.
+fn hint_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "Check the token (--token / TWINLOAD_TOKEN): it is missing, expired or for another resource (scope https://digitaltwins.azure.net/.default)",
+        403 => "Check that the identity has the 'Azure Digital Twins Data Owner' role on the instance",
+        404 => "Check the endpoint URL: it should be the instance's host name, with no path",
+        429 => "The instance is throttling; try again later or lower --writers",
+        s if s >= 500 => "The instance has a server error; try again later",
+        _ => "Check the endpoint URL and the api-version the instance supports",
+    }
+}
+
+/// The ADT data-plane client. Cheap to clone (it shares one connection pool and one stats).
+#[derive(Clone)]
+pub struct AdtClient {
+    http: reqwest::Client,
+    base: Url,
+    authorization: Option<HeaderValue>,
+    stats: Arc<RequestStats>,
+}
+
+impl std::fmt::Debug for AdtClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdtClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct ModelPage {
+    value: Vec<ModelData>,
+    #[serde(rename = "nextLink")]
+    next_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ModelData {
+    id: String,
+}
+
+impl AdtClient {
+    pub fn new(config: &LoadConfig) -> Result<AdtClient, ClientError> {
+        let base = Url::parse(&config.endpoint)
+            .map_err(|e| ClientError::BadEndpoint { endpoint: config.endpoint.clone(), detail: e.to_string() })?;
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout)
+            .pool_max_idle_per_host(config.writers.max(1))
+            .tcp_nodelay(true);
+        if let Some(path) = &config.ca_cert {
+            let ca_error = |detail: String| ClientError::CaCert { path: path.display().to_string(), detail };
+            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| ClientError::Build(e.to_string()))?;
+        let authorization = match &config.auth {
+            Auth::None => None,
+            Auth::BearerToken { token } => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .map_err(|_| ClientError::Build("the token has characters an HTTP header cannot carry".into()))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(AdtClient { http, base, authorization, stats: Arc::new(RequestStats::default()) })
+    }
+
+    /// The counts of every request this client (and its clones) sent.
+    pub fn stats(&self) -> &Arc<RequestStats> {
+        &self.stats
+    }
+
+    /// `base + path + ?api-version=…` (the path's ids already percent-encoded).
+    fn url(&self, path_and_query: &str) -> Url {
+        let mut url = self.base.clone();
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let base_path = self.base.path().trim_end_matches('/');
+        url.set_path(&format!("{base_path}{path}"));
+        url.set_query(Some(&format!("api-version={API_VERSION}{}{query}", if query.is_empty() { "" } else { "&" })));
+        url
+    }
+
+    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, url);
+        if let Some(auth) = &self.authorization {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
+        req
+    }
+
+    /// Sends one request and classifies what came back. Counts it in the stats.
+    async fn send(&self, class: LimitClass, req: reqwest::RequestBuilder, create_only: bool) -> Reply {
+        match req.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let body = match resp.bytes().await {
+                    Ok(b) => b,
+                    // The status is in; a body cut off after a 2xx still means it was written.
+                    Err(_) if status.is_success() => Default::default(),
+                    Err(e) => {
+                        self.stats.record(class, "connection", false);
+                        return Reply::transport(format!("HTTP {status}, then the body was cut off: {}", error_chain(&e)));
+                    }
+                };
+                let reply = outcome::classify(status, &headers, &body, create_only);
+                let throttled = matches!(reply.outcome, Outcome::Throttled { .. });
+                self.stats.record(class, status.as_str(), throttled);
+                reply
+            }
+            Err(e) => {
+                let kind = if e.is_timeout() { "timeout" } else { "connection" };
+                self.stats.record(class, kind, false);
+                Reply::transport(format!("{kind}: {}", error_chain(&e)))
+            }
+        }
+    }
+
+    /// `POST /models` with the interfaces as one JSON array (all or nothing on ADT's side).
+    pub async fn add_models(&self, interfaces: &[&RawValue]) -> Reply {
+        let mut body = String::with_capacity(interfaces.iter().map(|m| m.get().len() + 1).sum::<usize>() + 2);
+        body.push('[');
+        for (i, m) in interfaces.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(m.get());
+        }
+        body.push(']');
+        let req = self.request(Method::POST, self.url("/models")).header(CONTENT_TYPE, "application/json").body(body);
+        self.send(LimitClass::Models, req, false).await
+    }
+
+    /// `PUT /digitaltwins/{id}`; `create_only` adds `If-None-Match: *`.
+    pub async fn put_twin(&self, id: &str, body: &RawValue, create_only: bool) -> Reply {
+        self.put(&paths::twin(id), body, create_only).await
+    }
+
+    /// `PUT /digitaltwins/{source}/relationships/{id}`; `create_only` adds `If-None-Match: *`.
+    pub async fn put_relationship(&self, source: &str, id: &str, body: &RawValue, create_only: bool) -> Reply {
+        self.put(&paths::relationship(source, id), body, create_only).await
+    }
+
+    async fn put(&self, path: &str, body: &RawValue, create_only: bool) -> Reply {
+        let mut req = self
+            .request(Method::PUT, self.url(path))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.get().to_string());
+        if create_only {
+            req = req.header(IF_NONE_MATCH, "*");
+        }
+        self.send(LimitClass::CreateDelete, req, create_only).await
+    }
+
+    /// Every model id the instance holds (`GET /models`, following `nextLink`).
+    pub async fn list_models(&self) -> Result<Vec<String>, ClientError> {
+        let mut ids = Vec::new();
+        let mut url = self.url("/models");
+        for _ in 0..MAX_LIST_PAGES {
+            let body = self.get_ok(LimitClass::Models, url.clone()).await?;
+            let page: ModelPage = serde_json::from_slice(&body)
+                .map_err(|e| ClientError::Unexpected { url: url.to_string(), detail: format!("not a model list: {e}") })?;
+            ids.extend(page.value.into_iter().map(|m| m.id));
+            match page.next_link {
+                Some(link) if !link.is_empty() => url = self.next_link(&link)?,
+                _ => return Ok(ids),
+            }
+        }
+        Err(ClientError::Unexpected { url: url.to_string(), detail: format!("more than {MAX_LIST_PAGES} pages of models") })
+    }
+
+    /// Whether `GET /digitaltwins/{id}` finds the twin (404 → false).
+    pub async fn twin_exists(&self, id: &str) -> Result<bool, ClientError> {
+        match self.get_ok(LimitClass::Read, self.url(&paths::twin(id))).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Status(e)) if e.status == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A GET whose non-2xx answers become [`ClientError`]s.
+    async fn get_ok(&self, class: LimitClass, url: Url) -> Result<bytes::Bytes, ClientError> {
+        let shown = url.to_string();
+        let result = self.request(Method::GET, url).send().await;
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.record(class, if e.is_timeout() { "timeout" } else { "connection" }, false);
+                return Err(ClientError::Transport { method: "GET".into(), url: shown, detail: error_chain(&e) });
+            }
+        };
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| ClientError::Transport {
+            method: "GET".into(),
+            url: shown.clone(),
+            detail: error_chain(&e),
+        })?;
+        let error = ErrorBody::parse(&body).map(|b| b.error);
+        let throttled = status == StatusCode::TOO_MANY_REQUESTS
+            || error.as_ref().is_some_and(|e| crate::adt::codes::is_throttle_code(&e.code));
+        self.stats.record(class, status.as_str(), throttled);
+        if status.is_success() && !throttled {
+            return Ok(body);
+        }
+        let message = match &error {
+            Some(e) => format!("{}: {}", e.code, e.message),
+            None => String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
+        };
+        Err(ClientError::Status(Box::new(StatusError {
+            method: "GET".into(),
+            url: shown,
+            status: status.as_u16(),
+            code: error.map(|e| e.code),
+            message,
+            hint: hint_for(status).to_string(),
+            retry_after: retry_after::parse(&headers, SystemTime::now()),
+        })))
+    }
+
+    /// Resolves a `nextLink` (opaque, absolute or relative) against the endpoint. It must stay
+    /// on the endpoint's origin: the token is never sent anywhere else.
+    fn next_link(&self, link: &str) -> Result<Url, ClientError> {
+        let mut url = self
+            .base
+            .join(link)
+            .map_err(|e| ClientError::Unexpected { url: link.to_string(), detail: format!("bad nextLink: {e}") })?;
+        if url.origin() != self.base.origin() {
+            return Err(ClientError::Unexpected {
+                url: self.base.to_string(),
+                detail: format!("nextLink points at another host ({}); not following it", url.origin().ascii_serialization()),
+            });
+        }
+        if !url.query_pairs().any(|(k, _)| k == "api-version") {
+            url.query_pairs_mut().append_pair("api-version", API_VERSION);
+        }
+        Ok(url)
+    }
+}
+
+/// An error and its causes on one line ("error sending request: connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SecretToken;
+
+    fn client(endpoint: &str) -> AdtClient {
+        AdtClient::new(&LoadConfig::new(endpoint)).unwrap()
+    }
+
+    #[test]
+    fn urls_carry_the_api_version_and_encoded_ids() {
+        let c = client("https://x.api.wcus.digitaltwins.azure.net");
+        assert_eq!(
+            c.url(&paths::model("dtmi:a;1")).as_str(),
+            "https://x.api.wcus.digitaltwins.azure.net/models/dtmi%3Aa%3B1?api-version=2023-10-31"
+        );
+        assert_eq!(
+            c.url(&paths::relationship("a b", "r/1")).as_str(),
+            "https://x.api.wcus.digitaltwins.azure.net/digitaltwins/a%20b/relationships/r%2F1?api-version=2023-10-31"
+        );
+    }
+
+    #[test]
+    fn next_links_stay_on_the_endpoint_and_keep_the_api_version() {
+        let c = client("http://127.0.0.1:8080");
+        let u = c.next_link("/models?continuationToken=abc").unwrap();
+        assert_eq!(u.as_str(), "http://127.0.0.1:8080/models?continuationToken=abc&api-version=2023-10-31");
+        let u = c.next_link("http://127.0.0.1:8080/models?api-version=2023-10-31&page=2").unwrap();
+        assert_eq!(u.as_str(), "http://127.0.0.1:8080/models?api-version=2023-10-31&page=2");
+        assert!(c.next_link("http://elsewhere.example/models").is_err());
+    }
+
+    #[test]
+    fn the_client_debug_and_errors_never_show_the_token() {
+        let mut config = LoadConfig::new("http://127.0.0.1:9");
+        config.auth = Auth::BearerToken { token: SecretToken::new("tok-very-secret") };
+        let c = AdtClient::new(&config).unwrap();
+        assert!(!format!("{c:?}").contains("tok-very-secret"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_transient_and_names_the_url() {
+        // A port that was free a moment ago: nothing listens there, so the connection is refused.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let c = client(&format!("http://127.0.0.1:{port}"));
+        let err = c.list_models().await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&format!("127.0.0.1:{port}/models")) && text.contains("Check the endpoint"), "{text}");
+        assert!(err.is_retryable());
+        let body = RawValue::from_string("{}".into()).unwrap();
+        let reply = c.put_twin("t1", &body, false).await;
+        assert!(matches!(reply.outcome, Outcome::Transient { .. }), "{reply:?}");
+        assert_eq!(c.stats().snapshot().requests_by_status.get("connection"), Some(&2));
+    }
+}

@@ -1,2 +1,25 @@
-//! The mock ADT (owned by the mock issue). See `server` for the entry point.
+//! The mock ADT (`twinload mock-adt`): an in-memory ADT data plane with the service's
+//! validation, error codes, rate limits, faults on switches, TLS and an inspection API.
+//! [`server::start`] is the library entry point; [`cli`] is `twinload mock-adt`.
+//!
+//! - [`store`]: the graph (models, twins, relationships), eventual consistency, export.
+//! - [`validate`]: property values against DTDL schemas.
+//! - [`query`]: the subset of the ADT query language the mock answers.
+//! - [`api`]: the actix-web handlers of the data plane (`api::configure`).
+//! - [`throttle`]: rate limits per class and per twin, and the 429 answer.
+//! - [`faults`]: seeded 429/5xx, latency, dropped connections.
+//! - [`auth`]: the bearer-token check.
+//! - [`tls`]: HTTPS with given or generated certificates.
+//! - [`inspect`]: `/_mock/*` (stats, export, reset) and `/metrics`.
+//! - [`server`]: assembles the app and runs it on its own thread.
+pub mod api;
+pub mod auth;
 pub mod cli;
+pub mod faults;
+pub mod inspect;
+pub mod query;
+pub mod server;
+pub mod store;
+pub mod throttle;
+pub mod tls;
+pub mod validate;

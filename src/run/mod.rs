@@ -1,2 +1,88 @@
-//! The actors of a load.
+//! The actors of a load and their entry point.
+//!
+//! [`load`] (sync; it starts its own actix System, so call it from a plain thread, not from
+//! inside an async runtime) prepares the run ([`prepare`]: inputs, plan, what ADT already
+//! holds), then starts the [`coordinator`], whose [`writer`]s do the HTTP calls under the
+//! shared limiter while the [`supervisor`] owns failure. Every item's end passes through the
+//! [`journal`]; [`summary`] reports the run.
+
 pub mod cli;
+pub mod coordinator;
+pub mod journal;
+pub mod prepare;
+pub mod summary;
+pub mod supervisor;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use crate::client::AdtClient;
+use crate::config::LoadConfig;
+use crate::limiter::Limiter;
+
+use coordinator::{Coordinator, CoordinatorSetup};
+use journal::Journal;
+use summary::{RunSummary, SummaryInputs};
+
+pub use summary::RunSummary as Summary;
+
+/// Why a load could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Configuration, inputs, auth or connectivity failed before anything was written
+    /// (exit code `SETUP_FAILED`). The message says what to check.
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Runs a whole load and returns its summary (also written to `config.summary_path`). The
+/// summary's `exit_code` is what `twinload load` exits with.
+pub fn load(config: LoadConfig, inputs: Vec<String>) -> Result<RunSummary, LoadError> {
+    config.validate().map_err(|e| LoadError::Setup(e.to_string()))?;
+    let system = actix::System::new();
+    system.block_on(load_in_system(config, inputs))
+}
+
+async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSummary, LoadError> {
+    let started = Instant::now();
+    let client = AdtClient::new(&config).map_err(|e| LoadError::Setup(e.to_string()))?;
+    let limiter = Arc::new(Limiter::new(&config.limits, &config.adaptive));
+    let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
+    let prepared = prepare::prepare(&config, &inputs, &client, &limiter, &mut journal).await?;
+
+    let (done, finished) = oneshot::channel();
+    let coordinator = Coordinator::start(CoordinatorSetup {
+        scheduler: prepared.scheduler,
+        journal,
+        limiter: Arc::clone(&limiter),
+        client: client.clone(),
+        deadline: config.deadline.map(|d| d.saturating_sub(started.elapsed())),
+        config: config.clone(),
+        done,
+    });
+    supervisor::watch_signals(coordinator);
+    let end = finished
+        .await
+        .map_err(|_| LoadError::Internal(anyhow::anyhow!("the coordinator ended without reporting")))?;
+    let summary = RunSummary::build(
+        &end,
+        SummaryInputs {
+            requests: client.stats().snapshot(),
+            limiter: limiter.stats(),
+            plan: prepared.plan_report,
+            t_star_s: prepared.t_star_s,
+            elapsed: started.elapsed(),
+        },
+    );
+    if let Some(path) = &config.summary_path {
+        summary
+            .write_json(path)
+            .map_err(|e| LoadError::Internal(anyhow::anyhow!("cannot write the summary {}: {e}", path.display())))?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,186 @@
+//! What one ADT call came to, classified for the supervisor. The client never retries: it
+//! says what happened, and the supervisor decides.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+
+use crate::adt::{codes, ErrorBody};
+
+use super::retry_after;
+
+/// The outcome of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// 2xx: written.
+    Landed,
+    /// The thing is already there: `409 ModelIdAlreadyExists` (with the ids its message lists),
+    /// or `412 PreconditionFailed` on a create-only write (no ids).
+    AlreadyExists { ids: Vec<String> },
+    /// 429, or a throttle error code on any status. Retry after the wait, and slow down.
+    Throttled { retry_after: Option<Duration> },
+    /// 5xx, 408, a timeout, a dropped/reset/refused connection. Retry (PUT is idempotent).
+    Transient { detail: String },
+    /// 404 `TargetDigitalTwinNotFound`: the target is not visible (yet, if we created it).
+    TargetNotVisible { message: String },
+    /// Any other 4xx (and anything unexpected): the item is wrong; do not retry.
+    Rejected { message: String },
+    /// 401/403: the token or the role is wrong.
+    AuthFailed { message: String },
+}
+
+/// An outcome with what the journal records: the HTTP status and ADT's error code, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub code: Option<String>,
+}
+
+impl Reply {
+    pub fn transport(detail: String) -> Reply {
+        Reply { outcome: Outcome::Transient { detail }, status: None, code: None }
+    }
+}
+
+/// Classifies a response by status, headers and body. `create_only` says the request carried
+/// `If-None-Match: *`, which is what makes a 412 mean "already exists".
+pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], create_only: bool) -> Reply {
+    let error = ErrorBody::parse(body).map(|b| b.error);
+    let code = error.as_ref().map(|e| e.code.clone());
+    let message = match &error {
+        Some(e) => format!("{}: {}", e.code, e.message),
+        None => format!("HTTP {status}{}", body_excerpt(body)),
+    };
+    let throttle_code = code.as_deref().is_some_and(codes::is_throttle_code);
+    let outcome = if status.is_success() && !throttle_code {
+        Outcome::Landed
+    } else if status == StatusCode::TOO_MANY_REQUESTS || throttle_code {
+        Outcome::Throttled { retry_after: retry_after::parse(headers, SystemTime::now()) }
+    } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        Outcome::Transient { detail: message }
+    } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        Outcome::AuthFailed { message }
+    } else if status == StatusCode::NOT_FOUND && code.as_deref().is_some_and(codes::is_target_missing) {
+        Outcome::TargetNotVisible { message }
+    } else if status == StatusCode::CONFLICT && code.as_deref().is_some_and(codes::is_model_exists) {
+        let listed = error.as_ref().map(|e| e.message.as_str()).unwrap_or_default();
+        Outcome::AlreadyExists { ids: listed_model_ids(listed) }
+    } else if status == StatusCode::PRECONDITION_FAILED && create_only {
+        Outcome::AlreadyExists { ids: Vec::new() }
+    } else {
+        Outcome::Rejected { message }
+    };
+    Reply { outcome, status: Some(status.as_u16()), code }
+}
+
+/// The DTMIs a `ModelIdAlreadyExists` message lists ("Some of the model ids already exist:
+/// dtmi:a;1, dtmi:b;1. Use Model_List API…"). The caller intersects them with what it sent,
+/// so a stray match is harmless.
+pub fn listed_model_ids(message: &str) -> Vec<String> {
+    let is_dtmi_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | ';' | '.');
+    let mut ids = Vec::new();
+    let mut rest = message;
+    while let Some(start) = rest.find("dtmi:") {
+        let tail = &rest[start..];
+        let end = tail.find(|c: char| !is_dtmi_char(c)).unwrap_or(tail.len());
+        // A sentence-ending period is not part of the id (a v3 version "1.2" keeps its dot).
+        let id = tail[..end].trim_end_matches('.');
+        if id.contains(';') {
+            ids.push(id.to_string());
+        }
+        rest = &tail[end..];
+    }
+    ids
+}
+
+/// The start of a non-ADT error body, for a message a person can read.
+fn body_excerpt(body: &[u8]) -> String {
+    const MAX: usize = 200;
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn body(code: &str, message: &str) -> Vec<u8> {
+        serde_json::to_vec(&ErrorBody::new(code, message)).unwrap()
+    }
+
+    fn status(n: u16) -> StatusCode {
+        StatusCode::from_u16(n).unwrap()
+    }
+
+    #[test]
+    fn success_and_throttling() {
+        let none = HeaderMap::new();
+        assert_eq!(classify(status(200), &none, b"{}", false).outcome, Outcome::Landed);
+        assert_eq!(classify(status(201), &none, b"[]", false).outcome, Outcome::Landed);
+        let mut h = HeaderMap::new();
+        h.insert("Retry-After", HeaderValue::from_static("1"));
+        let r = classify(status(429), &h, &body("QuotaReachedError", "slow down"), false);
+        assert_eq!(r.outcome, Outcome::Throttled { retry_after: Some(Duration::from_secs(1)) });
+        assert_eq!((r.status, r.code.as_deref()), (Some(429), Some("QuotaReachedError")));
+        // azure-sdk-for-js#25647: a throttle code without 429 and without Retry-After.
+        let r = classify(status(200), &none, &body("QuotaExceptionError", "busy"), false);
+        assert_eq!(r.outcome, Outcome::Throttled { retry_after: None });
+        let r = classify(status(400), &none, &body("QuotaReachedError", "busy"), false);
+        assert!(matches!(r.outcome, Outcome::Throttled { .. }));
+    }
+
+    #[test]
+    fn transient_auth_and_target() {
+        let none = HeaderMap::new();
+        for s in [500, 502, 503, 504, 408] {
+            assert!(matches!(classify(status(s), &none, b"", false).outcome, Outcome::Transient { .. }), "{s}");
+        }
+        assert!(matches!(classify(status(401), &none, b"", false).outcome, Outcome::AuthFailed { .. }));
+        assert!(matches!(classify(status(403), &none, b"", false).outcome, Outcome::AuthFailed { .. }));
+        for code in ["TargetDigitalTwinNotFound", "TargetTwinNotFound"] {
+            let r = classify(status(404), &none, &body(code, "The target digital twin is invalid"), false);
+            assert!(matches!(r.outcome, Outcome::TargetNotVisible { .. }), "{code}");
+        }
+        let r = classify(status(404), &none, &body("DigitalTwinNotFound", "no source"), false);
+        assert!(matches!(r.outcome, Outcome::Rejected { .. }));
+    }
+
+    #[test]
+    fn model_conflicts_list_the_existing_ids() {
+        let none = HeaderMap::new();
+        let msg = "Some of the model ids already exist: dtmi:a:b;1, dtmi:c;2, dtmi:v3:x;1.2. Use Model_List API to view models that already exist.";
+        for code in ["ModelIdAlreadyExists", "ModelAlreadyExists"] {
+            let r = classify(status(409), &none, &body(code, msg), false);
+            assert_eq!(
+                r.outcome,
+                Outcome::AlreadyExists { ids: vec!["dtmi:a:b;1".into(), "dtmi:c;2".into(), "dtmi:v3:x;1.2".into()] }
+            );
+        }
+    }
+
+    #[test]
+    fn precondition_failed_means_exists_only_for_create_only() {
+        let none = HeaderMap::new();
+        let b = body("PreconditionFailed", "exists");
+        assert_eq!(classify(status(412), &none, &b, true).outcome, Outcome::AlreadyExists { ids: vec![] });
+        assert!(matches!(classify(status(412), &none, &b, false).outcome, Outcome::Rejected { .. }));
+    }
+
+    #[test]
+    fn rejections_carry_status_code_and_message() {
+        let r = classify(status(400), &HeaderMap::new(), &body("ValidationFailed", "Invalid twin specified"), false);
+        assert_eq!(r.outcome, Outcome::Rejected { message: "ValidationFailed: Invalid twin specified".into() });
+        assert_eq!((r.status, r.code.as_deref()), (Some(400), Some("ValidationFailed")));
+        let r = classify(status(413), &HeaderMap::new(), b"too big", false);
+        assert_eq!(r.outcome, Outcome::Rejected { message: "HTTP 413 Payload Too Large: too big".into() });
+        assert_eq!(r.code, None);
+    }
+}

@@ -1,0 +1,202 @@
+//! The adaptive rate of one limit class: multiplicative decrease on a throttle, CUBIC recovery
+//! back to the configured ceiling (AWS SDK adaptive mode, FIELD.md §3), never above it and
+//! never below a floor. Pure arithmetic on instants passed in, so it is tested without sleeping.
+
+use std::time::{Duration, Instant};
+
+use crate::config::AdaptiveRate;
+
+#[derive(Debug, Clone)]
+pub struct AdaptiveState {
+    settings: AdaptiveRate,
+    ceiling: f64,
+    floor: f64,
+    rate: f64,
+    /// The rate when the last congestion event came (CUBIC's W_max).
+    last_max: f64,
+    /// When the last congestion event came; `None` once the rate is back at the ceiling.
+    last_throttle: Option<Instant>,
+    decreases: u64,
+}
+
+impl AdaptiveState {
+    /// `ceiling` is the configured rate in requests/s.
+    pub fn new(settings: &AdaptiveRate, ceiling: f64) -> AdaptiveState {
+        let ceiling = ceiling.max(f64::MIN_POSITIVE);
+        let start = if settings.enabled { ceiling * settings.initial_share } else { ceiling };
+        AdaptiveState {
+            floor: ceiling * settings.floor_share,
+            settings: settings.clone(),
+            ceiling,
+            rate: start,
+            last_max: ceiling,
+            // Starting below the ceiling is a recovery from a virtual throttle at start.
+            last_throttle: None,
+            decreases: 0,
+        }
+    }
+
+    pub fn ceiling(&self) -> f64 {
+        self.ceiling
+    }
+
+    /// How many times a throttle cut the rate.
+    pub fn decreases(&self) -> u64 {
+        self.decreases
+    }
+
+    /// The rate in force at `now` (growing back along the CUBIC curve after a throttle).
+    pub fn rate_at(&mut self, now: Instant) -> f64 {
+        if let Some(t0) = self.last_throttle {
+            let c = self.settings.cubic_c;
+            let beta = self.settings.decrease_factor;
+            let k = (self.last_max * (1.0 - beta) / c).cbrt();
+            let t = signed_seconds(now, t0);
+            let cubic = c * (t - k).powi(3) + self.last_max;
+            self.rate = cubic.clamp(self.floor, self.ceiling);
+            if self.rate >= self.ceiling {
+                self.last_throttle = None;
+            }
+        } else if self.rate < self.ceiling && self.settings.enabled {
+            // Started below the ceiling (initial_share < 1): recover as after a throttle.
+            self.last_max = self.ceiling;
+            let offset = self.recovery_offset_for(self.rate);
+            // A start below β·ceiling sits left of the curve's origin: the origin is ahead.
+            self.last_throttle = Some(if offset >= 0.0 {
+                now - Duration::from_secs_f64(offset)
+            } else {
+                now + Duration::from_secs_f64(-offset)
+            });
+            return self.rate_at(now);
+        }
+        self.rate
+    }
+
+    /// The CUBIC time offset at which the curve passes through `rate` on its way to last_max.
+    /// In seconds; negative when `rate` is below the curve's value at its origin.
+    fn recovery_offset_for(&self, rate: f64) -> f64 {
+        let c = self.settings.cubic_c;
+        let k = (self.last_max * (1.0 - self.settings.decrease_factor) / c).cbrt();
+        let below = ((self.last_max - rate).max(0.0) / c).cbrt();
+        k - below
+    }
+
+    /// A throttle came back at `now`. Returns true if it cut the rate (one cut per cooldown:
+    /// the 429s of requests already in flight are the same congestion event).
+    pub fn on_throttle(&mut self, now: Instant) -> bool {
+        if !self.settings.enabled {
+            return false;
+        }
+        if let Some(t0) = self.last_throttle {
+            if now.saturating_duration_since(t0) < self.settings.cooldown {
+                return false;
+            }
+        }
+        let current = self.rate_at(now);
+        self.last_max = current;
+        self.rate = (current * self.settings.decrease_factor).max(self.floor);
+        self.last_throttle = Some(now);
+        self.decreases += 1;
+        true
+    }
+}
+
+/// `now - origin` in seconds, negative when the origin is still ahead.
+fn signed_seconds(now: Instant, origin: Instant) -> f64 {
+    match now.checked_duration_since(origin) {
+        Some(d) => d.as_secs_f64(),
+        None => -origin.duration_since(now).as_secs_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> AdaptiveRate {
+        AdaptiveRate::default()
+    }
+
+    #[test]
+    fn starts_at_the_ceiling_and_stays_there_without_throttles() {
+        let mut s = AdaptiveState::new(&settings(), 500.0);
+        let t = Instant::now();
+        assert_eq!(s.rate_at(t), 500.0);
+        assert_eq!(s.rate_at(t + Duration::from_secs(100)), 500.0);
+    }
+
+    #[test]
+    fn a_throttle_cuts_by_the_factor_once_per_cooldown() {
+        let mut s = AdaptiveState::new(&settings(), 500.0);
+        let t = Instant::now();
+        assert!(s.on_throttle(t));
+        assert!((s.rate_at(t) - 350.0).abs() < 1e-6);
+        // In-flight 429s right after are the same event: the rate stays near the cut (CUBIC's
+        // steepest climb is right after a cut, ~60/s per s here).
+        assert!(!s.on_throttle(t + Duration::from_millis(100)));
+        let r = s.rate_at(t + Duration::from_millis(100));
+        assert!((350.0..360.0).contains(&r), "{r}");
+        // After the cooldown a new throttle cuts again, from where the rate is then.
+        let t2 = t + Duration::from_millis(1100);
+        let before = s.rate_at(t2);
+        assert!(s.on_throttle(t2));
+        assert!((s.rate_at(t2) - before * 0.7).abs() < 1e-6);
+        assert_eq!(s.decreases(), 2);
+    }
+
+    #[test]
+    fn never_below_the_floor() {
+        let mut s = AdaptiveState::new(&settings(), 500.0);
+        let mut t = Instant::now();
+        for _ in 0..50 {
+            s.on_throttle(t);
+            t += Duration::from_secs(2);
+            // Throttle again right away so recovery has no time to lift it.
+            s.on_throttle(t);
+        }
+        assert!(s.rate_at(t) >= 50.0 - 1e-9, "{}", s.rate_at(t));
+    }
+
+    #[test]
+    fn recovers_gradually_and_never_above_the_ceiling() {
+        let mut s = AdaptiveState::new(&settings(), 500.0);
+        let t = Instant::now();
+        s.on_throttle(t);
+        let mut last = s.rate_at(t);
+        let mut reached = None;
+        for step in 1..=400 {
+            let now = t + Duration::from_millis(50 * step);
+            let r = s.rate_at(now);
+            assert!(r >= last - 1e-9, "recovery never goes down: {last} -> {r}");
+            assert!(r <= 500.0);
+            if r >= 500.0 && reached.is_none() {
+                reached = Some(step);
+            }
+            last = r;
+        }
+        // K = cbrt(500*0.3/0.4) ≈ 7.2 s to regain the old maximum: gradual, not instant.
+        let reached = reached.expect("back at the ceiling within 20 s") as f64 * 0.05;
+        assert!(reached > 5.0 && reached < 12.0, "{reached}");
+    }
+
+    #[test]
+    fn disabled_means_fixed_at_the_ceiling() {
+        let mut off = settings();
+        off.enabled = false;
+        let mut s = AdaptiveState::new(&off, 100.0);
+        assert!(!s.on_throttle(Instant::now()));
+        assert_eq!(s.rate_at(Instant::now()), 100.0);
+    }
+
+    #[test]
+    fn a_low_initial_share_ramps_up_to_the_ceiling() {
+        let mut low = settings();
+        low.initial_share = 0.5;
+        let mut s = AdaptiveState::new(&low, 500.0);
+        let t = Instant::now();
+        let r0 = s.rate_at(t);
+        assert!((r0 - 250.0).abs() < 1.0, "{r0}");
+        let r = s.rate_at(t + Duration::from_secs(30));
+        assert_eq!(r, 500.0);
+    }
+}

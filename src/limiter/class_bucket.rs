@@ -1,0 +1,150 @@
+//! One limit class's token bucket (governor GCRA) with an adjustable rate.
+//!
+//! governor's quotas are fixed per limiter, so a rate change builds a new limiter and swaps it
+//! in (behind a lock taken only for a pointer clone). Why a swap rather than an extra delay in
+//! front of a fixed bucket: the swapped bucket *is* the rate, so what the loader sends never
+//! depends on two mechanisms agreeing. A fresh limiter starts full, so its burst is drained
+//! before it goes in; a swap therefore never lets extra requests through. Waiters re-read the
+//! current bucket at least every [`MAX_POLL`], so a cut takes effect within that time.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+use crate::config::AdaptiveRate;
+use crate::limits::LimitClass;
+
+use super::adaptive::AdaptiveState;
+
+/// Longest a waiter sleeps before looking at the (maybe swapped) bucket again.
+pub const MAX_POLL: Duration = Duration::from_millis(50);
+/// A new bucket is built when the adaptive rate moved by more than this share.
+const SWAP_THRESHOLD: f64 = 0.02;
+
+pub struct ClassBucket {
+    class: LimitClass,
+    burst_seconds: f64,
+    adaptive: Mutex<AdaptiveState>,
+    bucket: RwLock<Arc<DefaultDirectRateLimiter>>,
+    /// The rate the bucket in force was built with (f64 bits).
+    bucket_rate: AtomicU64,
+    granted: AtomicU64,
+    waited: AtomicU64,
+    wait_nanos: AtomicU64,
+    throttles: AtomicU64,
+    clock: DefaultClock,
+}
+
+/// What a class bucket has done so far.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassStats {
+    pub class: LimitClass,
+    pub configured_per_s: f64,
+    pub current_per_s: f64,
+    pub permits_granted: u64,
+    /// Permits that had to wait, and for how long in total.
+    pub permits_waited: u64,
+    pub wait_seconds: f64,
+    pub throttles_reported: u64,
+    pub rate_decreases: u64,
+}
+
+/// A bucket of `rate` per second with a burst of `burst_seconds` of it, started empty.
+fn build_bucket(rate: f64, burst_seconds: f64) -> Arc<DefaultDirectRateLimiter> {
+    let rate = rate.max(0.001);
+    let burst = (rate * burst_seconds).round().clamp(1.0, u32::MAX as f64) as u32;
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+    let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(burst);
+    let limiter = RateLimiter::direct(quota);
+    // Drain the initial burst: a new bucket must not add to what the old one let through.
+    let _ = limiter.check_n(burst);
+    Arc::new(limiter)
+}
+
+impl ClassBucket {
+    pub fn new(class: LimitClass, configured_per_s: f64, settings: &AdaptiveRate) -> ClassBucket {
+        let mut adaptive = AdaptiveState::new(settings, configured_per_s);
+        let rate = adaptive.rate_at(Instant::now());
+        ClassBucket {
+            class,
+            burst_seconds: settings.burst_seconds,
+            adaptive: Mutex::new(adaptive),
+            bucket: RwLock::new(build_bucket(rate, settings.burst_seconds)),
+            bucket_rate: AtomicU64::new(rate.to_bits()),
+            granted: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
+            wait_nanos: AtomicU64::new(0),
+            throttles: AtomicU64::new(0),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Swaps in a bucket at the adaptive rate if it moved enough.
+    fn refresh(&self) {
+        let rate = self.adaptive.lock().rate_at(Instant::now());
+        let current = f64::from_bits(self.bucket_rate.load(Ordering::Relaxed));
+        let moved = (rate - current).abs() / current.max(f64::MIN_POSITIVE);
+        let reached_ceiling = rate != current && rate >= self.adaptive.lock().ceiling();
+        if moved > SWAP_THRESHOLD || reached_ceiling {
+            *self.bucket.write() = build_bucket(rate, self.burst_seconds);
+            self.bucket_rate.store(rate.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// Waits for one permit.
+    pub async fn acquire(&self) {
+        let started = Instant::now();
+        let mut waited = false;
+        loop {
+            self.refresh();
+            let bucket = self.bucket.read().clone();
+            match bucket.check() {
+                Ok(()) => break,
+                Err(not_until) => {
+                    waited = true;
+                    let wait = not_until.wait_time_from(self.clock.now()).min(MAX_POLL);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        self.granted.fetch_add(1, Ordering::Relaxed);
+        if waited {
+            self.waited.fetch_add(1, Ordering::Relaxed);
+            self.wait_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// A request of this class came back throttled: cut the rate (once per cooldown).
+    pub fn on_throttle(&self) {
+        self.throttles.fetch_add(1, Ordering::Relaxed);
+        let cut = self.adaptive.lock().on_throttle(Instant::now());
+        if cut {
+            self.refresh();
+        }
+    }
+
+    pub fn current_rate(&self) -> f64 {
+        self.adaptive.lock().rate_at(Instant::now())
+    }
+
+    pub fn stats(&self) -> ClassStats {
+        let mut adaptive = self.adaptive.lock();
+        ClassStats {
+            class: self.class,
+            configured_per_s: adaptive.ceiling(),
+            current_per_s: adaptive.rate_at(Instant::now()),
+            permits_granted: self.granted.load(Ordering::Relaxed),
+            permits_waited: self.waited.load(Ordering::Relaxed),
+            wait_seconds: self.wait_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            throttles_reported: self.throttles.load(Ordering::Relaxed),
+            rate_decreases: adaptive.decreases(),
+        }
+    }
+}

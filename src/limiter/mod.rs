@@ -1,0 +1,172 @@
+//! The one rate limiter that all writers share: a token bucket per ADT limit class with the
+//! configured rates ([`class_bucket`], governor), made adaptive ([`adaptive`]: multiplicative
+//! decrease on a throttle, CUBIC recovery, never above the configured rate), and the per-twin
+//! budget ([`per_twin`]: writes per second and requests in flight on one twin).
+//!
+//! Bursts are small (`adaptive.burst_seconds`, default 1/20 s of the rate) so the stream is
+//! smooth and never exceeds what ADT's buckets allow. Everything is observable through
+//! [`Limiter::stats`]: current rate per class, permits granted, waits.
+
+pub mod adaptive;
+pub mod class_bucket;
+pub mod per_twin;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::AdaptiveRate;
+use crate::limits::{LimitClass, Limits};
+
+pub use class_bucket::{ClassBucket, ClassStats};
+pub use per_twin::{InFlight, TwinBudget, TwinLimiter, TwinStats};
+
+pub struct Limiter {
+    classes: Vec<ClassBucket>,
+    twins: Arc<TwinLimiter>,
+}
+
+/// A snapshot of the limiter, for the summary and progress lines.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LimiterStats {
+    pub classes: Vec<ClassStats>,
+    pub twins: TwinStats,
+}
+
+impl Limiter {
+    pub fn new(limits: &Limits, adaptive: &AdaptiveRate) -> Limiter {
+        Limiter {
+            classes: LimitClass::ALL
+                .iter()
+                .map(|c| ClassBucket::new(*c, f64::from(limits.rate_of(*c)), adaptive))
+                .collect(),
+            twins: Arc::new(TwinLimiter::new(limits.per_twin_writes_per_s, limits.per_twin_in_flight)),
+        }
+    }
+
+    fn class(&self, class: LimitClass) -> &ClassBucket {
+        let i = LimitClass::ALL.iter().position(|c| *c == class).unwrap_or(0);
+        &self.classes[i]
+    }
+
+    /// Waits for a permit of the class.
+    pub async fn acquire(&self, class: LimitClass) {
+        self.class(class).acquire().await
+    }
+
+    /// The per-twin budget (peek, reserve in-flight room, acquire write permits).
+    pub fn twins(&self) -> &Arc<TwinLimiter> {
+        &self.twins
+    }
+
+    /// A request of this class was throttled: feed the adaptive rate.
+    pub fn on_throttle(&self, class: LimitClass) {
+        self.class(class).on_throttle()
+    }
+
+    pub fn current_rate(&self, class: LimitClass) -> f64 {
+        self.class(class).current_rate()
+    }
+
+    pub fn stats(&self) -> LimiterStats {
+        LimiterStats {
+            classes: self.classes.iter().map(|c| c.stats()).filter(|s| s.permits_granted > 0 || s.throttles_reported > 0).collect(),
+            twins: self.twins.stats(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn limits(create_per_s: u32, per_twin: u32, in_flight: u32) -> Limits {
+        let mut l = Limits::adt_default();
+        l.create_delete_per_s = create_per_s;
+        l.per_twin_writes_per_s = per_twin;
+        l.per_twin_in_flight = in_flight;
+        l
+    }
+
+    /// Bounds every timing test: a broken limiter fails instead of hanging.
+    const TEST_BOUND: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn a_class_never_grants_faster_than_its_rate() {
+        let limiter = Limiter::new(&limits(200, 10, 500), &AdaptiveRate::default());
+        let started = Instant::now();
+        let n = 60;
+        tokio::time::timeout(TEST_BOUND, async {
+            for _ in 0..n {
+                limiter.acquire(LimitClass::CreateDelete).await;
+            }
+        })
+        .await
+        .expect("permits come");
+        // The bucket starts empty, burst 10: the n-th permit is due (n-1)/200 s after start.
+        let floor = Duration::from_secs_f64((n - 1) as f64 / 200.0 * 0.95);
+        assert!(started.elapsed() >= floor, "{:?} < {:?}", started.elapsed(), floor);
+        let stats = limiter.stats();
+        let cd = stats.classes.iter().find(|c| c.class == LimitClass::CreateDelete).unwrap();
+        assert_eq!(cd.permits_granted, n as u64);
+        assert!(cd.permits_waited > 0);
+    }
+
+    #[tokio::test]
+    async fn a_throttle_slows_the_class_down() {
+        let limiter = Limiter::new(&limits(400, 10, 500), &AdaptiveRate::default());
+        limiter.on_throttle(LimitClass::CreateDelete);
+        limiter.on_throttle(LimitClass::CreateDelete);
+        let rate = limiter.current_rate(LimitClass::CreateDelete);
+        assert!((rate - 280.0).abs() < 2.0, "one cut per cooldown: {rate}");
+        assert_eq!(limiter.current_rate(LimitClass::Read), 1000.0, "other classes untouched");
+        let started = Instant::now();
+        let n = 57;
+        tokio::time::timeout(TEST_BOUND, async {
+            for _ in 0..n {
+                limiter.acquire(LimitClass::CreateDelete).await;
+            }
+        })
+        .await
+        .expect("permits come");
+        let floor = Duration::from_secs_f64((n - 1) as f64 / 280.0 * 0.95);
+        assert!(started.elapsed() >= floor, "{:?} < {:?}", started.elapsed(), floor);
+    }
+
+    #[tokio::test]
+    async fn per_twin_writes_are_spaced_and_count_on_both_ends() {
+        let limiter = Limiter::new(&limits(1000, 20, 500), &AdaptiveRate::default());
+        let twins = limiter.twins();
+        let started = Instant::now();
+        tokio::time::timeout(TEST_BOUND, async {
+            twins.acquire(&["a"]).await;
+            // A relationship a -> b: spends a's budget too, so it waits for a's next permit.
+            twins.acquire(&["a", "b"]).await;
+            // b was just written: its next permit is one interval away.
+            assert!(matches!(twins.peek(&["b"]), TwinBudget::WaitFor(_)));
+            assert_eq!(twins.peek(&["c"]), TwinBudget::Ready);
+            twins.acquire(&["b", "c"]).await;
+        })
+        .await
+        .expect("permits come");
+        // Three writes touching a or b in a chain: at least two intervals of 50 ms.
+        assert!(started.elapsed() >= Duration::from_millis(95), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn in_flight_room_is_bounded_and_released() {
+        let limiter = Limiter::new(&limits(500, 10, 2), &AdaptiveRate::default());
+        let twins = limiter.twins();
+        let first = twins.reserve(&["hub", "x"]).expect("room");
+        let second = twins.reserve(&["hub", "y"]).expect("room");
+        assert!(twins.reserve(&["z", "hub"]).is_none(), "hub is full: all or nothing");
+        assert_eq!(twins.peek(&["hub"]), TwinBudget::InFlightFull);
+        assert!(twins.reserve(&["z"]).is_some(), "z was not reserved by the failed attempt");
+        drop(first);
+        assert!(twins.reserve(&["hub"]).is_some());
+        drop(second);
+        twins.prune();
+    }
+}

@@ -1,0 +1,171 @@
+//! The per-twin budget: at most `per_twin_writes_per_s` writes per second on one twin (a
+//! relationship write counts against its source and its target), and at most
+//! `per_twin_in_flight` requests outstanding on one twin.
+//!
+//! Hand-written GCRA rather than governor's keyed limiter, because a relationship must take a
+//! permit from two twins atomically (governor would spend the source's permit even when the
+//! target has none), the coordinator must be able to ask "is this twin ready?" without
+//! spending anything, and the in-flight count lives in the same entry.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+/// What a twin's budget allows right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwinBudget {
+    Ready,
+    /// Rate-limited: the earliest permit is this far away.
+    WaitFor(Duration),
+    /// As many requests in flight on one of the twins as the limit allows.
+    InFlightFull,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// GCRA's theoretical arrival time: the next permit is free from then on.
+    tat: Option<Instant>,
+    in_flight: u32,
+}
+
+#[derive(Debug)]
+pub struct TwinLimiter {
+    interval: Duration,
+    max_in_flight: u32,
+    slots: Mutex<HashMap<String, Slot>>,
+    granted: AtomicU64,
+    waited: AtomicU64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TwinStats {
+    pub writes_per_s: f64,
+    pub max_in_flight: u32,
+    pub twins_tracked: usize,
+    pub permits_granted: u64,
+    pub permits_waited: u64,
+}
+
+/// A reservation of in-flight room on some twins; released when dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    limiter: Arc<TwinLimiter>,
+    twins: Vec<String>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut slots = self.limiter.slots.lock();
+        for twin in &self.twins {
+            if let Some(slot) = slots.get_mut(twin) {
+                slot.in_flight = slot.in_flight.saturating_sub(1);
+            }
+        }
+    }
+}
+
+fn dedup(twins: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = twins.iter().map(|t| t.to_string()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+impl TwinLimiter {
+    pub fn new(writes_per_s: u32, max_in_flight: u32) -> TwinLimiter {
+        TwinLimiter {
+            interval: Duration::from_secs_f64(1.0 / f64::from(writes_per_s.max(1))),
+            max_in_flight: max_in_flight.max(1),
+            slots: Mutex::new(HashMap::new()),
+            granted: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
+        }
+    }
+
+    fn budget_locked(&self, slots: &HashMap<String, Slot>, twins: &[String], now: Instant, count_in_flight: bool) -> TwinBudget {
+        let mut wait = Duration::ZERO;
+        for twin in twins {
+            if let Some(slot) = slots.get(twin) {
+                if count_in_flight && slot.in_flight >= self.max_in_flight {
+                    return TwinBudget::InFlightFull;
+                }
+                if let Some(tat) = slot.tat {
+                    wait = wait.max(tat.saturating_duration_since(now));
+                }
+            }
+        }
+        if wait.is_zero() {
+            TwinBudget::Ready
+        } else {
+            TwinBudget::WaitFor(wait)
+        }
+    }
+
+    /// Whether a write to these twins could go now, without spending anything.
+    pub fn peek(&self, twins: &[&str]) -> TwinBudget {
+        let twins = dedup(twins);
+        self.budget_locked(&self.slots.lock(), &twins, Instant::now(), true)
+    }
+
+    /// Reserves in-flight room on every twin, or none (`None` when one is full).
+    pub fn reserve(self: &Arc<Self>, twins: &[&str]) -> Option<InFlight> {
+        let twins = dedup(twins);
+        let mut slots = self.slots.lock();
+        if twins.iter().any(|t| slots.get(t).is_some_and(|s| s.in_flight >= self.max_in_flight)) {
+            return None;
+        }
+        for twin in &twins {
+            slots.entry(twin.clone()).or_default().in_flight += 1;
+        }
+        Some(InFlight { limiter: Arc::clone(self), twins })
+    }
+
+    /// Takes one write permit on every twin at once, waiting until all have one.
+    pub async fn acquire(&self, twins: &[&str]) {
+        let twins = dedup(twins);
+        let mut waited = false;
+        loop {
+            let wait = {
+                let mut slots = self.slots.lock();
+                let now = Instant::now();
+                match self.budget_locked(&slots, &twins, now, false) {
+                    TwinBudget::WaitFor(d) => d,
+                    _ => {
+                        for twin in &twins {
+                            let slot = slots.entry(twin.clone()).or_default();
+                            let from = slot.tat.map_or(now, |t| t.max(now));
+                            slot.tat = Some(from + self.interval);
+                        }
+                        break;
+                    }
+                }
+            };
+            waited = true;
+            tokio::time::sleep(wait).await;
+        }
+        self.granted.fetch_add(1, Ordering::Relaxed);
+        if waited {
+            self.waited.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets twins with nothing in flight and a fully refilled budget (keeps memory flat).
+    pub fn prune(&self) {
+        let now = Instant::now();
+        self.slots.lock().retain(|_, s| s.in_flight > 0 || s.tat.is_some_and(|t| t > now));
+    }
+
+    pub fn stats(&self) -> TwinStats {
+        TwinStats {
+            writes_per_s: 1.0 / self.interval.as_secs_f64(),
+            max_in_flight: self.max_in_flight,
+            twins_tracked: self.slots.lock().len(),
+            permits_granted: self.granted.load(Ordering::Relaxed),
+            permits_waited: self.waited.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! A writer actor: one HTTP call at a time. For each assignment it takes the permits from the
+//! shared limiter (the class bucket, then the per-twin budget), calls the client, and reports
+//! what happened to the coordinator. It never retries on its own account: the supervisor
+//! decides. Model batches are the exception the brief asks of the writer: a `409` drops the
+//! ids it lists (they count as already there) and resends the rest; a `400` for a batch falls
+//! back to one model at a time, in dependency order, so the bad model is isolated and the rest
+//! land.
+//!
+//! Writers run under `actix::Supervisor`. When one dies it is restarted on the same mailbox and
+//! tells the coordinator, which re-sends the item it held. `chaos.writer_crash_every` (test
+//! only) makes a writer die after sending a request and before reporting it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde_json::value::RawValue;
+
+use crate::client::{AdtClient, Outcome, Reply};
+use crate::config::WriteMode;
+use crate::limiter::Limiter;
+use crate::limits::LimitClass;
+use crate::plan::ItemId;
+
+use super::coordinator::Coordinator;
+
+/// What a writer needs, shared by all writers.
+#[derive(Clone)]
+pub struct WriterEnv {
+    pub client: AdtClient,
+    pub limiter: Arc<Limiter>,
+    pub mode: WriteMode,
+    pub coordinator: Addr<Coordinator>,
+    pub crash_every: Option<u64>,
+}
+
+/// One model of a batch, with what the fallback needs to keep dependency order.
+#[derive(Debug, Clone)]
+pub struct ModelToSend {
+    pub item: ItemId,
+    pub model_id: String,
+    pub depends_on: Vec<String>,
+    pub body: Box<RawValue>,
+}
+
+/// One unit of work for a writer.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// One `POST /models` (then the 409/400 handling above), dependency-ordered.
+    Models(Vec<ModelToSend>),
+    Twin { item: ItemId, twin_id: String, body: Box<RawValue> },
+    Relationship { item: ItemId, source: String, relationship_id: String, target: String, body: Box<RawValue> },
+}
+
+impl Request {
+    pub fn class(&self) -> LimitClass {
+        match self {
+            Request::Models(_) => LimitClass::Models,
+            Request::Twin { .. } | Request::Relationship { .. } => LimitClass::CreateDelete,
+        }
+    }
+}
+
+/// A model the batch handling gave up on.
+#[derive(Debug, Clone)]
+pub struct ModelFailure {
+    pub item: ItemId,
+    pub reply: Option<Reply>,
+    pub reason_code: &'static str,
+    pub reason: String,
+}
+
+/// What became of a model batch.
+#[derive(Debug, Clone, Default)]
+pub struct ModelReport {
+    pub landed: Vec<ItemId>,
+    pub already_existed: Vec<ItemId>,
+    pub failed: Vec<ModelFailure>,
+    /// Models not settled because a call was throttled or failed transiently (or auth
+    /// failed): the supervisor decides on them, with this reply.
+    pub unsettled: Vec<ModelToSend>,
+    pub unsettled_reply: Option<Reply>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Report {
+    Single(Reply),
+    Models(ModelReport),
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Assign {
+    pub task: u64,
+    pub request: Request,
+}
+
+/// A writer's report on an assignment.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Finished {
+    pub writer: usize,
+    pub task: u64,
+    pub report: Report,
+    /// HTTP requests this assignment sent.
+    pub requests: u32,
+}
+
+/// A writer died and was restarted; whatever it held is lost and must be re-sent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WriterRestarted {
+    pub writer: usize,
+}
+
+pub struct Writer {
+    slot: usize,
+    env: WriterEnv,
+    /// Requests this writer sent, across restarts (for the chaos switch).
+    sent: u64,
+}
+
+impl Writer {
+    pub fn new(slot: usize, env: WriterEnv) -> Writer {
+        Writer { slot, env, sent: 0 }
+    }
+}
+
+impl Actor for Writer {
+    type Context = Context<Self>;
+}
+
+impl Supervised for Writer {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!(writer = self.slot, "writer restarted; its item is sent again");
+        self.env.coordinator.do_send(WriterRestarted { writer: self.slot });
+    }
+}
+
+impl Handler<Assign> for Writer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Assign, ctx: &mut Context<Self>) {
+        let env = self.env.clone();
+        let task = msg.task;
+        let work = async move {
+            let mut requests = 0u32;
+            let report = perform(&env, msg.request, &mut requests).await;
+            (report, requests)
+        };
+        ctx.spawn(work.into_actor(self).map(move |(report, requests), act, ctx| {
+            let before = act.sent;
+            act.sent += u64::from(requests);
+            let crash = act.env.crash_every.is_some_and(|n| before / n != act.sent / n);
+            if crash {
+                // Test-only chaos: die with the outcome unreported (the request went out).
+                tracing::warn!(writer = act.slot, "chaos: writer dies mid-request");
+                ctx.stop();
+                return;
+            }
+            act.env.coordinator.do_send(Finished { writer: act.slot, task, report, requests });
+        }));
+    }
+}
+
+async fn perform(env: &WriterEnv, request: Request, requests: &mut u32) -> Report {
+    let create_only = env.mode == WriteMode::CreateOnly;
+    match request {
+        Request::Twin { twin_id, body, .. } => {
+            env.limiter.acquire(LimitClass::CreateDelete).await;
+            env.limiter.twins().acquire(&[twin_id.as_str()]).await;
+            *requests += 1;
+            Report::Single(env.client.put_twin(&twin_id, &body, create_only).await)
+        }
+        Request::Relationship { source, relationship_id, target, body, .. } => {
+            env.limiter.acquire(LimitClass::CreateDelete).await;
+            env.limiter.twins().acquire(&[source.as_str(), target.as_str()]).await;
+            *requests += 1;
+            Report::Single(env.client.put_relationship(&source, &relationship_id, &body, create_only).await)
+        }
+        Request::Models(models) => Report::Models(upload_models(env, models, requests).await),
+    }
+}
+
+async fn post_models(env: &WriterEnv, models: &[ModelToSend], requests: &mut u32) -> Reply {
+    env.limiter.acquire(LimitClass::Models).await;
+    *requests += 1;
+    let bodies: Vec<&RawValue> = models.iter().map(|m| m.body.as_ref()).collect();
+    env.client.add_models(&bodies).await
+}
+
+/// A batch: POST it whole; on 409 drop the listed ids and resend the rest; on 400 go one at a
+/// time.
+async fn upload_models(env: &WriterEnv, mut remaining: Vec<ModelToSend>, requests: &mut u32) -> ModelReport {
+    let mut report = ModelReport::default();
+    // Each round settles at least one model or ends, so this is bounded by the batch size.
+    for _ in 0..=remaining.len() {
+        if remaining.is_empty() {
+            return report;
+        }
+        let reply = post_models(env, &remaining, requests).await;
+        match &reply.outcome {
+            Outcome::Landed => {
+                report.landed.extend(remaining.iter().map(|m| m.item));
+                return report;
+            }
+            Outcome::AlreadyExists { ids } => {
+                let listed: HashSet<&str> = ids.iter().map(String::as_str).collect();
+                let before = remaining.len();
+                let (exist, rest): (Vec<_>, Vec<_>) = remaining.into_iter().partition(|m| listed.contains(m.model_id.as_str()));
+                report.already_existed.extend(exist.iter().map(|m| m.item));
+                remaining = rest;
+                if remaining.len() == before {
+                    // The message named none of ours: find out one model at a time.
+                    one_at_a_time(env, remaining, requests, &mut report).await;
+                    return report;
+                }
+            }
+            Outcome::Rejected { .. } if remaining.len() > 1 => {
+                one_at_a_time(env, remaining, requests, &mut report).await;
+                return report;
+            }
+            Outcome::Rejected { message } => {
+                let m = &remaining[0];
+                report.failed.push(ModelFailure {
+                    item: m.item,
+                    reason_code: "write_failed",
+                    reason: format!("ADT rejected model {}: {message}. Fix the model and load it again", m.model_id),
+                    reply: Some(reply.clone()),
+                });
+                return report;
+            }
+            Outcome::Throttled { .. } | Outcome::Transient { .. } | Outcome::AuthFailed { .. } | Outcome::TargetNotVisible { .. } => {
+                report.unsettled = remaining;
+                report.unsettled_reply = Some(reply);
+                return report;
+            }
+        }
+    }
+    report
+}
+
+/// Uploads models one by one in (dependency) order; a model whose dependency failed here is
+/// not sent but failed with that reason.
+async fn one_at_a_time(env: &WriterEnv, models: Vec<ModelToSend>, requests: &mut u32, report: &mut ModelReport) {
+    let mut failed_ids: HashSet<String> = HashSet::new();
+    let mut queue = models.into_iter();
+    while let Some(m) = queue.next() {
+        if let Some(failure) = dependency_failure(&m, &failed_ids) {
+            report.failed.push(failure);
+            failed_ids.insert(m.model_id);
+            continue;
+        }
+        let reply = post_models(env, std::slice::from_ref(&m), requests).await;
+        match &reply.outcome {
+            Outcome::Landed => report.landed.push(m.item),
+            Outcome::AlreadyExists { .. } => report.already_existed.push(m.item),
+            Outcome::Rejected { message } => {
+                report.failed.push(ModelFailure {
+                    item: m.item,
+                    reason_code: "write_failed",
+                    reason: format!("ADT rejected model {}: {message}. Fix the model and load it again", m.model_id),
+                    reply: Some(reply.clone()),
+                });
+                failed_ids.insert(m.model_id);
+            }
+            _ => {
+                // Throttled or transient: the rest is the supervisor's to retry, minus what
+                // depends on a model that failed here.
+                let mut rest = vec![m];
+                for next in queue.by_ref() {
+                    if let Some(failure) = dependency_failure(&next, &failed_ids) {
+                        report.failed.push(failure);
+                        failed_ids.insert(next.model_id);
+                    } else {
+                        rest.push(next);
+                    }
+                }
+                report.unsettled = rest;
+                report.unsettled_reply = Some(reply);
+                return;
+            }
+        }
+    }
+}
+
+/// The failure of a model one of whose dependencies failed in this batch, if one did.
+fn dependency_failure(m: &ModelToSend, failed_ids: &HashSet<String>) -> Option<ModelFailure> {
+    let dep = m.depends_on.iter().find(|d| failed_ids.contains(d.as_str()))?;
+    Some(ModelFailure {
+        item: m.item,
+        reply: None,
+        reason_code: "dependency_failed",
+        reason: format!("dependency model {dep} failed, so model {} was not sent", m.model_id),
+    })
+}

@@ -1,0 +1,274 @@
+//! `twinload load` end to end against the real mock ADT over loopback, with ADT's default
+//! limits: a generated fleet lands completely and exactly, in order; a re-run changes nothing
+//! and accounts for every item; bad input is dead-lettered with its reason while the rest
+//! lands; setup failures and a deadline end the run with the documented exit codes.
+
+mod load_support;
+
+use std::io::Write;
+use std::time::Duration;
+
+use load_support::*;
+use twinload::cli::exit;
+use twinload::config::WriteMode;
+use twinload::item::ItemKind;
+use twinload::run::{load, LoadError};
+
+#[test]
+fn a_generated_fleet_lands_exactly_in_order_and_a_rerun_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 600, 7);
+    let expected = graph_of(&input);
+    let (models, twins, relationships) = expected.counts();
+    let mock = mock();
+    let inputs = vec![input.display().to_string()];
+
+    let first = load(config_for(&mock, dir.path()), inputs.clone()).expect("load runs");
+    assert_eq!(first.exit_code, exit::OK, "{}", first.human());
+    assert_eq!(first.items["models"].landed, models as u64);
+    assert_eq!(first.items["twins"].landed, twins as u64);
+    assert_eq!(first.items["relationships"].landed, relationships as u64);
+    assert_same_graph(&expected, &exported(&mock));
+    assert_eq!(stats(&mock)["order_violations_total"], 0, "the mock saw a write out of dependency order");
+    // The JSON summary on disk says the same.
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["items"]["twins"]["landed"], twins as u64);
+    assert!(on_disk["t_star_s"].as_f64().unwrap() > 0.0);
+    assert!(on_disk["requests_by_status"]["200"].as_u64().unwrap() >= (twins + relationships) as u64);
+
+    // Again: models exist (409 → already there), twins and relationships are upserted.
+    let second = load(config_for(&mock, dir.path()), inputs.clone()).expect("re-run runs");
+    assert_eq!(second.exit_code, exit::OK, "{}", second.human());
+    assert_eq!(second.items["models"].already_existed, models as u64);
+    for kind in ItemKind::ALL {
+        assert_eq!(second.items_total(kind), first.items_total(kind), "every {} accounted for", kind.plural());
+    }
+    assert_same_graph(&expected, &exported(&mock));
+
+    // Create-only: nothing is replaced; everything is reported as already there.
+    let mut create_only = config_for(&mock, dir.path());
+    create_only.mode = WriteMode::CreateOnly;
+    let third = load(create_only, inputs).expect("create-only re-run runs");
+    assert_eq!(third.exit_code, exit::OK, "{}", third.human());
+    assert_eq!(third.items["twins"].already_existed, twins as u64);
+    assert_eq!(third.items["relationships"].already_existed, relationships as u64);
+    assert_eq!(third.items["twins"].landed, 0);
+    assert_same_graph(&expected, &exported(&mock));
+    assert_eq!(stats(&mock)["order_violations_total"], 0);
+    mock.stop();
+}
+
+/// Appends lines to the generated fleet's sections by rewriting the file: bad models after the
+/// Models marker, bad twins after Twins, bad relationships at the end.
+fn with_bad_items(input: &std::path::Path, models: &[String], twins: &[String], relationships: &[String]) {
+    let text = std::fs::read_to_string(input).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        let extra = match line {
+            l if l.contains("\"Section\": \"Models\"") => models,
+            l if l.contains("\"Section\": \"Twins\"") => twins,
+            l if l.contains("\"Section\": \"Relationships\"") => relationships,
+            _ => &[],
+        };
+        for e in extra {
+            out.push_str(e);
+            out.push('\n');
+        }
+    }
+    std::fs::File::create(input).unwrap().write_all(out.as_bytes()).unwrap();
+}
+
+#[test]
+fn each_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_rest_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 200, 3);
+    let good = graph_of(&input);
+    let some_twin = good.twins.keys().next().unwrap().clone();
+    // Another twin, for the relationships whose fate must not depend on the duplicate's.
+    let other_twin = good.twins.keys().nth(1).unwrap().clone();
+    let (_, (some_model, _)) = good.twins.iter().next().unwrap();
+    let some_model = some_model.clone();
+    let big = "x".repeat(40 * 1024);
+    // A generated model with a property, for a child that redeclares it: the local checks do
+    // not resolve inheritance, ADT does and refuses the child (400 DTDLParserError), which
+    // makes the writer fall back from the batch to one model at a time.
+    let (parent, property) = good
+        .models
+        .iter()
+        .find_map(|(id, m)| {
+            let contents = m["contents"].as_array()?;
+            let p = contents.iter().find(|c| c["@type"] == "Property")?;
+            Some((id.clone(), p["name"].as_str()?.to_string()))
+        })
+        .expect("the fleet has a model with a property");
+    let models = vec![
+        // A cycle: each extends the other.
+        r#"{"@id":"dtmi:bad:CycleA;1","@type":"Interface","@context":"dtmi:dtdl:context;2","extends":"dtmi:bad:CycleB;1"}"#.to_string(),
+        r#"{"@id":"dtmi:bad:CycleB;1","@type":"Interface","@context":"dtmi:dtdl:context;2","extends":"dtmi:bad:CycleA;1"}"#.to_string(),
+        // Not a DTMI.
+        r#"{"@id":"not-a-dtmi","@type":"Interface","@context":"dtmi:dtdl:context;2"}"#.to_string(),
+        format!(
+            r#"{{"@id":"dtmi:bad:Redeclares;1","@type":"Interface","@context":"dtmi:dtdl:context;2","extends":"{parent}","contents":[{{"@type":"Property","name":"{property}","schema":"string"}}]}}"#
+        ),
+    ];
+    let twins = vec![
+        // Not JSON.
+        "{\"$dtId\": \"broken\", ".to_string(),
+        // Its model is neither in the input nor in ADT.
+        r#"{"$dtId":"orphan","$metadata":{"$model":"dtmi:bad:Nowhere;1"}}"#.to_string(),
+        // A duplicate of a generated twin (the same line again: whichever copy the planner
+        // keeps, the graph is the same).
+        std::fs::read_to_string(&input)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with(&format!(r#"{{"$dtId":"{some_twin}""#)) && !l.contains("$relationshipId"))
+            .expect("the twin's line")
+            .to_string(),
+        // Over 32 KB.
+        format!(r#"{{"$dtId":"huge","$metadata":{{"$model":"{some_model}"}},"note":"{big}"}}"#),
+        // Its model is refused by ADT.
+        r#"{"$dtId":"child-of-refused-model","$metadata":{"$model":"dtmi:bad:Redeclares;1"}}"#.to_string(),
+        // Passes the local checks, but ADT refuses it: a property its model does not declare.
+        format!(r#"{{"$dtId":"refused","$metadata":{{"$model":"{some_model}"}},"noSuchProperty":1}}"#),
+    ];
+    let relationships = vec![
+        // Its target is neither in the input nor in ADT.
+        format!(r#"{{"$dtId":"{other_twin}","$relationshipId":"to-nowhere","$targetId":"ghost","$relationshipName":"contains"}}"#),
+        // Depends on the twin ADT refuses.
+        format!(r#"{{"$dtId":"refused","$relationshipId":"from-refused","$targetId":"{other_twin}","$relationshipName":"contains"}}"#),
+    ];
+    with_bad_items(&input, &models, &twins, &relationships);
+    let mock = mock();
+    let config = config_for(&mock, dir.path());
+    let dead_letter_path = config.dead_letter_path.clone();
+    let summary = load(config, vec![input.display().to_string()]).expect("load runs");
+    assert_eq!(summary.exit_code, exit::DEAD_LETTERS, "{}", summary.human());
+
+    let letters = dead_letters(&dead_letter_path);
+    let reason_of = |id: &str| -> String {
+        letters
+            .iter()
+            .find(|l| l["id"] == id)
+            .unwrap_or_else(|| panic!("no dead letter for {id} in {letters:#?}"))["reason_code"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(reason_of("dtmi:bad:CycleA;1"), "cycle");
+    assert_eq!(reason_of("not-a-dtmi"), "bad_dtmi");
+    assert_eq!(reason_of("orphan"), "missing_model");
+    assert_eq!(reason_of("huge"), "too_large");
+    assert_eq!(reason_of("to-nowhere"), "missing_twin");
+    assert_eq!(reason_of("refused"), "write_failed");
+    assert_eq!(reason_of("dtmi:bad:Redeclares;1"), "write_failed");
+    assert_eq!(reason_of("child-of-refused-model"), "dependency_failed");
+    assert_eq!(reason_of("from-refused"), "dependency_failed");
+    assert!(letters.iter().any(|l| l["reason_code"] == "parse_error"), "{letters:#?}");
+    assert!(letters.iter().any(|l| l["reason_code"] == "duplicate"), "{letters:#?}");
+    // Every dead letter names its file and line, and the refused twin carries ADT's answer.
+    for l in &letters {
+        assert!(l["file"].as_str().unwrap().ends_with(".ndjson") && l["line"].as_u64().unwrap() > 0, "{l}");
+        assert!(!l["reason"].as_str().unwrap().is_empty());
+    }
+    let refused = letters.iter().find(|l| l["id"] == "refused").unwrap();
+    assert_eq!(refused["status"], 400);
+    assert!(refused["error_code"].is_string(), "{refused}");
+
+    // Everything else landed, exactly: the mock holds the generated fleet and nothing more.
+    // (Should the planner refuse both copies of the duplicate, that twin and its
+    // relationships stay out too.)
+    let mut expected = good.clone();
+    let dup_landed = exported(&mock).twins.contains_key(&some_twin);
+    if !dup_landed {
+        expected.twins.remove(&some_twin);
+        expected.relationships.retain(|(s, _), (t, _, _)| s != &some_twin && t != &some_twin);
+    }
+    assert_same_graph(&expected, &exported(&mock));
+    assert_eq!(stats(&mock)["order_violations_total"], 0);
+    mock.stop();
+}
+
+#[test]
+fn setup_failures_say_what_to_check_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 20, 1);
+    // Nothing listens: connectivity fails on the first GET /models.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", free.local_addr().unwrap().port());
+    drop(free);
+    let mut config = twinload::config::LoadConfig::new(url.clone());
+    config.dead_letter_path = dir.path().join("dl.ndjson");
+    config.retry.max_attempts = 1;
+    match load(config, vec![input.display().to_string()]) {
+        Err(LoadError::Setup(message)) => assert!(message.contains(&url) && message.contains("/models"), "{message}"),
+        other => panic!("expected a setup failure, got {:?}", other.map(|s| s.exit_code)),
+    }
+
+    // The mock wants a token: a 401 names the status and what to check.
+    let mock = twinload::mock::server::start(twinload::mock::server::MockConfig::default()).expect("mock starts");
+    let mut config = twinload::config::LoadConfig::new(mock.url.clone());
+    config.dead_letter_path = dir.path().join("dl.ndjson");
+    match load(config, vec![input.display().to_string()]) {
+        Err(LoadError::Setup(message)) => assert!(message.contains("401") && message.contains("token"), "{message}"),
+        other => panic!("expected a setup failure, got {:?}", other.map(|s| s.exit_code)),
+    }
+    // A missing input is a setup failure too, naming the path.
+    let mut config = twinload::config::LoadConfig::new(mock.url.clone());
+    config.dead_letter_path = dir.path().join("dl.ndjson");
+    match load(config, vec![dir.path().join("nope.ndjson").display().to_string()]) {
+        Err(LoadError::Setup(message)) => assert!(message.contains("nope.ndjson"), "{message}"),
+        other => panic!("expected a setup failure, got {:?}", other.map(|s| s.exit_code)),
+    }
+    assert_eq!(exported(&mock).counts(), (0, 0, 0), "nothing was written");
+    mock.stop();
+}
+
+#[test]
+fn a_token_and_a_self_signed_ca_reach_an_https_mock() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 30, 5);
+    let ca = dir.path().join("ca.pem");
+    let mock = twinload::mock::server::start(twinload::mock::server::MockConfig::default().with_tls(
+        twinload::mock::tls::TlsMode::SelfSigned { ca_out: Some(ca.clone()) },
+    ))
+    .expect("mock starts");
+    assert!(mock.url.starts_with("https://"));
+    let mut config = twinload::config::LoadConfig::new(mock.url.clone());
+    config.dead_letter_path = dir.path().join("dl.ndjson");
+    config.ca_cert = Some(ca);
+    config.auth = twinload::config::Auth::BearerToken { token: twinload::config::SecretToken::new("test-token") };
+    let summary = load(config, vec![input.display().to_string()]).expect("load runs");
+    assert_eq!(summary.exit_code, exit::OK, "{}", summary.human());
+    mock.stop();
+}
+
+#[test]
+fn a_deadline_stops_the_run_cleanly_and_accounts_for_every_item() {
+    let dir = tempfile::tempdir().unwrap();
+    // ~4,500 creates at 500/s need ~9 s; the deadline cuts the run at 2 s.
+    let input = fleet(dir.path(), 1500, 11);
+    let expected = graph_of(&input);
+    let (models, twins, relationships) = expected.counts();
+    let mock = mock();
+    let mut config = config_for(&mock, dir.path());
+    config.deadline = Some(Duration::from_secs(2));
+    let dead_letter_path = config.dead_letter_path.clone();
+    let summary = load(config, vec![input.display().to_string()]).expect("load runs");
+    assert_eq!(summary.exit_code, exit::STOPPED_EARLY, "{}", summary.human());
+    assert!(summary.stop_reason.as_deref().unwrap_or_default().contains("deadline"));
+    assert_eq!(summary.items_total(ItemKind::Model), models as u64);
+    assert_eq!(summary.items_total(ItemKind::Twin), twins as u64);
+    assert_eq!(summary.items_total(ItemKind::Relationship), relationships as u64);
+    let not_attempted: u64 = summary.items.values().map(|c| c.not_attempted).sum();
+    assert!(not_attempted > 0, "{}", summary.human());
+    let letters = dead_letters(&dead_letter_path);
+    assert_eq!(letters.iter().filter(|l| l["reason_code"] == "not_attempted").count() as u64, not_attempted);
+    // What the summary says landed is what the mock holds.
+    let held = exported(&mock);
+    assert_eq!(held.twins.len() as u64, summary.items["twins"].landed);
+    assert_eq!(held.relationships.len() as u64, summary.items["relationships"].landed);
+    mock.stop();
+}

@@ -1,0 +1,78 @@
+//! Helpers shared by the `load_*` tests: a generated fleet on disk, a mock ADT over loopback,
+//! its `/_mock/stats` and `/_mock/export`, and the canonical graph comparison.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use twinload::config::LoadConfig;
+use twinload::gen::{generate, GenOptions};
+use twinload::mock::server::{start, MockConfig, MockHandle};
+use twinload::verify::{diff, Graph};
+
+/// Bounds every HTTP call a test makes itself.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes a generated fleet and returns its path.
+pub fn fleet(dir: &Path, twins: u64, seed: u64) -> PathBuf {
+    let path = dir.join(format!("fleet-{twins}-{seed}.ndjson"));
+    let file = std::fs::File::create(&path).expect("create fleet file");
+    generate(&GenOptions::new(twins, seed), file).expect("generate fleet");
+    path
+}
+
+/// A mock ADT with ADT's default limits, no auth, on a free loopback port.
+pub fn mock() -> MockHandle {
+    start(MockConfig::default().without_auth()).expect("mock starts")
+}
+
+/// A load config for the mock, writing its dead letters and summary into `dir`.
+pub fn config_for(mock: &MockHandle, dir: &Path) -> LoadConfig {
+    let mut config = LoadConfig::new(mock.url.clone());
+    config.dead_letter_path = dir.join("dead-letters.ndjson");
+    config.summary_path = Some(dir.join("summary.json"));
+    config
+}
+
+fn get(url: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let client = reqwest::Client::builder().timeout(HTTP_TIMEOUT).build().expect("client");
+        let resp = client.get(url).send().await.expect("mock answers");
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        resp.text().await.expect("body")
+    })
+}
+
+/// The mock's `/_mock/stats`.
+pub fn stats(mock: &MockHandle) -> serde_json::Value {
+    serde_json::from_str(&get(&format!("{}/_mock/stats", mock.url))).expect("stats are JSON")
+}
+
+/// The mock's graph, from `/_mock/export`.
+pub fn exported(mock: &MockHandle) -> Graph {
+    let text = get(&format!("{}/_mock/export", mock.url));
+    Graph::from_ndjson(BufReader::new(text.as_bytes())).expect("export is Import-Jobs NDJSON")
+}
+
+/// The graph an input file describes.
+pub fn graph_of(path: &Path) -> Graph {
+    Graph::from_ndjson(BufReader::new(std::fs::File::open(path).expect("open input"))).expect("input parses")
+}
+
+/// Asserts the mock holds exactly `expected`, listing the differences if not.
+pub fn assert_same_graph(expected: &Graph, actual: &Graph) {
+    let d = diff(expected, actual);
+    assert!(d.is_empty(), "the mock's graph differs from the input:\n{}", d.describe());
+}
+
+/// The dead-letter file, one JSON value per line.
+pub fn dead_letters(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("dead-letter file exists")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each dead letter is JSON"))
+        .collect()
+}
