@@ -80,8 +80,9 @@ pub struct Scheduler {
     batch_waiting: Vec<u32>,
     batch_released: Vec<bool>,
     ready_batches: VecDeque<u32>,
-    /// Ready twins by priority (the most writes among the twin and its neighbours), then input order.
-    ready_twins: BinaryHeap<(u32, Reverse<ItemId>)>,
+    /// Ready twins by priority (the most writes among the twin and its neighbours), then the
+    /// twin's own writes (the busy twin before its neighbours), then input order.
+    ready_twins: BinaryHeap<(u32, u32, Reverse<ItemId>)>,
     twin_priority: Vec<u32>,
     /// Total writes per twin (by twin index), to pick each relationship's lane.
     twin_writes: Vec<u32>,
@@ -404,7 +405,10 @@ impl Scheduler {
         self.state[id as usize] = State::Ready;
         match self.plan.arena.record(id) {
             Record::Model { .. } => {} // released with its batch
-            Record::Twin { id: twin, .. } => self.ready_twins.push((self.twin_priority[twin as usize], Reverse(id))),
+            Record::Twin { id: twin, .. } => {
+                let t = twin as usize;
+                self.ready_twins.push((self.twin_priority[t], self.twin_writes[t], Reverse(id)));
+            }
             Record::Relationship { .. } => {
                 let lane = self.lane_of(id);
                 let l = lane as usize;
@@ -499,7 +503,7 @@ impl Scheduler {
     }
 
     fn next_twin(&mut self) -> Option<Work> {
-        while let Some((_, Reverse(id))) = self.ready_twins.pop() {
+        while let Some((_, _, Reverse(id))) = self.ready_twins.pop() {
             if let Some(work) = self.hand_out_twin(id) {
                 return Some(work);
             }
