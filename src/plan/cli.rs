@@ -14,7 +14,7 @@ use super::{KindCounts, Makespan, Plan, PlanCounts, PlanOptions, Rejected};
 use crate::cli::exit;
 use crate::item::ItemKind;
 use crate::limits::Limits;
-use crate::source::{open_inputs, read_all_in_background};
+use crate::source::{open_inputs, read_all};
 
 /// Examples shown per rejection code unless told otherwise.
 pub const DEFAULT_EXAMPLES: usize = 5;
@@ -68,7 +68,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
     let files: Vec<String> = sources.iter().map(|s| s.name().to_string()).collect();
     let opts = PlanOptions { limits, model_batch_size: args.model_batch_size, keep_bodies: false };
     let started = Instant::now();
-    let plan = Plan::build(read_all_in_background(sources), &opts);
+    let plan = Plan::build(read_all(sources), &opts);
     let elapsed_s = started.elapsed().as_secs_f64();
 
     eprint!("{}", report(&plan, &files, elapsed_s, args.examples));

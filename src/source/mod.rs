@@ -17,8 +17,6 @@ mod items;
 pub mod local;
 pub mod ndjson;
 
-use std::sync::Arc;
-
 use crate::item::{Item, ItemKey, Origin};
 
 /// The longest line (NDJSON) or file (DTDL) read into memory at once. A longer one is reported
@@ -100,99 +98,4 @@ pub fn open_inputs(paths: &[String]) -> Result<Vec<Box<dyn Source>>, InputError>
 /// Every item of every input, in input order: the sources one after another.
 pub fn read_all(sources: Vec<Box<dyn Source>>) -> impl Iterator<Item = Result<Item, SourceError>> + Send {
     sources.into_iter().flat_map(|s| s.items())
-}
-
-/// Items handed from the reading thread to the consumer at a time.
-const BACKGROUND_CHUNK: usize = 1024;
-/// Chunks read ahead of the consumer (bounds the memory the reader may run ahead by).
-const BACKGROUND_CHUNKS_AHEAD: usize = 8;
-
-/// Like [`read_all`], but parsing runs on a thread of its own, so reading and planning use two
-/// cores. Same items, same order. Dropping the iterator stops the reader at its next chunk. If
-/// the reader thread cannot start, reading happens inline; if it dies, the stream ends with a
-/// [`SourceError`] saying so (never silently short).
-pub fn read_all_in_background(sources: Vec<Box<dyn Source>>) -> Box<dyn Iterator<Item = Result<Item, SourceError>> + Send> {
-    let first_input: Arc<str> = Arc::from(sources.first().map(|s| s.name()).unwrap_or("(inputs)"));
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Item, SourceError>>>(BACKGROUND_CHUNKS_AHEAD);
-    // The sources move into the thread; if it cannot start they come back through this slot.
-    let slot = Arc::new(std::sync::Mutex::new(Some(sources)));
-    let thread_slot = slot.clone();
-    let spawned = std::thread::Builder::new().name("twinload-read".into()).spawn(move || {
-        let Some(sources) = thread_slot.lock().ok().and_then(|mut s| s.take()) else { return };
-        let mut chunk = Vec::with_capacity(BACKGROUND_CHUNK);
-        for result in read_all(sources) {
-            chunk.push(result);
-            if chunk.len() == BACKGROUND_CHUNK && tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(BACKGROUND_CHUNK))).is_err() {
-                return; // the consumer went away
-            }
-        }
-        if !chunk.is_empty() {
-            let _ = tx.send(chunk);
-        }
-    });
-    match spawned {
-        Ok(handle) => Box::new(BackgroundItems { chunks: rx, current: Vec::new().into_iter(), reader: Some(handle), first_input }),
-        Err(_) => {
-            let sources = slot.lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
-            Box::new(read_all(sources))
-        }
-    }
-}
-
-struct BackgroundItems {
-    chunks: std::sync::mpsc::Receiver<Vec<Result<Item, SourceError>>>,
-    current: std::vec::IntoIter<Result<Item, SourceError>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-    first_input: Arc<str>,
-}
-
-impl Iterator for BackgroundItems {
-    type Item = Result<Item, SourceError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(item) = self.current.next() {
-                return Some(item);
-            }
-            match self.chunks.recv() {
-                Ok(chunk) => self.current = chunk.into_iter(),
-                Err(_) => {
-                    // The reader is done; if it panicked, say so rather than end short.
-                    let handle = self.reader.take()?;
-                    return match handle.join() {
-                        Ok(()) => None,
-                        Err(_) => Some(Err(SourceError::new(
-                            Origin { file: self.first_input.clone(), line: 0 },
-                            "reading the inputs stopped on an internal error; items after this point were not read",
-                            None,
-                            None,
-                        ))),
-                    };
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn background_reading_gives_the_same_items_in_the_same_order() {
-        let mut text = String::from("{\"Section\": \"Header\"}\n{\"Section\": \"Twins\"}\n");
-        for i in 0..5_000 {
-            if i % 1_000 == 7 {
-                text.push_str("{broken\n");
-            }
-            text.push_str(&format!("{{\"$dtId\":\"t{i}\",\"$metadata\":{{\"$model\":\"dtmi:a;1\"}}}}\n"));
-        }
-        let make = || -> Vec<Box<dyn Source>> {
-            vec![Box::new(ndjson::NdjsonSource::new("a.ndjson".into(), Box::new(std::io::Cursor::new(text.clone().into_bytes()))))]
-        };
-        let inline: Vec<String> = read_all(make()).map(|r| r.map(|i| i.key().to_string()).unwrap_or_else(|e| e.to_string())).collect();
-        let background: Vec<String> = read_all_in_background(make()).map(|r| r.map(|i| i.key().to_string()).unwrap_or_else(|e| e.to_string())).collect();
-        assert_eq!(inline.len(), 5_005);
-        assert_eq!(inline, background);
-    }
 }
