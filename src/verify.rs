@@ -12,6 +12,11 @@ use std::io::BufRead;
 
 use serde_json::{Map, Value};
 
+/// A relationship's identity: (source twin, relationship id).
+pub type RelationshipKey = (String, String);
+/// What a relationship says: (target twin, relationship name, properties).
+pub type RelationshipContent = (String, String, Map<String, Value>);
+
 /// One graph, keyed by stable identity.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Graph {
@@ -19,7 +24,7 @@ pub struct Graph {
     /// twin id → (model, properties)
     pub twins: BTreeMap<String, (String, Map<String, Value>)>,
     /// (source, relationship id) → (target, name, properties)
-    pub relationships: BTreeMap<(String, String), (String, String, Map<String, Value>)>,
+    pub relationships: BTreeMap<RelationshipKey, RelationshipContent>,
 }
 
 #[derive(Debug, thiserror::Error)]

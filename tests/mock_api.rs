@@ -247,6 +247,10 @@ async fn api_version_is_required_and_must_be_one_adt_serves() {
     assert!(message.contains("2019-01-01") && message.contains("2023-10-31"), "{message}");
     // The api-version is checked before anything else: a missing twin with no version is a 400.
     client.raw(Method::DELETE, &format!("{}/digitaltwins/x", mock.url), None, &[]).await.refused(400, "MissingApiVersionParameter");
+    client.raw(Method::PUT, &format!("{}/digitaltwins/x", mock.url), Some("not json".into()), &[]).await.refused(400, "MissingApiVersionParameter");
+    // ADT's other stable versions are served too (the SDKs' defaults lag behind).
+    let older = client.raw(Method::GET, &format!("{}/models?api-version=2020-10-31", mock.url), None, &[]).await;
+    older.ok(200);
     client.get("/models").await.ok(200);
 }
 

@@ -88,7 +88,7 @@ async fn fault_rates_are_roughly_as_configured_and_counted() {
     let share = |n: u64| n as f64 / REQUESTS as f64;
     assert!((share(throttled) - 0.20).abs() < 0.063, "429 share {}", share(throttled));
     assert!((share(failed) - 0.08).abs() < 0.043, "5xx share {}", share(failed));
-    let stats: Value = client.get(format!("{}/_mock/stats", mock.url)).send().await.unwrap().json().await.unwrap();
+    let stats = stats(&mock.url).await;
     assert_eq!(stats["faults_injected"]["throttled"], throttled, "{stats}");
     assert_eq!(stats["faults_injected"]["server_errors"], failed, "{stats}");
     assert_eq!(stats["throttled_total"], throttled, "{stats}");
@@ -237,7 +237,7 @@ async fn new_twins_stay_invisible_to_relationship_writes_for_the_configured_time
     }
     assert!(created.elapsed() >= INVISIBLE - Duration::from_millis(100), "visible after {:?}", created.elapsed());
     // The eventual-consistency window is not an order violation.
-    let stats: Value = client.get(format!("{}/_mock/stats", mock.url)).send().await.unwrap().json().await.unwrap();
+    let stats = stats(&mock.url).await;
     assert_eq!(stats["order_violations_total"], 0, "{stats}");
 }
 

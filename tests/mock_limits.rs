@@ -41,10 +41,6 @@ fn generous() -> Limits {
     }
 }
 
-async fn stats(base: &str) -> serde_json::Value {
-    client().get(format!("{base}/_mock/stats")).send().await.unwrap().json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_delete_rate_from_a_limits_file_holds_across_concurrent_clients() {
     // A custom limits file, as `--limits path.toml` reads it: create/delete 50/s.

@@ -10,6 +10,7 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 
+use super::server::pass_on;
 use crate::adt::{codes, ErrorBody};
 
 /// Which requests the mock lets in.
@@ -106,7 +107,7 @@ pub async fn require_bearer(
             return Ok(req.into_response(unauthorized(refusal)));
         }
     }
-    next.call(req).await.map(|res| res.map_into_boxed_body())
+    pass_on(req, next).await
 }
 
 #[cfg(test)]

@@ -79,7 +79,8 @@ pub struct MockAdtArgs {
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub latency_spike_rate: f64,
 
-    /// Share of data-plane requests whose connection is closed without an answer (0..1).
+    /// Share of data-plane requests whose connection is closed without an answer (0..1): half
+    /// of them before the request is handled, half after (the write landed, its answer is lost).
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub drop_rate: f64,
 

@@ -19,7 +19,7 @@ use actix_web::{web, HttpResponse};
 use bytes::Bytes;
 
 use super::inspect::DroppedConnection;
-use super::server::drop_connection;
+use super::server::{drop_connection, pass_on};
 use crate::adt::{codes, ErrorBody};
 
 /// The fault switches. All rates are probabilities per request in `[0, 1]`; the default is no
@@ -223,10 +223,10 @@ pub async fn inject_faults(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(faults) = req.app_data::<web::Data<Faults>>().cloned() else {
-        return next.call(req).await.map(|res| res.map_into_boxed_body());
+        return pass_on(req, next).await;
     };
     if !faults.config.injects_per_request_faults() {
-        return next.call(req).await.map(|res| res.map_into_boxed_body());
+        return pass_on(req, next).await;
     }
     let decision = faults.next_decision();
     if !decision.delay.is_zero() {
@@ -234,7 +234,7 @@ pub async fn inject_faults(
         actix_web::rt::time::sleep(decision.delay).await;
     }
     match decision.action {
-        FaultAction::Pass => next.call(req).await.map(|res| res.map_into_boxed_body()),
+        FaultAction::Pass => pass_on(req, next).await,
         FaultAction::Throttle => {
             faults.counts.throttled.fetch_add(1, Ordering::Relaxed);
             let res = super::throttle::too_many_requests(faults.config.injected_retry_after, "injected fault");

@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use super::faults::Faults;
 use super::store::Store;
+use super::server::pass_on;
 use crate::adt::classify;
 use crate::limits::LimitClass;
 
@@ -233,7 +234,7 @@ pub async fn record_stats(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(stats) = req.app_data::<web::Data<Stats>>().cloned() else {
-        return next.call(req).await.map(|res| res.map_into_boxed_body());
+        return pass_on(req, next).await;
     };
     let class = classify(req.method().as_str(), req.path()).map(|shape| shape.class);
     stats.in_flight.fetch_add(1, Ordering::Relaxed);

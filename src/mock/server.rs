@@ -14,8 +14,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use actix_web::dev::{Extensions, ServerHandle};
-use actix_web::middleware::{from_fn, Condition};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Extensions, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Condition, Next};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
@@ -290,6 +291,15 @@ fn bind(
     .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = *server.addrs().first().context("the mock ADT bound no address")?;
     Ok((server.run(), addr))
+}
+
+/// Hands a request to the next layer of the chain, boxing the answer's body so that every layer
+/// answers with one type whether it passed the request on or answered itself.
+pub async fn pass_on(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    next.call(req).await.map(ServiceResponse::map_into_boxed_body)
 }
 
 /// A second handle on a connection's socket, so the fault layer can shut the connection down

@@ -27,6 +27,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 
+use super::server::pass_on;
 use crate::adt::{classify, codes, ErrorBody};
 use crate::limits::{LimitClass, Limits};
 
@@ -278,7 +279,7 @@ pub async fn class_throttle(
             }
         }
     }
-    next.call(req).await.map(|res| res.map_into_boxed_body())
+    pass_on(req, next).await
 }
 
 #[cfg(test)]

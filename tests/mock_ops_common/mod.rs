@@ -51,6 +51,11 @@ pub fn relationship_url(base: &str, source: &str, rel: &str) -> String {
     format!("{base}/digitaltwins/{source}/relationships/{rel}?{API}")
 }
 
+/// The mock's `/_mock/stats`.
+pub async fn stats(base: &str) -> Value {
+    client().get(format!("{base}/_mock/stats")).send().await.unwrap().json().await.unwrap()
+}
+
 /// Uploads [`model`] (a bearer token is sent in case auth is on).
 pub async fn upload_model(client: &reqwest::Client, base: &str) {
     let res = client.post(format!("{base}/models?{API}")).bearer_auth("t").json(&model()).send().await.unwrap();

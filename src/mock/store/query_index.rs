@@ -46,6 +46,9 @@ pub struct QueryPage {
     pub charge: f64,
 }
 
+/// Logged changes past which a writer folds the old ones into the view itself.
+const CATCH_UP_BACKLOG: usize = 4096;
+
 enum Change {
     Twin(String, Option<Arc<TwinRecord>>),
     Relationship(String, String, Option<Arc<RelationshipRecord>>),
@@ -77,11 +80,52 @@ impl LaggedIndex {
     }
 
     pub(super) fn record_twin(&self, id: &str, twin: Option<Arc<TwinRecord>>) {
-        self.log.lock().push_back((Instant::now(), Change::Twin(id.to_string(), twin)));
+        self.record(Change::Twin(id.to_string(), twin));
     }
 
     pub(super) fn record_relationship(&self, source: &str, id: &str, relationship: Option<Arc<RelationshipRecord>>) {
-        self.log.lock().push_back((Instant::now(), Change::Relationship(source.to_string(), id.to_string(), relationship)));
+        self.record(Change::Relationship(source.to_string(), id.to_string(), relationship));
+    }
+
+    /// Logs a change. Writers call this under their twin's entry lock, so changes to one twin
+    /// are logged in the order they happened. When the log has grown long, the writer also
+    /// moves what is old enough into the view (if no one else is), so a load that never queries
+    /// does not keep every change it ever made.
+    fn record(&self, change: Change) {
+        let backlog = {
+            let mut log = self.log.lock();
+            log.push_back((Instant::now(), change));
+            log.len()
+        };
+        if backlog >= CATCH_UP_BACKLOG {
+            if let Some(mut view) = self.view.try_lock() {
+                self.catch_up(&mut view);
+            }
+        }
+    }
+
+    /// Applies to the view every logged change older than the lag. The view's lock is held by
+    /// the caller, so changes are applied by one thread at a time, in log order.
+    fn catch_up(&self, view: &mut IndexView) {
+        let mut log = self.log.lock();
+        let now = Instant::now();
+        while log.front().is_some_and(|(at, _)| now.duration_since(*at) >= self.lag) {
+            let Some((_, change)) = log.pop_front() else { break };
+            match change {
+                Change::Twin(id, Some(twin)) => {
+                    view.twins.insert(id, twin);
+                }
+                Change::Twin(id, None) => {
+                    view.twins.remove(&id);
+                }
+                Change::Relationship(source, id, Some(rel)) => {
+                    view.relationships.insert((source, id), rel);
+                }
+                Change::Relationship(source, id, None) => {
+                    view.relationships.remove(&(source, id));
+                }
+            }
+        }
     }
 
     pub(super) fn clear(&self) {
@@ -93,27 +137,7 @@ impl LaggedIndex {
     /// Brings the view up to now − lag and reads it.
     fn with_view<R>(&self, read: impl FnOnce(&IndexView) -> R) -> R {
         let mut view = self.view.lock();
-        {
-            let mut log = self.log.lock();
-            let now = Instant::now();
-            while log.front().is_some_and(|(at, _)| now.duration_since(*at) >= self.lag) {
-                let Some((_, change)) = log.pop_front() else { break };
-                match change {
-                    Change::Twin(id, Some(twin)) => {
-                        view.twins.insert(id, twin);
-                    }
-                    Change::Twin(id, None) => {
-                        view.twins.remove(&id);
-                    }
-                    Change::Relationship(source, id, Some(rel)) => {
-                        view.relationships.insert((source, id), rel);
-                    }
-                    Change::Relationship(source, id, None) => {
-                        view.relationships.remove(&(source, id));
-                    }
-                }
-            }
-        }
+        self.catch_up(&mut view);
         read(&view)
     }
 }
@@ -271,4 +295,22 @@ fn wrap(key: &str, json: &Bytes) -> Bytes {
     out.put_slice(json);
     out.put_u8(b'}');
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lagging_index_that_is_never_queried_does_not_keep_every_change() {
+        let index = LaggedIndex::new(Duration::from_millis(1));
+        for round in 0..3 {
+            for i in 0..CATCH_UP_BACKLOG {
+                index.record_twin(&format!("t{round}-{i}"), None);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let backlog = index.log.lock().len();
+        assert!(backlog <= CATCH_UP_BACKLOG, "{backlog} changes still logged: the old ones should be in the view");
+    }
 }
