@@ -4,7 +4,8 @@
 //! models that the input does not hold ("external": they must already exist in ADT).
 //! Duplicates (second occurrences) get no edges: references resolve to the first occurrence.
 
-use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::graph::DiGraph;
+pub(crate) use petgraph::graph::NodeIndex;
 use petgraph::Direction;
 use rustc_hash::FxHashMap;
 

@@ -275,24 +275,20 @@ impl Plan {
     /// Models referenced (by twins, extends, component schemas) that the input does not hold,
     /// by items still to be written. Sorted.
     pub fn external_models(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .graph
-            .external_models()
-            .filter(|(_, node)| self.graph.dependents_of_node(*node).any(|d| !self.is_rejected(d)))
-            .map(|(m, _)| self.arena.models.name(m).to_string())
-            .collect();
-        out.sort();
-        out
+        self.still_needed(self.graph.external_models(), |m| self.arena.models.name(m))
     }
 
     /// Twins referenced by relationships that the input does not hold, by relationships still to
     /// be written. Sorted.
     pub fn external_twins(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .graph
-            .external_twins()
+        self.still_needed(self.graph.external_twins(), |t| self.arena.twins.name(t))
+    }
+
+    /// The names of external references that some item still to be written needs, sorted.
+    fn still_needed<'a>(&'a self, externals: impl Iterator<Item = (u32, graph::NodeIndex)>, name: impl Fn(u32) -> &'a str) -> Vec<String> {
+        let mut out: Vec<String> = externals
             .filter(|(_, node)| self.graph.dependents_of_node(*node).any(|d| !self.is_rejected(d)))
-            .map(|(t, _)| self.arena.twins.name(t).to_string())
+            .map(|(idx, _)| name(idx).to_string())
             .collect();
         out.sort();
         out

@@ -80,8 +80,9 @@ pub struct Scheduler {
     batch_waiting: Vec<u32>,
     batch_released: Vec<bool>,
     ready_batches: VecDeque<u32>,
-    /// Ready twins by priority (the most writes among the twin and its neighbours), then input order.
-    ready_twins: BinaryHeap<(u32, Reverse<ItemId>)>,
+    /// Ready twins by priority (the most writes among the twin and its neighbours), then the
+    /// twin's own writes (the busy twin before its neighbours), then input order.
+    ready_twins: BinaryHeap<(u32, u32, Reverse<ItemId>)>,
     twin_priority: Vec<u32>,
     /// Total writes per twin (by twin index), to pick each relationship's lane.
     twin_writes: Vec<u32>,
@@ -207,6 +208,8 @@ impl Scheduler {
     /// Ready work: everything it depends on has landed. Models first, then twins, then
     /// relationships interleaved across twins so one twin's 10 writes/s binds only that twin's
     /// relationships (see the module doc for the exact order). None = nothing ready right now.
+    // Not an Iterator: None means "nothing ready now", not "finished" (see is_finished).
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Work> {
         self.release_due_lanes();
         if let Some(work) = self.next_batch() {
@@ -402,7 +405,10 @@ impl Scheduler {
         self.state[id as usize] = State::Ready;
         match self.plan.arena.record(id) {
             Record::Model { .. } => {} // released with its batch
-            Record::Twin { id: twin, .. } => self.ready_twins.push((self.twin_priority[twin as usize], Reverse(id))),
+            Record::Twin { id: twin, .. } => {
+                let t = twin as usize;
+                self.ready_twins.push((self.twin_priority[t], self.twin_writes[t], Reverse(id)));
+            }
             Record::Relationship { .. } => {
                 let lane = self.lane_of(id);
                 let l = lane as usize;
@@ -475,50 +481,54 @@ impl Scheduler {
 
     fn next_batch(&mut self) -> Option<Work> {
         while let Some(b) = self.ready_batches.pop_front() {
-            let members: Vec<ItemId> = self.plan.batches[b as usize].iter().copied().filter(|&m| self.state[m as usize] == State::Ready).collect();
-            if members.is_empty() {
-                continue;
+            let members = self.plan.batches[b as usize].clone();
+            if let Some(work) = self.hand_out_models(members) {
+                return Some(work);
             }
-            for &m in &members {
-                self.hand_out(m);
-            }
-            self.handouts += 1;
-            return Some(Work::Models(members));
         }
         None
     }
 
+    /// Hands out the models of a batch that are still ready, as one upload (None if none is).
+    fn hand_out_models(&mut self, ids: Vec<ItemId>) -> Option<Work> {
+        let members: Vec<ItemId> = ids.into_iter().filter(|&m| self.state[m as usize] == State::Ready).collect();
+        if members.is_empty() {
+            return None;
+        }
+        for &m in &members {
+            self.hand_out(m);
+        }
+        self.handouts += 1;
+        Some(Work::Models(members))
+    }
+
     fn next_twin(&mut self) -> Option<Work> {
-        while let Some((_, Reverse(id))) = self.ready_twins.pop() {
-            if self.state[id as usize] == State::Ready {
-                self.hand_out(id);
-                self.handouts += 1;
-                return Some(Work::Twin(id));
+        while let Some((_, _, Reverse(id))) = self.ready_twins.pop() {
+            if let Some(work) = self.hand_out_twin(id) {
+                return Some(work);
             }
         }
         None
+    }
+
+    fn hand_out_twin(&mut self, id: ItemId) -> Option<Work> {
+        if self.state[id as usize] != State::Ready {
+            return None;
+        }
+        self.hand_out(id);
+        self.handouts += 1;
+        Some(Work::Twin(id))
     }
 
     fn next_deferred(&mut self) -> Option<Work> {
         while let Some(work) = self.deferred.pop_front() {
-            match work {
-                Work::Twin(id) if self.state[id as usize] == State::Ready => {
-                    self.hand_out(id);
-                    self.handouts += 1;
-                    return Some(Work::Twin(id));
-                }
-                Work::Models(ids) => {
-                    let members: Vec<ItemId> = ids.into_iter().filter(|&m| self.state[m as usize] == State::Ready).collect();
-                    if members.is_empty() {
-                        continue;
-                    }
-                    for &m in &members {
-                        self.hand_out(m);
-                    }
-                    self.handouts += 1;
-                    return Some(Work::Models(members));
-                }
-                _ => {}
+            let handed = match work {
+                Work::Twin(id) => self.hand_out_twin(id),
+                Work::Models(ids) => self.hand_out_models(ids),
+                Work::Relationship(_) => None, // relationships go back to their lane, never here
+            };
+            if handed.is_some() {
+                return handed;
             }
         }
         None

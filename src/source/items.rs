@@ -183,8 +183,9 @@ pub(crate) fn key_guess(object: &RawObject, kind: ItemKind) -> ItemKey {
 }
 
 /// A twin from an Import-Jobs twin line (or a twin document): `$dtId` and `$metadata.$model`
-/// are required; the PUT body is the object as read (ADT ignores a body-level `$dtId`).
-pub(crate) fn twin_from(object: &RawObject, origin: &Origin) -> Result<TwinItem, String> {
+/// are required; the PUT body is `line`, the object's text as read (ADT ignores a body-level
+/// `$dtId`): one copy, no re-serialisation.
+pub(crate) fn twin_from(object: &RawObject, line: &str, origin: &Origin) -> Result<TwinItem, String> {
     let id = object.string("$dtId")?.ok_or("the twin has no \"$dtId\"; add the twin's id as \"$dtId\"")?;
     if id.is_empty() {
         return Err("\"$dtId\" is empty; give the twin an id".into());
@@ -197,7 +198,9 @@ pub(crate) fn twin_from(object: &RawObject, origin: &Origin) -> Result<TwinItem,
         Some(Value::String(_)) | None => return Err(missing_model()),
         Some(other) => return Err(format!("twin {id}: \"$metadata.$model\" must be a DTMI string, found {}", short(&other.to_string()))),
     };
-    Ok(TwinItem { id: id.into_owned(), model, body: object.to_body(&[]), origin: origin.clone() })
+    // `line` parsed as `object`, so it is valid JSON; re-writing the entries is the fallback.
+    let body = serde_json::from_str::<Box<RawValue>>(line).unwrap_or_else(|_| object.to_body(&[]));
+    Ok(TwinItem { id: id.into_owned(), model, body, origin: origin.clone() })
 }
 
 /// The keys of an Import-Jobs relationship line that are not part of the PUT body.
@@ -288,22 +291,23 @@ mod tests {
     fn twin_body_is_the_line_and_escapes_survive() {
         let line = r#"{ "$dtId" : "t\"1", "$metadata": {"$model": "dtmi:a;1"}, "na\u00efve": "é" }"#;
         let o = RawObject::parse(line).unwrap();
-        let t = twin_from(&o, &origin()).unwrap();
+        let t = twin_from(&o, line, &origin()).unwrap();
         assert_eq!(t.id, "t\"1");
         assert_eq!(t.model, "dtmi:a;1");
-        let back: Value = serde_json::from_str(t.body.get()).unwrap();
-        assert_eq!(back, serde_json::from_str::<Value>(line).unwrap());
+        assert_eq!(t.body.get(), line, "the body is the line, verbatim");
     }
 
     #[test]
     fn missing_fields_are_named() {
-        let o = RawObject::parse(r#"{"$dtId":"t1","p":1}"#).unwrap();
-        assert!(twin_from(&o, &origin()).unwrap_err().contains("$model"));
+        let line = r#"{"$dtId":"t1","p":1}"#;
+        let o = RawObject::parse(line).unwrap();
+        assert!(twin_from(&o, line, &origin()).unwrap_err().contains("$model"));
         let o = RawObject::parse(r#"{"$dtId":"a","$relationshipId":"r","$relationshipName":"has"}"#).unwrap();
         let e = relationship_from(&o, &origin()).unwrap_err();
         assert!(e.contains("\"$targetId\"") && !e.contains("\"$relationshipName\","), "{e}");
-        let o = RawObject::parse(r#"{"$dtId":5,"$metadata":{"$model":"dtmi:a;1"}}"#).unwrap();
-        assert!(twin_from(&o, &origin()).unwrap_err().contains("$dtId must be a string"));
+        let line = r#"{"$dtId":5,"$metadata":{"$model":"dtmi:a;1"}}"#;
+        let o = RawObject::parse(line).unwrap();
+        assert!(twin_from(&o, line, &origin()).unwrap_err().contains("$dtId must be a string"));
     }
 
     #[test]

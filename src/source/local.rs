@@ -157,7 +157,7 @@ mod tests {
         assert!(err.contains("/no/such/file.ndjson") && err.contains("does not exist"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let pattern = format!("{}/*.ndjson", dir.path().display());
-        let err = expand(&[pattern.clone()]).unwrap_err().to_string();
+        let err = expand(std::slice::from_ref(&pattern)).unwrap_err().to_string();
         assert!(err.contains(&pattern) && err.contains("matched no files"), "{err}");
     }
 

@@ -337,7 +337,7 @@ impl NdjsonItems {
             return;
         }
         let result = match section_kind {
-            ItemKind::Twin => twin_from(object, &origin).map(Item::Twin),
+            ItemKind::Twin => twin_from(object, text, &origin).map(Item::Twin),
             ItemKind::Relationship => relationship_from(object, &origin).map(Item::Relationship),
             ItemKind::Model => serde_json::from_str::<&RawValue>(text)
                 .map_err(|e| e.to_string())
