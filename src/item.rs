@@ -32,6 +32,14 @@ pub enum ItemKind {
 impl ItemKind {
     pub const ALL: [ItemKind; 3] = [ItemKind::Model, ItemKind::Twin, ItemKind::Relationship];
 
+    pub fn singular(self) -> &'static str {
+        match self {
+            ItemKind::Model => "model",
+            ItemKind::Twin => "twin",
+            ItemKind::Relationship => "relationship",
+        }
+    }
+
     /// The plural used in summaries and JSON keys.
     pub fn plural(self) -> &'static str {
         match self {
@@ -52,6 +60,14 @@ pub enum ItemKey {
 }
 
 impl ItemKey {
+    /// True when the input line was too broken to name the item (e.g. invalid JSON).
+    pub fn is_unnamed(&self) -> bool {
+        match self {
+            ItemKey::Model { id } | ItemKey::Twin { id } => id.is_empty(),
+            ItemKey::Relationship { source, id } => source.is_empty() && id.is_empty(),
+        }
+    }
+
     pub fn kind(&self) -> ItemKind {
         match self {
             ItemKey::Model { .. } => ItemKind::Model,
@@ -64,6 +80,7 @@ impl ItemKey {
 impl fmt::Display for ItemKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            _ if self.is_unnamed() => write!(f, "a {} line", self.kind().singular()),
             ItemKey::Model { id } => write!(f, "model {id}"),
             ItemKey::Twin { id } => write!(f, "twin {id}"),
             ItemKey::Relationship { source, id } => write!(f, "relationship {source}/{id}"),
