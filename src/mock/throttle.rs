@@ -350,12 +350,19 @@ mod tests {
         }
         assert!(throttle.tracked_twins() > 0);
         std::thread::sleep(IDLE_TWIN_SWEEP_INTERVAL + Duration::from_millis(50));
-        // Touching every shard sweeps it; the idle twins go, the new ones stay.
-        for i in 0..(PER_TWIN_SHARDS * 8) {
-            drop(throttle.admit_twin_writes(&[&format!("fresh-{i}")]).unwrap());
+        // Touching every shard sweeps it; the idle twins go, the new ones stay. Which shard a
+        // name lands in is a hash, so keep adding fresh twins until every shard was touched.
+        let mut touched = std::collections::HashSet::new();
+        let mut fresh = 0;
+        while touched.len() < PER_TWIN_SHARDS && fresh < 100_000 {
+            let name = format!("fresh-{fresh}");
+            touched.insert(throttle.per_twin.as_ref().expect("limits are on").shard_of(&name));
+            drop(throttle.admit_twin_writes(&[&name]).unwrap());
+            fresh += 1;
         }
+        assert_eq!(touched.len(), PER_TWIN_SHARDS, "could not touch every shard");
         let left = throttle.tracked_twins();
-        assert!(left <= PER_TWIN_SHARDS * 8, "idle twins were not evicted: {left} tracked");
+        assert!(left <= fresh, "idle twins were not evicted: {left} tracked, {fresh} fresh");
     }
 
     #[test]
