@@ -11,6 +11,9 @@ use twinload::mock::faults::FaultConfig;
 use twinload::mock::server::{start, MockConfig};
 use twinload::run::load;
 
+/// How far arrival at the mock may lag sending by the loader, in seconds of the rate.
+const ARRIVAL_JITTER_S: f64 = 0.01;
+
 #[test]
 fn with_429_5xx_and_dropped_connections_nothing_is_lost_and_no_class_exceeds_its_rate() {
     let dir = tempfile::tempdir().unwrap();
@@ -37,12 +40,15 @@ fn with_429_5xx_and_dropped_connections_nothing_is_lost_and_no_class_exceeds_its
     let stats = stats(&mock);
     assert_eq!(stats["order_violations_total"], 0);
     // Every completed one-second window the mock counted: at most the configured rate, plus
-    // the loader's burst (burst_seconds of the rate), which a window boundary can catch whole.
+    // the loader's burst (burst_seconds of the rate), which a window boundary can catch whole,
+    // plus 10 ms of the rate for arrival jitter: the loader meters when it sends, the mock
+    // counts when a request arrives, and loopback scheduling can carry a request sent at the
+    // end of one second into the next (a standalone run once counted 526 against 525).
     let windows = stats["requests_per_second_by_class"].as_array().expect("per-second windows");
     assert!(!windows.is_empty());
     for class in [LimitClass::CreateDelete, LimitClass::Models, LimitClass::Read] {
         let rate = f64::from(limits.rate_of(class));
-        let allowed = (rate * (1.0 + burst_seconds)).ceil() as u64;
+        let allowed = (rate * (1.0 + burst_seconds + ARRIVAL_JITTER_S)).ceil() as u64;
         for w in windows {
             let n = w[class.as_str()].as_u64().unwrap_or(0);
             assert!(n <= allowed, "{} requests of {class} in one second, configured {rate}/s: {w}", n);
