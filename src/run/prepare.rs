@@ -48,9 +48,8 @@ pub async fn prepare(
     .collect();
     tracing::info!("{} models already in the instance", models_in_adt.len());
 
-    let items = sources.into_iter().flat_map(|s| s.items());
     let options = PlanOptions { limits: config.limits.clone(), model_batch_size: config.model_batch_size, keep_bodies: true };
-    let mut plan = Plan::build(items, &options);
+    let mut plan = Plan::build(crate::source::read_all(sources), &options);
 
     let external_twins = plan.external_twins();
     let twins_in_adt = find_twins(config, client, limiter, external_twins).await?;
