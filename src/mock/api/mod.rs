@@ -18,7 +18,7 @@ use std::time::Duration;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
-use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::adt::{codes, paths::decode_segment, ErrorBody};
 use crate::mock::store::error::JSON_CONTENT_TYPE;
@@ -141,23 +141,11 @@ fn check_api_version(query_string: &str) -> Result<(), AdtFailure> {
     Ok(())
 }
 
-/// Every value of a query-string key, percent-decoded (`+` is a space). Keys repeat for
-/// `dependenciesFor`; a nextLink followed by an SDK may carry `api-version` twice.
+/// Every value of a query-string key, decoded as `application/x-www-form-urlencoded` (`+` is a
+/// space). Keys repeat for `dependenciesFor`; a nextLink followed by an SDK may carry
+/// `api-version` twice.
 fn query_values<'a>(query_string: &'a str, key: &str) -> Vec<Cow<'a, str>> {
-    query_string
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .filter(|(k, _)| decode_query_part(k) == key)
-        .map(|(_, v)| decode_query_part(v))
-        .collect()
-}
-
-fn decode_query_part(part: &str) -> Cow<'_, str> {
-    if part.contains('+') {
-        Cow::Owned(percent_decode_str(&part.replace('+', " ")).decode_utf8_lossy().into_owned())
-    } else {
-        percent_decode_str(part).decode_utf8_lossy()
-    }
+    form_urlencoded::parse(query_string.as_bytes()).filter(|(k, _)| k == key).map(|(_, v)| v).collect()
 }
 
 /// The single value of a query-string key, if present.
