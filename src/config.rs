@@ -220,13 +220,22 @@ impl LoadConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: String| Err(ConfigError::Invalid { key: key.to_string(), message: why });
         if !(self.endpoint.starts_with("https://") || self.endpoint.starts_with("http://")) {
-            return bad("endpoint", format!("'{}' is not an http(s) URL; give e.g. https://<instance>.api.<region>.digitaltwins.azure.net", self.endpoint));
+            return bad(
+                "endpoint",
+                format!(
+                    "'{}' is not an http(s) URL; give e.g. https://<instance>.api.<region>.digitaltwins.azure.net",
+                    self.endpoint
+                ),
+            );
         }
         if self.writers == 0 {
             return bad("writers", "must be at least 1".into());
         }
         if self.model_batch_size == 0 || self.model_batch_size > self.limits.max_models_per_call {
-            return bad("model_batch_size", format!("must be 1..={} (the limits' max_models_per_call)", self.limits.max_models_per_call));
+            return bad(
+                "model_batch_size",
+                format!("must be 1..={} (the limits' max_models_per_call)", self.limits.max_models_per_call),
+            );
         }
         if self.retry.max_attempts == 0 {
             return bad("retry.max_attempts", "must be at least 1 (1 means no retries)".into());
@@ -397,8 +406,10 @@ pub struct ConfigArgs {
 }
 
 fn seconds(key: &str, value: f64) -> Result<Duration, ConfigError> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| ConfigError::Invalid { key: key.to_string(), message: format!("{value} is not a valid number of seconds") })
+    Duration::try_from_secs_f64(value).map_err(|_| ConfigError::Invalid {
+        key: key.to_string(),
+        message: format!("{value} is not a valid number of seconds"),
+    })
 }
 
 fn opt_seconds(key: &str, value: Option<f64>) -> Result<Option<Duration>, ConfigError> {

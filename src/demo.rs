@@ -62,11 +62,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         ..MockConfig::default()
     })
     .context("starting the in-process mock ADT")?;
-    eprintln!("demo: mock ADT listening on {} with limits '{}' ({} creates/s)", mock.url, args.limits, limits.create_delete_per_s);
+    eprintln!(
+        "demo: mock ADT listening on {} with limits '{}' ({} creates/s)",
+        mock.url, args.limits, limits.create_delete_per_s
+    );
 
     let fleet_path = workdir.join("fleet.ndjson");
-    let stats = generate(&GenOptions::new(args.twins, args.seed), File::create(&fleet_path).context("creating the fleet file")?)
-        .context("generating the fleet")?;
+    let stats = generate(
+        &GenOptions::new(args.twins, args.seed),
+        File::create(&fleet_path).context("creating the fleet file")?,
+    )
+    .context("generating the fleet")?;
     eprintln!(
         "demo: generated {} models, {} twins, {} relationships into {}",
         stats.models,

@@ -136,14 +136,10 @@ impl LimitsFile {
     }
 
     pub fn load(path: &Path) -> Result<LimitsFile, LimitsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LimitsError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| LimitsError::Parse {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| LimitsError::Read { path: path.display().to_string(), source })?;
+        toml::from_str(&text)
+            .map_err(|e| LimitsError::Parse { path: path.display().to_string(), message: e.to_string() })
     }
 
     pub fn resolve(&self, profile: Option<&str>) -> Result<Limits, LimitsError> {

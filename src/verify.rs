@@ -74,9 +74,12 @@ impl Graph {
                     let source = take_string(&mut obj, "$dtId")
                         .or_else(|| take_string(&mut obj, "$sourceId"))
                         .ok_or_else(|| bad("relationship without $dtId".into()))?;
-                    let id = take_string(&mut obj, "$relationshipId").ok_or_else(|| bad("relationship without $relationshipId".into()))?;
-                    let target = take_string(&mut obj, "$targetId").ok_or_else(|| bad("relationship without $targetId".into()))?;
-                    let name = take_string(&mut obj, "$relationshipName").ok_or_else(|| bad("relationship without $relationshipName".into()))?;
+                    let id = take_string(&mut obj, "$relationshipId")
+                        .ok_or_else(|| bad("relationship without $relationshipId".into()))?;
+                    let target = take_string(&mut obj, "$targetId")
+                        .ok_or_else(|| bad("relationship without $targetId".into()))?;
+                    let name = take_string(&mut obj, "$relationshipName")
+                        .ok_or_else(|| bad("relationship without $relationshipName".into()))?;
                     graph.relationships.insert((source, id), (target, name, user_properties(obj)));
                 }
                 other => return Err(bad(format!("line outside a known section ('{other}')"))),
@@ -150,7 +153,12 @@ pub fn diff(expected: &Graph, actual: &Graph) -> GraphDiff {
     d
 }
 
-fn compare<K: Ord, V: PartialEq>(expected: &BTreeMap<K, V>, actual: &BTreeMap<K, V>, name: impl Fn(&K) -> String, d: &mut GraphDiff) {
+fn compare<K: Ord, V: PartialEq>(
+    expected: &BTreeMap<K, V>,
+    actual: &BTreeMap<K, V>,
+    name: impl Fn(&K) -> String,
+    d: &mut GraphDiff,
+) {
     for (k, v) in expected {
         match actual.get(k) {
             None => d.missing.push(name(k)),
@@ -190,7 +198,10 @@ mod tests {
     #[test]
     fn every_kind_of_difference_is_named() {
         let a = Graph::from_ndjson(INPUT.as_bytes()).unwrap();
-        let changed = INPUT.replace(r#""p":1"#, r#""p":2"#).replace(r#"{"$dtId":"t2","$metadata":{"$model":"dtmi:ex:A;1"}}"#, r#"{"$dtId":"t3","$metadata":{"$model":"dtmi:ex:A;1"}}"#);
+        let changed = INPUT.replace(r#""p":1"#, r#""p":2"#).replace(
+            r#"{"$dtId":"t2","$metadata":{"$model":"dtmi:ex:A;1"}}"#,
+            r#"{"$dtId":"t3","$metadata":{"$model":"dtmi:ex:A;1"}}"#,
+        );
         let b = Graph::from_ndjson(changed.as_bytes()).unwrap();
         let d = diff(&a, &b);
         assert_eq!(d.missing, vec!["twin t2"]);

@@ -136,9 +136,13 @@ fn each_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_rest_lands() 
     ];
     let relationships = vec![
         // Its target is neither in the input nor in ADT.
-        format!(r#"{{"$dtId":"{other_twin}","$relationshipId":"to-nowhere","$targetId":"ghost","$relationshipName":"contains"}}"#),
+        format!(
+            r#"{{"$dtId":"{other_twin}","$relationshipId":"to-nowhere","$targetId":"ghost","$relationshipName":"contains"}}"#
+        ),
         // Depends on the twin ADT refuses.
-        format!(r#"{{"$dtId":"refused","$relationshipId":"from-refused","$targetId":"{other_twin}","$relationshipName":"contains"}}"#),
+        format!(
+            r#"{{"$dtId":"refused","$relationshipId":"from-refused","$targetId":"{other_twin}","$relationshipName":"contains"}}"#
+        ),
     ];
     with_bad_items(&input, &models, &twins, &relationships);
     let mock = mock();
@@ -149,10 +153,8 @@ fn each_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_rest_lands() 
 
     let letters = dead_letters(&dead_letter_path);
     let reason_of = |id: &str| -> String {
-        letters
-            .iter()
-            .find(|l| l["id"] == id)
-            .unwrap_or_else(|| panic!("no dead letter for {id} in {letters:#?}"))["reason_code"]
+        letters.iter().find(|l| l["id"] == id).unwrap_or_else(|| panic!("no dead letter for {id} in {letters:#?}"))
+            ["reason_code"]
             .as_str()
             .unwrap()
             .to_string()
@@ -231,9 +233,10 @@ fn a_token_and_a_self_signed_ca_reach_an_https_mock() {
     let dir = tempfile::tempdir().unwrap();
     let input = fleet(dir.path(), 30, 5);
     let ca = dir.path().join("ca.pem");
-    let mock = twinload::mock::server::start(twinload::mock::server::MockConfig::default().with_tls(
-        twinload::mock::tls::TlsMode::SelfSigned { ca_out: Some(ca.clone()) },
-    ))
+    let mock = twinload::mock::server::start(
+        twinload::mock::server::MockConfig::default()
+            .with_tls(twinload::mock::tls::TlsMode::SelfSigned { ca_out: Some(ca.clone()) }),
+    )
     .expect("mock starts");
     assert!(mock.url.starts_with("https://"));
     let mut config = twinload::config::LoadConfig::new(mock.url.clone());
@@ -319,9 +322,15 @@ fn sigterm_ends_the_run_cleanly_with_its_exit_code_and_summary() {
     assert!(summary["stop_reason"].as_str().unwrap().contains("SIGTERM"), "{summary}");
     let total = |kind: &str| {
         let c = &summary["items"][kind];
-        ["landed", "already_existed", "dead_lettered", "not_attempted"].iter().map(|k| c[k].as_u64().unwrap()).sum::<u64>()
+        ["landed", "already_existed", "dead_lettered", "not_attempted"]
+            .iter()
+            .map(|k| c[k].as_u64().unwrap())
+            .sum::<u64>()
     };
-    assert_eq!((total("models"), total("twins"), total("relationships")), (models as u64, twins as u64, relationships as u64));
+    assert_eq!(
+        (total("models"), total("twins"), total("relationships")),
+        (models as u64, twins as u64, relationships as u64)
+    );
     assert!(summary["items"]["relationships"]["not_attempted"].as_u64().unwrap() > 0, "{summary}");
     // What the summary says landed is what the mock holds: in-flight writes finished and counted.
     let held = exported(&mock);

@@ -80,7 +80,8 @@ fn relationships_to_twins_adt_does_not_see_yet_are_retried_until_they_land() {
     let input = fleet(dir.path(), 200, 17);
     let expected = graph_of(&input);
     // ADT's eventual consistency: a new twin is invisible to relationship writes for a while.
-    let faults = FaultConfig { new_twin_invisible_for: std::time::Duration::from_millis(700), ..FaultConfig::default() };
+    let faults =
+        FaultConfig { new_twin_invisible_for: std::time::Duration::from_millis(700), ..FaultConfig::default() };
     let mock = start(MockConfig::default().without_auth().with_faults(faults)).expect("mock starts");
     let summary = load(config_for(&mock, dir.path()), vec![input.display().to_string()]).expect("load runs");
     assert_eq!(summary.exit_code, exit::OK, "{}", summary.human());

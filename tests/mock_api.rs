@@ -30,7 +30,8 @@ mod harness {
             new_twin_invisible_for: options.new_twin_invisible_for,
             ..FaultConfig::default()
         };
-        let handle = server::start(MockConfig::default().without_auth().with_limits(limits).with_faults(faults)).expect("the mock starts");
+        let handle = server::start(MockConfig::default().without_auth().with_limits(limits).with_faults(faults))
+            .expect("the mock starts");
         TestMock { url: handle.url.clone(), store: handle.store().clone(), _handle: handle }
     }
 }
@@ -89,7 +90,10 @@ struct Client {
 
 impl Client {
     fn new(mock: &TestMock) -> Client {
-        Client { http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(), base: mock.url.clone() }
+        Client {
+            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+            base: mock.url.clone(),
+        }
     }
 
     /// A request to `path` (with `?api-version=2023-10-31` appended).
@@ -107,7 +111,8 @@ impl Client {
         }
         if let Some(body) = body {
             if !content_type_set {
-                let content_type = if method == Method::PATCH { "application/json-patch+json" } else { "application/json" };
+                let content_type =
+                    if method == Method::PATCH { "application/json-patch+json" } else { "application/json" };
                 request = request.header("content-type", content_type);
             }
             request = request.body(body);
@@ -116,7 +121,11 @@ impl Client {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("a body");
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
         Answer { status, headers, body }
     }
 
@@ -242,12 +251,19 @@ async fn api_version_is_required_and_must_be_one_adt_serves() {
     let missing = client.raw(Method::GET, &format!("{}/models", mock.url), None, &[]).await;
     let message = missing.refused(400, "MissingApiVersionParameter");
     assert!(message.contains("api-version query parameter"), "{message}");
-    let unknown = client.raw(Method::GET, &format!("{}/digitaltwins/x?api-version=2019-01-01", mock.url), None, &[]).await;
+    let unknown =
+        client.raw(Method::GET, &format!("{}/digitaltwins/x?api-version=2019-01-01", mock.url), None, &[]).await;
     let message = unknown.refused(400, "UnsupportedApiVersionValue");
     assert!(message.contains("2019-01-01") && message.contains("2023-10-31"), "{message}");
     // The api-version is checked before anything else: a missing twin with no version is a 400.
-    client.raw(Method::DELETE, &format!("{}/digitaltwins/x", mock.url), None, &[]).await.refused(400, "MissingApiVersionParameter");
-    client.raw(Method::PUT, &format!("{}/digitaltwins/x", mock.url), Some("not json".into()), &[]).await.refused(400, "MissingApiVersionParameter");
+    client
+        .raw(Method::DELETE, &format!("{}/digitaltwins/x", mock.url), None, &[])
+        .await
+        .refused(400, "MissingApiVersionParameter");
+    client
+        .raw(Method::PUT, &format!("{}/digitaltwins/x", mock.url), Some("not json".into()), &[])
+        .await
+        .refused(400, "MissingApiVersionParameter");
     // ADT's other stable versions are served too (the SDKs' defaults lag behind).
     let older = client.raw(Method::GET, &format!("{}/models?api-version=2020-10-31", mock.url), None, &[]).await;
     older.ok(200);
@@ -365,7 +381,11 @@ async fn adt_model_rules_v2_cannot_extend_v3_and_components_nest_one_level() {
     let client = Client::new(&mock);
     let v3 = json!({"@id": "dtmi:test:V3;1", "@type": "Interface", "@context": "dtmi:dtdl:context;3"});
     let v2_extends_v3 = json!({"@id": "dtmi:test:V2;1", "@type": "Interface", "@context": "dtmi:dtdl:context;2", "extends": "dtmi:test:V3;1"});
-    assert!(client.post("/models", &json!([v3.clone(), v2_extends_v3])).await.refused(400, "DTDLParserError").contains("v3"));
+    assert!(client
+        .post("/models", &json!([v3.clone(), v2_extends_v3]))
+        .await
+        .refused(400, "DTDLParserError")
+        .contains("v3"));
     let v3_extends_v2 = json!([
         {"@id": "dtmi:test:Two;1", "@type": "Interface", "@context": "dtmi:dtdl:context;2"},
         {"@id": "dtmi:test:Three;1", "@type": "Interface", "@context": "dtmi:dtdl:context;3", "extends": "dtmi:test:Two;1"}
@@ -387,7 +407,8 @@ async fn model_lists_page_by_next_link_and_follow_dependencies() {
     let mock = start();
     let client = Client::new(&mock);
     with_fleet_models(&client).await;
-    let seen: Vec<String> = all_pages(&client, "/models", 4).await.iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    let seen: Vec<String> =
+        all_pages(&client, "/models", 4).await.iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
     let mut expected = vec![ASSET, DEPOT, ENGINE, PART, VEHICLE, WHEEL];
     expected.sort();
     assert_eq!(seen, expected);
@@ -396,10 +417,19 @@ async fn model_lists_page_by_next_link_and_follow_dependencies() {
     let ids: Vec<&str> = deps.ok(200)["value"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec![ASSET, PART, WHEEL]);
     assert!(deps.body["value"][0]["model"].is_object());
-    let two = client.get(&format!("/models?dependenciesFor={}&dependenciesFor={}", urlencode(VEHICLE), urlencode(DEPOT))).await;
+    let two = client
+        .get(&format!("/models?dependenciesFor={}&dependenciesFor={}", urlencode(VEHICLE), urlencode(DEPOT)))
+        .await;
     let ids: Vec<&str> = two.ok(200)["value"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, vec![ASSET, DEPOT, ENGINE, VEHICLE], "extends and components are dependencies; relationship targets are not");
-    client.get(&format!("/models?dependenciesFor={}", urlencode("dtmi:test:Nope;1"))).await.refused(404, "ModelNotFound");
+    assert_eq!(
+        ids,
+        vec![ASSET, DEPOT, ENGINE, VEHICLE],
+        "extends and components are dependencies; relationship targets are not"
+    );
+    client
+        .get(&format!("/models?dependenciesFor={}", urlencode("dtmi:test:Nope;1")))
+        .await
+        .refused(404, "ModelNotFound");
 }
 
 fn urlencode(s: &str) -> String {
@@ -416,7 +446,10 @@ async fn decommissioning_is_idempotent_and_stops_new_twins() {
     assert_eq!(client.patch(&model_path(DEPOT), &decommission).await.status, StatusCode::NO_CONTENT);
     assert_eq!(client.get(&model_path(DEPOT)).await.ok(200)["decommissioned"], true);
     client.put_twin("d1", DEPOT, json!({"city": "Oslo"})).await.refused(400, "ModelDecommissioned");
-    client.patch(&model_path(DEPOT), &json!([{"op": "replace", "path": "/displayName", "value": "x"}])).await.refused(400, "JsonPatchInvalid");
+    client
+        .patch(&model_path(DEPOT), &json!([{"op": "replace", "path": "/displayName", "value": "x"}]))
+        .await
+        .refused(400, "JsonPatchInvalid");
     client.patch(&model_path("dtmi:test:Nope;1"), &decommission).await.refused(404, "ModelNotFound");
 }
 
@@ -501,7 +534,10 @@ async fn a_twin_needs_its_model_and_valid_properties() {
     let missing = client.put_twin("t", "dtmi:test:Nope;1", json!({})).await;
     assert_eq!(missing.refused(400, "ValidationFailed"), "Invalid twin specified");
     assert_eq!(missing.body["error"]["details"][0]["code"], "ValidationFailed");
-    assert_eq!(missing.body["error"]["details"][0]["message"], "dtmi:test:Nope;1 or one of its dependencies does not exist.");
+    assert_eq!(
+        missing.body["error"]["details"][0]["message"],
+        "dtmi:test:Nope;1 or one of its dependencies does not exist."
+    );
     assert_eq!(mock.store.order_violations_total(), 1);
 
     let cases = [
@@ -556,9 +592,15 @@ async fn if_none_match_star_creates_only() {
     with_fleet_models(&client).await;
     let body = json!({"$metadata": {"$model": DEPOT}});
     client.send(Method::PUT, &twin_path("d1"), Some(&body), &[("If-None-Match", "*")]).await.ok(200);
-    let message = client.send(Method::PUT, &twin_path("d1"), Some(&body), &[("If-None-Match", "*")]).await.refused(412, "PreconditionFailed");
+    let message = client
+        .send(Method::PUT, &twin_path("d1"), Some(&body), &[("If-None-Match", "*")])
+        .await
+        .refused(412, "PreconditionFailed");
     assert_eq!(message, "If-None-Match: * header was specified but a twin with the id d1 was found. Please specify a different twin id.");
-    let message = client.send(Method::PUT, &twin_path("d2"), Some(&body), &[("If-None-Match", "XXX")]).await.refused(400, "InvalidArgument");
+    let message = client
+        .send(Method::PUT, &twin_path("d2"), Some(&body), &[("If-None-Match", "XXX")])
+        .await
+        .refused(400, "InvalidArgument");
     assert_eq!(message, "Invalid If-None-Match header value. Allowed value(s): If-None-Match: *");
     client.get(&twin_path("d2")).await.refused(404, "DigitalTwinNotFound");
 }
@@ -609,18 +651,36 @@ async fn bad_twin_patches_are_refused_with_adt_codes() {
     with_fleet_models(&client).await;
     client.put_twin("v1", VEHICLE, vehicle("truck")).await.ok(200);
     let path = twin_path("v1");
-    let message = client.patch(&path, &json!([{"op": "add", "path": "/colour", "value": "red"}])).await.refused(400, "JsonPatchInvalid");
-    assert!(message.starts_with("colour does not exist on component. Please provide a valid patch document"), "{message}");
+    let message = client
+        .patch(&path, &json!([{"op": "add", "path": "/colour", "value": "red"}]))
+        .await
+        .refused(400, "JsonPatchInvalid");
+    assert!(
+        message.starts_with("colour does not exist on component. Please provide a valid patch document"),
+        "{message}"
+    );
     client.patch(&path, &json!([{"op": "remove", "path": "/mileage"}])).await.refused(400, "JsonPatchInvalid");
-    client.patch(&path, &json!([{"op": "replace", "path": "/mileage", "value": 1}])).await.refused(400, "JsonPatchInvalid");
-    let message = client.patch(&path, &json!([{"op": "move", "from": "/name", "path": "/speed"}])).await.refused(400, "JsonPatchInvalid");
+    client
+        .patch(&path, &json!([{"op": "replace", "path": "/mileage", "value": 1}]))
+        .await
+        .refused(400, "JsonPatchInvalid");
+    let message = client
+        .patch(&path, &json!([{"op": "move", "from": "/name", "path": "/speed"}]))
+        .await
+        .refused(400, "JsonPatchInvalid");
     assert!(message.starts_with("Unsupported operation type move."), "{message}");
     client.patch(&path, &json!([{"op": "remove", "path": "/engine"}])).await.refused(400, "JsonPatchInvalid");
-    client.patch(&path, &json!([{"op": "add", "path": "/engine/torque", "value": 1}])).await.refused(400, "JsonPatchInvalid");
+    client
+        .patch(&path, &json!([{"op": "add", "path": "/engine/torque", "value": 1}]))
+        .await
+        .refused(400, "JsonPatchInvalid");
     client.patch(&path, &json!({"op": "add"})).await.refused(400, "JsonPatchInvalid");
     let invalid = client.patch(&path, &json!([{"op": "replace", "path": "/speed", "value": "fast"}])).await;
     invalid.refused(400, "ValidationFailed");
-    client.patch(&path, &json!([{"op": "replace", "path": "/$metadata/$model", "value": "dtmi:test:Nope;1"}])).await.refused(400, "ValidationFailed");
+    client
+        .patch(&path, &json!([{"op": "replace", "path": "/$metadata/$model", "value": "dtmi:test:Nope;1"}]))
+        .await
+        .refused(400, "ValidationFailed");
     let wrong_type = json!([{"op": "add", "path": "/speed", "value": 1.0}]);
     let answer = client.send(Method::PATCH, &path, Some(&wrong_type), &[("content-type", "application/json")]).await;
     answer.refused(415, "UnsupportedMediaType");
@@ -635,22 +695,41 @@ async fn if_match_guards_patch_and_delete() {
     let mock = start();
     let client = Client::new(&mock);
     with_fleet_models(&client).await;
-    let etag = client.put_twin("d1", DEPOT, json!({"city": "Oslo"})).await.ok(200)["$etag"].as_str().unwrap().to_string();
+    let etag =
+        client.put_twin("d1", DEPOT, json!({"city": "Oslo"})).await.ok(200)["$etag"].as_str().unwrap().to_string();
     let ops = json!([{"op": "replace", "path": "/city", "value": "Bergen"}]);
-    let message = client.send(Method::PATCH, &twin_path("d1"), Some(&ops), &[("If-Match", "not-an-etag")]).await.refused(400, "InvalidArgument");
+    let message = client
+        .send(Method::PATCH, &twin_path("d1"), Some(&ops), &[("If-Match", "not-an-etag")])
+        .await
+        .refused(400, "InvalidArgument");
     assert_eq!(message, "Invalid If-Match header value. Allowed value(s): If-Match: {etag} or If-Match: *");
     let stale = "W/\"00000000-0000-0000-0000-000000000000\"";
-    client.send(Method::PATCH, &twin_path("d1"), Some(&ops), &[("If-Match", stale)]).await.refused(412, "PreconditionFailed");
+    client
+        .send(Method::PATCH, &twin_path("d1"), Some(&ops), &[("If-Match", stale)])
+        .await
+        .refused(412, "PreconditionFailed");
     let patched = client.send(Method::PATCH, &twin_path("d1"), Some(&ops), &[("If-Match", etag.as_str())]).await;
     assert_eq!(patched.status, StatusCode::NO_CONTENT);
     let new_etag = patched.header("etag").unwrap().to_string();
-    client.send(Method::PATCH, &twin_path("d1"), Some(&ops), &[("If-Match", etag.as_str())]).await.refused(412, "PreconditionFailed");
-    assert_eq!(client.send(Method::PATCH, &twin_path("d1"), Some(&ops), &[("If-Match", "*")]).await.status, StatusCode::NO_CONTENT);
+    client
+        .send(Method::PATCH, &twin_path("d1"), Some(&ops), &[("If-Match", etag.as_str())])
+        .await
+        .refused(412, "PreconditionFailed");
+    assert_eq!(
+        client.send(Method::PATCH, &twin_path("d1"), Some(&ops), &[("If-Match", "*")]).await.status,
+        StatusCode::NO_CONTENT
+    );
 
     client.send(Method::DELETE, &twin_path("d1"), None, &[("If-Match", "bad")]).await.refused(400, "InvalidArgument");
-    client.send(Method::DELETE, &twin_path("d1"), None, &[("If-Match", new_etag.as_str())]).await.refused(412, "PreconditionFailed");
+    client
+        .send(Method::DELETE, &twin_path("d1"), None, &[("If-Match", new_etag.as_str())])
+        .await
+        .refused(412, "PreconditionFailed");
     let current = client.get(&twin_path("d1")).await.ok(200)["$etag"].as_str().unwrap().to_string();
-    assert_eq!(client.send(Method::DELETE, &twin_path("d1"), None, &[("If-Match", current.as_str())]).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        client.send(Method::DELETE, &twin_path("d1"), None, &[("If-Match", current.as_str())]).await.status,
+        StatusCode::NO_CONTENT
+    );
 }
 
 #[tokio::test]
@@ -688,10 +767,18 @@ async fn put_relationship_answers_it_with_an_etag_and_get_patch_delete_work() {
     let client = Client::new(&mock);
     fleet(&client).await;
     // Wheel extends Part, the declared target of hasPart.
-    let created = client.put(&rel_path("v1", "r1"), &json!({"$targetId": "wheel1", "$relationshipName": "hasPart", "since": "2020"})).await;
+    let created = client
+        .put(&rel_path("v1", "r1"), &json!({"$targetId": "wheel1", "$relationshipName": "hasPart", "since": "2020"}))
+        .await;
     let rel = created.ok(200).clone();
     assert_eq!(
-        (rel["$relationshipId"].clone(), rel["$sourceId"].clone(), rel["$targetId"].clone(), rel["$relationshipName"].clone(), rel["since"].clone()),
+        (
+            rel["$relationshipId"].clone(),
+            rel["$sourceId"].clone(),
+            rel["$targetId"].clone(),
+            rel["$relationshipName"].clone(),
+            rel["since"].clone()
+        ),
         (json!("r1"), json!("v1"), json!("wheel1"), json!("hasPart"), json!("2020"))
     );
     let etag = created.header("etag").unwrap().to_string();
@@ -701,13 +788,23 @@ async fn put_relationship_answers_it_with_an_etag_and_get_patch_delete_work() {
     assert_eq!(got.ok(200), &rel);
     assert_eq!(got.header("etag"), Some(etag.as_str()));
 
-    let patched = client.patch(&rel_path("v1", "r1"), &json!([{"op": "replace", "path": "/since", "value": "2021"}])).await;
+    let patched =
+        client.patch(&rel_path("v1", "r1"), &json!([{"op": "replace", "path": "/since", "value": "2021"}])).await;
     assert_eq!(patched.status, StatusCode::NO_CONTENT);
     assert_ne!(patched.header("etag"), Some(etag.as_str()));
     assert_eq!(client.get(&rel_path("v1", "r1")).await.ok(200)["since"], "2021");
-    client.patch(&rel_path("v1", "r1"), &json!([{"op": "add", "path": "/colour", "value": "x"}])).await.refused(400, "JsonPatchInvalid");
-    client.patch(&rel_path("v1", "r1"), &json!([{"op": "replace", "path": "/$targetId", "value": "depot"}])).await.refused(400, "JsonPatchInvalid");
-    client.patch(&rel_path("v1", "r1"), &json!([{"op": "replace", "path": "/since", "value": 5}])).await.refused(400, "ValidationFailed");
+    client
+        .patch(&rel_path("v1", "r1"), &json!([{"op": "add", "path": "/colour", "value": "x"}]))
+        .await
+        .refused(400, "JsonPatchInvalid");
+    client
+        .patch(&rel_path("v1", "r1"), &json!([{"op": "replace", "path": "/$targetId", "value": "depot"}]))
+        .await
+        .refused(400, "JsonPatchInvalid");
+    client
+        .patch(&rel_path("v1", "r1"), &json!([{"op": "replace", "path": "/since", "value": 5}]))
+        .await
+        .refused(400, "ValidationFailed");
 
     // The same relationship id under another source is a different relationship.
     client.put_relationship("wheel1", "r1", "depot", "locatedIn").await.ok(200);
@@ -726,7 +823,8 @@ async fn relationship_refusals_carry_the_live_codes() {
     let client = Client::new(&mock);
     fleet(&client).await;
     client.put_relationship("ghost", "r", "depot", "parkedAt").await.refused(404, "DigitalTwinNotFound");
-    let message = client.put_relationship("v1", "r", "ghost", "parkedAt").await.refused(404, "TargetDigitalTwinNotFound");
+    let message =
+        client.put_relationship("v1", "r", "ghost", "parkedAt").await.refused(404, "TargetDigitalTwinNotFound");
     assert!(message.starts_with("The target digital twin is invalid or does not exist"), "{message}");
     assert_eq!(mock.store.order_violations_total(), 2, "a missing source and a missing target");
 
@@ -735,22 +833,37 @@ async fn relationship_refusals_carry_the_live_codes() {
     let message = client.put_relationship("v1", "r", "depot", "hasPart").await.refused(400, "InvalidRelationship");
     assert!(message.contains(PART) && message.contains(DEPOT), "{message}");
     client.put_relationship("depot", "r", "v1", "locatedIn").await.refused(400, "InvalidRelationship"); // Depot declares none
-    // Inherited (Asset.locatedIn) with no target restriction: any twin.
+                                                                                                        // Inherited (Asset.locatedIn) with no target restriction: any twin.
     client.put_relationship("wheel1", "r", "v1", "locatedIn").await.ok(200);
-    client.put(&rel_path("v1", "r2"), &json!({"$targetId": "wheel1", "$relationshipName": "hasPart", "colour": "red"})).await.refused(400, "ValidationFailed");
+    client
+        .put(&rel_path("v1", "r2"), &json!({"$targetId": "wheel1", "$relationshipName": "hasPart", "colour": "red"}))
+        .await
+        .refused(400, "ValidationFailed");
     client.put(&rel_path("v1", "r2"), &json!({"$relationshipName": "hasPart"})).await.refused(400, "InvalidArgument");
     client.put(&rel_path("v1", "r2"), &json!({"$targetId": "wheel1"})).await.refused(400, "InvalidArgument");
 
     client.put_relationship("v1", "p1", "depot", "parkedAt").await.ok(200);
     let body = json!({"$targetId": "depot", "$relationshipName": "parkedAt"});
-    let message = client.send(Method::PUT, &rel_path("v1", "p1"), Some(&body), &[("If-None-Match", "*")]).await.refused(412, "PreconditionFailed");
+    let message = client
+        .send(Method::PUT, &rel_path("v1", "p1"), Some(&body), &[("If-None-Match", "*")])
+        .await
+        .refused(412, "PreconditionFailed");
     assert_eq!(message, "If-None-Match: * header was specified but a relationship with the id p1 was found. Please specify a different relationship id.");
     client.send(Method::PUT, &rel_path("v1", "p2"), Some(&body), &[("If-None-Match", "*")]).await.ok(200);
     let etag = client.get(&rel_path("v1", "p2")).await.ok(200)["$etag"].as_str().unwrap().to_string();
     let stale = "W/\"00000000-0000-0000-0000-000000000000\"";
-    client.send(Method::DELETE, &rel_path("v1", "p2"), None, &[("If-Match", stale)]).await.refused(412, "PreconditionFailed");
-    client.send(Method::DELETE, &rel_path("v1", "p2"), None, &[("If-Match", "nope")]).await.refused(400, "InvalidArgument");
-    assert_eq!(client.send(Method::DELETE, &rel_path("v1", "p2"), None, &[("If-Match", etag.as_str())]).await.status, StatusCode::NO_CONTENT);
+    client
+        .send(Method::DELETE, &rel_path("v1", "p2"), None, &[("If-Match", stale)])
+        .await
+        .refused(412, "PreconditionFailed");
+    client
+        .send(Method::DELETE, &rel_path("v1", "p2"), None, &[("If-Match", "nope")])
+        .await
+        .refused(400, "InvalidArgument");
+    assert_eq!(
+        client.send(Method::DELETE, &rel_path("v1", "p2"), None, &[("If-Match", etag.as_str())]).await.status,
+        StatusCode::NO_CONTENT
+    );
     let big = json!({"$targetId": "depot", "$relationshipName": "parkedAt", "x": "y".repeat(40_000)});
     client.put(&rel_path("v1", "big"), &big).await.refused(413, "PayloadTooLarge");
     assert_eq!(mock.store.order_violations_total(), 2);
@@ -830,7 +943,10 @@ async fn queries_filter_count_and_page_by_continuation_token() {
     let client = Client::new(&mock);
     fleet(&client).await;
     for i in 0..7 {
-        client.put_twin(&format!("part{i}"), PART, json!({"name": format!("p{}", i % 2), "partNo": format!("N{i}")})).await.ok(200);
+        client
+            .put_twin(&format!("part{i}"), PART, json!({"name": format!("p{}", i % 2), "partNo": format!("N{i}")}))
+            .await
+            .ok(200);
     }
     client.put_relationship("v1", "r1", "wheel1", "hasPart").await.ok(200);
     client.put_relationship("wheel1", "r1", "depot", "locatedIn").await.ok(200);
@@ -848,20 +964,31 @@ async fn queries_filter_count_and_page_by_continuation_token() {
     assert_eq!(count.ok(200)["value"], json!([{"COUNT": 8}]), "7 parts and a wheel (Wheel extends Part)");
     let exact = client.query("SELECT COUNT() FROM DIGITALTWINS WHERE IS_OF_MODEL('dtmi:test:Part;1', exact)").await;
     assert_eq!(exact.ok(200)["value"], json!([{"COUNT": 7}]));
-    let assets = client.query("SELECT COUNT() FROM DIGITALTWINS T WHERE IS_OF_MODEL(T, 'dtmi:test:Asset;1') AND T.name = 'p1'").await;
+    let assets = client
+        .query("SELECT COUNT() FROM DIGITALTWINS T WHERE IS_OF_MODEL(T, 'dtmi:test:Asset;1') AND T.name = 'p1'")
+        .await;
     assert_eq!(assets.ok(200)["value"], json!([{"COUNT": 3}]));
     let by_model = client.query(&format!("SELECT T FROM DIGITALTWINS T WHERE T.$metadata.$model = '{DEPOT}'")).await;
     assert_eq!(by_model.ok(200)["value"][0]["T"]["city"], "Oslo");
     let speed = client.query("SELECT * FROM DIGITALTWINS WHERE speed = 12.5 AND engine.rpm = 900").await;
     assert_eq!(speed.ok(200)["value"].as_array().unwrap().len(), 1);
 
-    let rels = client.query("SELECT * FROM RELATIONSHIPS R WHERE R.$sourceId = 'v1' AND R.$relationshipName = 'hasPart'").await;
+    let rels = client
+        .query("SELECT * FROM RELATIONSHIPS R WHERE R.$sourceId = 'v1' AND R.$relationshipName = 'hasPart'")
+        .await;
     assert_eq!(rels.ok(200)["value"], json!([client.get(&rel_path("v1", "r1")).await.body]));
     let rel_count = client.query("SELECT COUNT() FROM RELATIONSHIPS WHERE $targetId = 'depot'").await;
     assert_eq!(rel_count.ok(200)["value"], json!([{"COUNT": 1}]));
 
     let mut ids = Vec::new();
-    let mut page = client.send(Method::POST, "/query", Some(&json!({"query": "SELECT * FROM DIGITALTWINS"})), &[("max-items-per-page", "4")]).await;
+    let mut page = client
+        .send(
+            Method::POST,
+            "/query",
+            Some(&json!({"query": "SELECT * FROM DIGITALTWINS"})),
+            &[("max-items-per-page", "4")],
+        )
+        .await;
     for _ in 0..10 {
         let body = page.ok(200).clone();
         let rows = body["value"].as_array().unwrap();
@@ -888,7 +1015,12 @@ async fn bad_and_unsupported_queries_are_sql_query_errors() {
     let mock = start();
     let client = Client::new(&mock);
     let message = client.query("foo").await.refused(400, "SqlQueryError");
-    assert!(message.starts_with("SQL query parse failed: SQL Parser Error, Line=1, Position=0, Message=missing SELECT at 'foo'"), "{message}");
+    assert!(
+        message.starts_with(
+            "SQL query parse failed: SQL Parser Error, Line=1, Position=0, Message=missing SELECT at 'foo'"
+        ),
+        "{message}"
+    );
     let message = client.query("SELECT * FROM DIGITALTWINS WHERE a = 1 OR b = 2").await.refused(400, "SqlQueryError");
     assert!(message.contains("does not support") && message.contains("OR"), "{message}");
     client.query("SELECT * FROM DIGITALTWINS T JOIN R RELATED T.has").await.refused(400, "SqlQueryError");
@@ -939,7 +1071,10 @@ async fn new_twins_are_invisible_to_relationship_writes_for_a_while() {
     fleet(&client).await;
     client.put_relationship("v1", "r1", "depot", "parkedAt").await.refused(404, "DigitalTwinNotFound");
     assert_eq!(mock.store.order_violations_total(), 0, "eventual consistency is not an order violation");
-    let landed = eventually(Duration::from_secs(10), async || client.put_relationship("v1", "r1", "depot", "parkedAt").await.status == StatusCode::OK).await;
+    let landed = eventually(Duration::from_secs(10), async || {
+        client.put_relationship("v1", "r1", "depot", "parkedAt").await.status == StatusCode::OK
+    })
+    .await;
     assert!(landed);
     client.put_twin("late", DEPOT, json!({})).await.ok(200);
     client.put_relationship("v1", "r2", "late", "parkedAt").await.refused(404, "TargetDigitalTwinNotFound");
@@ -971,7 +1106,10 @@ async fn equal_graphs_export_byte_identical_ndjson_and_reset_empties() {
         for (id, model, props) in twins {
             client.put_twin(id, model, props).await.ok(200);
         }
-        client.put(&rel_path("v1", "a"), &json!({"$relationshipName": "hasPart", "$targetId": "w1", "since": "s"})).await.ok(200);
+        client
+            .put(&rel_path("v1", "a"), &json!({"$relationshipName": "hasPart", "$targetId": "w1", "since": "s"}))
+            .await
+            .ok(200);
         client.put_relationship("w1", "b", "d1", "locatedIn").await.ok(200);
     }
     let export = |store: &Store| {
@@ -990,7 +1128,10 @@ async fn equal_graphs_export_byte_identical_ndjson_and_reset_empties() {
     assert_eq!(lines[11]["engine"], json!({"$metadata": {}, "rpm": 5}));
     assert!(lines[11].get("$etag").is_none());
     assert_eq!(lines[13], json!({"Section": "Relationships"}));
-    assert_eq!(lines[14], json!({"$dtId": "v1", "$relationshipId": "a", "$targetId": "w1", "$relationshipName": "hasPart", "since": "s"}));
+    assert_eq!(
+        lines[14],
+        json!({"$dtId": "v1", "$relationshipId": "a", "$targetId": "w1", "$relationshipName": "hasPart", "since": "s"})
+    );
     assert_eq!(lines.len(), 16);
 
     first.store.reset();

@@ -113,10 +113,7 @@ async fn no_auth_plain_http_and_sigint_exits_zero() {
 
 #[test]
 fn a_bad_flag_is_a_usage_error_not_a_hang() {
-    let out = Command::new(env!("CARGO_BIN_EXE_twinload"))
-        .args(["mock-adt", "--drop-rate", "1.5"])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_twinload")).args(["mock-adt", "--drop-rate", "1.5"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "clap's usage-error exit code");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--drop-rate"));
 }

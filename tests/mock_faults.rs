@@ -120,7 +120,12 @@ async fn latency_and_spikes_add_time() {
 
 /// Sends `requests` GETs, each on a fresh connection, and checks that exactly the predicted ones
 /// are dropped, seen by the client as a failed request with no answer.
-async fn check_drops(mock: &MockHandle, config: &FaultConfig, requests: u64, make_client: impl Fn() -> reqwest::Client) {
+async fn check_drops(
+    mock: &MockHandle,
+    config: &FaultConfig,
+    requests: u64,
+    make_client: impl Fn() -> reqwest::Client,
+) {
     let mut dropped = 0;
     for n in 0..requests {
         let result = make_client().get(models_url(&mock.url)).send().await;
@@ -175,7 +180,10 @@ async fn a_drop_after_handling_loses_the_answer_but_not_the_write() {
     let config = FaultConfig { seed: 11, drop_rate: 0.5, ..FaultConfig::default() };
     assert_eq!(config.decide(0).action, FaultAction::Pass, "request 0 (the model upload) must pass with this seed");
     let kinds: Vec<_> = (1..=WRITES).map(|n| config.decide(n).action).collect();
-    assert!(kinds.contains(&FaultAction::Drop { after_handling: true }) && kinds.contains(&FaultAction::Drop { after_handling: false }));
+    assert!(
+        kinds.contains(&FaultAction::Drop { after_handling: true })
+            && kinds.contains(&FaultAction::Drop { after_handling: false })
+    );
     let mock = start_faulty(config.clone());
     upload_model(&client(), &mock.url).await;
     let mut should_exist = BTreeSet::new();
@@ -251,7 +259,8 @@ async fn queries_lag_writes_by_the_configured_time() {
     let written = Instant::now();
     let query = serde_json::json!({"query": "SELECT * FROM DIGITALTWINS WHERE $dtId = 'q1'"});
     let count = |v: &Value| v["value"].as_array().map_or(0, Vec::len);
-    let first: Value = client.post(format!("{}/query?{API}", mock.url)).json(&query).send().await.unwrap().json().await.unwrap();
+    let first: Value =
+        client.post(format!("{}/query?{API}", mock.url)).json(&query).send().await.unwrap().json().await.unwrap();
     if written.elapsed() < LAG {
         assert_eq!(count(&first), 0, "the index lags: {first}");
     }
@@ -259,7 +268,8 @@ async fn queries_lag_writes_by_the_configured_time() {
     assert_eq!(client.get(twin_url(&mock.url, "q1")).send().await.unwrap().status(), 200);
     let deadline = written + LAG * 4;
     loop {
-        let v: Value = client.post(format!("{}/query?{API}", mock.url)).json(&query).send().await.unwrap().json().await.unwrap();
+        let v: Value =
+            client.post(format!("{}/query?{API}", mock.url)).json(&query).send().await.unwrap().json().await.unwrap();
         if count(&v) == 1 {
             break;
         }

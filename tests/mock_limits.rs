@@ -96,9 +96,8 @@ async fn one_twin_gets_ten_writes_per_second_whatever_the_mix_of_put_and_patch()
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let url = base.clone();
-    let puts = hammer(CLIENTS / 2, WINDOW, 200, move |client, _, i| {
-        client.put(twin_url(&url, "hot")).json(&twin(i as i64))
-    });
+    let puts =
+        hammer(CLIENTS / 2, WINDOW, 200, move |client, _, i| client.put(twin_url(&url, "hot")).json(&twin(i as i64)));
     let url = base.clone();
     let patches = hammer(CLIENTS / 2, WINDOW, 204, move |client, _, i| {
         client
@@ -162,7 +161,8 @@ fn in_flight_writes_per_twin_never_exceed_the_bound() {
     let refused = Arc::new(AtomicU32::new(0));
     let threads: Vec<_> = (0..THREADS)
         .map(|_| {
-            let (throttle, current, highest, refused) = (throttle.clone(), current.clone(), highest.clone(), refused.clone());
+            let (throttle, current, highest, refused) =
+                (throttle.clone(), current.clone(), highest.clone(), refused.clone());
             std::thread::spawn(move || {
                 for _ in 0..ATTEMPTS {
                     match throttle.admit_twin_writes(&["busy"]) {

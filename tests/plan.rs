@@ -70,36 +70,36 @@ fn each_kind_of_bad_input_is_reported_with_reason_and_place_and_good_items_stay(
     let dir = tempfile::tempdir().unwrap();
     let big = format!(r#"{{"$dtId":"big","$metadata":{{"$model":"dtmi:ex:Room;1"}},"blob":"{}"}}"#, "x".repeat(40_000));
     let models = vec![
-        model("dtmi:ex:Room;1", ""),                                                       // 4
-        model("dtmi:ex:Room;1", ""),                                                       // 5 duplicate
-        model("dtmi:ex:bad-name;1", ""),                                                   // 6 bad DTMI
+        model("dtmi:ex:Room;1", ""),                                                      // 4
+        model("dtmi:ex:Room;1", ""),                                                      // 5 duplicate
+        model("dtmi:ex:bad-name;1", ""),                                                  // 6 bad DTMI
         model("dtmi:ex:Robot;1", r#","contents":[{"@type":"Command","name":"reboot"}]"#), // 7 invalid
-        model("dtmi:ex:A;1", r#","extends":"dtmi:ex:B;1""#),                               // 8 cycle
-        model("dtmi:ex:B;1", r#","extends":"dtmi:ex:A;1""#),                               // 9 cycle
-        model("dtmi:ex:C;1", r#","extends":"dtmi:ex:A;1""#),                               // 10 needs the cycle
+        model("dtmi:ex:A;1", r#","extends":"dtmi:ex:B;1""#),                              // 8 cycle
+        model("dtmi:ex:B;1", r#","extends":"dtmi:ex:A;1""#),                              // 9 cycle
+        model("dtmi:ex:C;1", r#","extends":"dtmi:ex:A;1""#),                              // 10 needs the cycle
     ];
     let twins = vec![
-        twin("r1", "dtmi:ex:Room;1"),                        // 12
-        twin("r2", "dtmi:ex:Room;1"),                        // 13
-        twin("r1", "dtmi:ex:Room;1"),                        // 14 duplicate
-        r#"{"$dtId":"nomodel","temp":3}"#.to_string(),       // 15 no $metadata.$model
-        "{\"$dtId\": \"broken\",".to_string(),               // 16 invalid JSON
-        big,                                                 // 17 too large
-        twin("robo", "dtmi:ex:Robot;1"),                     // 18 model invalid
-        twin("c1", "dtmi:ex:C;1"),                           // 19 model needs a cycle
-        rel("r1", "wrong", "r2"),                            // 20 relationship in the Twins section
-        twin("ext1", "dtmi:ex:Elsewhere;1"),                 // 21 external model
-        twin("bad", "dtmi:ex:x-y;1"),                        // 22 bad DTMI in $model
+        twin("r1", "dtmi:ex:Room;1"),                  // 12
+        twin("r2", "dtmi:ex:Room;1"),                  // 13
+        twin("r1", "dtmi:ex:Room;1"),                  // 14 duplicate
+        r#"{"$dtId":"nomodel","temp":3}"#.to_string(), // 15 no $metadata.$model
+        "{\"$dtId\": \"broken\",".to_string(),         // 16 invalid JSON
+        big,                                           // 17 too large
+        twin("robo", "dtmi:ex:Robot;1"),               // 18 model invalid
+        twin("c1", "dtmi:ex:C;1"),                     // 19 model needs a cycle
+        rel("r1", "wrong", "r2"),                      // 20 relationship in the Twins section
+        twin("ext1", "dtmi:ex:Elsewhere;1"),           // 21 external model
+        twin("bad", "dtmi:ex:x-y;1"),                  // 22 bad DTMI in $model
     ];
     let rels = vec![
-        rel("r1", "a", "r2"),                                                           // 24
-        rel("r1", "a", "r2"),                                                           // 25 duplicate
+        rel("r1", "a", "r2"),                                                             // 24
+        rel("r1", "a", "r2"),                                                             // 25 duplicate
         r#"{"$dtId":"r1","$relationshipId":"b","$relationshipName":"near"}"#.to_string(), // 26 no $targetId
-        rel("big", "c", "r1"),                                                          // 27 source too large
-        rel("r2", "self", "r2"),                                                        // 28 self
-        rel("r2", "d", "outside"),                                                      // 29 external twin
-        rel("r2", "e", "r1"),                                                           // 30
-        twin("late", "dtmi:ex:Room;1"),                                                 // 31 twin in Relationships
+        rel("big", "c", "r1"),                                                            // 27 source too large
+        rel("r2", "self", "r2"),                                                          // 28 self
+        rel("r2", "d", "outside"),                                                        // 29 external twin
+        rel("r2", "e", "r1"),                                                             // 30
+        twin("late", "dtmi:ex:Room;1"),                                                   // 31 twin in Relationships
     ];
     let mut text = ndjson(&models, &twins, &rels);
     text.push_str("{\"Section\": \"Deletions\"}\n"); // 32
@@ -109,7 +109,8 @@ fn each_kind_of_bad_input_is_reported_with_reason_and_place_and_good_items_stay(
     let plan = plan_files(dir.path(), &[("a.ndjson", &text), ("b.ndjson", &no_header)], &PlanOptions::default());
 
     let expect = |code: &str, lines: &[u64]| {
-        let found: Vec<u64> = find(&plan, code).iter().filter(|r| line_of(r).0 == "a.ndjson").map(|r| r.origin.line).collect();
+        let found: Vec<u64> =
+            find(&plan, code).iter().filter(|r| line_of(r).0 == "a.ndjson").map(|r| r.origin.line).collect();
         let mut sorted = found.clone();
         sorted.sort();
         assert_eq!(sorted, lines, "{code}: {:#?}", find(&plan, code));
@@ -129,7 +130,11 @@ fn each_kind_of_bad_input_is_reported_with_reason_and_place_and_good_items_stay(
     let cycle = &find(&plan, "cycle")[0].reason;
     assert!(cycle.contains("dtmi:ex:A;1 → dtmi:ex:B;1 → dtmi:ex:A;1"), "{cycle}");
     let dep = find(&plan, "dependency_failed").into_iter().find(|r| r.origin.line == 19).unwrap();
-    assert!(dep.reason.contains("dependency model dtmi:ex:C;1 failed") && dep.reason.contains("cycle"), "{}", dep.reason);
+    assert!(
+        dep.reason.contains("dependency model dtmi:ex:C;1 failed") && dep.reason.contains("cycle"),
+        "{}",
+        dep.reason
+    );
     let large = &find(&plan, "too_large")[0];
     assert!(large.reason.contains("32768") && large.key == ItemKey::Twin { id: "big".into() }, "{}", large.reason);
     let parse: Vec<&Rejected> = find(&plan, "parse_error");
@@ -162,7 +167,10 @@ fn each_kind_of_bad_input_is_reported_with_reason_and_place_and_good_items_stay(
 fn what_adt_lacks_is_rejected_with_its_dependents_once_adt_is_asked() {
     let dir = tempfile::tempdir().unwrap();
     let text = ndjson(
-        &[model("dtmi:ex:Room;1", r#","extends":"dtmi:ex:Base;1""#), model("dtmi:ex:Door;1", r#","extends":"dtmi:ex:Known;1""#)],
+        &[
+            model("dtmi:ex:Room;1", r#","extends":"dtmi:ex:Base;1""#),
+            model("dtmi:ex:Door;1", r#","extends":"dtmi:ex:Known;1""#),
+        ],
         &[twin("r1", "dtmi:ex:Room;1"), twin("d1", "dtmi:ex:Door;1"), twin("x1", "dtmi:ex:Ghost;1")],
         &[rel("d1", "a", "r1"), rel("d1", "b", "there"), rel("d1", "c", "nowhere"), rel("x1", "d", "d1")],
     );
@@ -195,11 +203,17 @@ fn relationships_past_the_per_twin_limit_are_rejected_not_the_twin() {
     let mut rels: Vec<String> = (1..6).map(|i| rel("t0", &format!("out{i}"), &format!("t{i}"))).collect();
     rels.extend((2..6).map(|i| rel(&format!("t{i}"), "in", "t1")));
     let text = ndjson(&[model("dtmi:ex:Room;1", "")], &twins, &rels);
-    let opts = PlanOptions { limits: Limits { max_relationships_per_twin: 3, ..Limits::adt_default() }, ..PlanOptions::default() };
+    let opts = PlanOptions {
+        limits: Limits { max_relationships_per_twin: 3, ..Limits::adt_default() },
+        ..PlanOptions::default()
+    };
     let plan = plan_files(dir.path(), &[("in.ndjson", &text)], &opts);
     let excess: Vec<String> = find(&plan, "too_many_relationships").iter().map(|r| r.key.to_string()).collect();
     // t0 → out4, out5 exceed 3 outgoing; into t1: out1 from t0, then t2, t3 fill it, t4 and t5 exceed.
-    assert_eq!(excess, vec!["relationship t0/out4", "relationship t0/out5", "relationship t4/in", "relationship t5/in"]);
+    assert_eq!(
+        excess,
+        vec!["relationship t0/out4", "relationship t0/out5", "relationship t4/in", "relationship t5/in"]
+    );
     assert!(find(&plan, "too_many_relationships")[0].reason.contains("twin t0 already has 3 outgoing"));
     assert_eq!(plan.counts().twins.to_write, 6);
     assert_eq!(plan.rejected().len(), 4);
@@ -208,7 +222,11 @@ fn relationships_past_the_per_twin_limit_are_rejected_not_the_twin() {
 #[test]
 fn dtdl_model_files_plan_with_ndjson_twins() {
     let dir = tempfile::tempdir().unwrap();
-    let models = format!("[\n{},\n{}\n]\n", model("dtmi:ex:Base;1", ""), model("dtmi:ex:Room;1", r#","extends":"dtmi:ex:Base;1""#));
+    let models = format!(
+        "[\n{},\n{}\n]\n",
+        model("dtmi:ex:Base;1", ""),
+        model("dtmi:ex:Room;1", r#","extends":"dtmi:ex:Base;1""#)
+    );
     let twins = ndjson(&[], &[twin("r1", "dtmi:ex:Room;1")], &[]);
     let plan = plan_files(dir.path(), &[("models.json", &models), ("twins.ndjson", &twins)], &PlanOptions::default());
     assert!(plan.rejected().is_empty(), "{:#?}", plan.rejected());
@@ -232,7 +250,10 @@ fn batches_respect_dependencies_count_and_bytes() {
             d.push(id(i - 1));
         }
         if i >= 4 {
-            extra.push_str(&format!(r#","contents":[{{"@type":"Component","name":"c","schema":"dtmi:ex:Comp{};1"}}]"#, i / 4 - 1));
+            extra.push_str(&format!(
+                r#","contents":[{{"@type":"Component","name":"c","schema":"dtmi:ex:Comp{};1"}}]"#,
+                i / 4 - 1
+            ));
             d.push(format!("dtmi:ex:Comp{};1", i / 4 - 1));
         }
         deps.insert(id(i), d);
@@ -253,14 +274,21 @@ fn batches_respect_dependencies_count_and_bytes() {
         let here: HashSet<String> = batch.iter().cloned().collect();
         for m in &here {
             for dep in deps.get(m).into_iter().flatten() {
-                assert!(uploaded.contains(dep) || here.contains(dep), "{m} needs {dep} earlier or alongside: {batches:?}");
+                assert!(
+                    uploaded.contains(dep) || here.contains(dep),
+                    "{m} needs {dep} earlier or alongside: {batches:?}"
+                );
             }
         }
         uploaded.extend(here);
     }
 
     // The byte limit cuts batches too: each model here is 80 bytes, so 200 bytes hold two.
-    let small = PlanOptions { model_batch_size: 100, limits: Limits { max_payload_bytes: 200, ..Limits::adt_default() }, ..PlanOptions::default() };
+    let small = PlanOptions {
+        model_batch_size: 100,
+        limits: Limits { max_payload_bytes: 200, ..Limits::adt_default() },
+        ..PlanOptions::default()
+    };
     let dir2 = tempfile::tempdir().unwrap();
     let five: Vec<String> = (0..5).map(|i| model(&format!("dtmi:ex:Solo{i};1"), "")).collect();
     let plan = plan_files(dir2.path(), &[("m.ndjson", &ndjson(&five, &[], &[]))], &small);
@@ -277,8 +305,13 @@ fn t_star_on_a_hand_checkable_case() {
     let twins: Vec<String> = (0..10).map(|i| twin(&format!("h{i}"), "dtmi:ex:Room;1")).collect();
     let mut rels: Vec<String> = (0..15).map(|i| rel("h0", &format!("r{i}"), &format!("h{}", 1 + i % 9))).collect();
     rels.extend((0..5).map(|i| rel(&format!("h{}", 5 + i), "x", &format!("h{}", 1 + i))));
-    let text = ndjson(&[model("dtmi:ex:Base;1", ""), model("dtmi:ex:Room;1", r#","extends":"dtmi:ex:Base;1""#)], &twins, &rels);
-    let limits = Limits { create_delete_per_s: 20, models_per_s: 1, per_twin_writes_per_s: 10, ..Limits::adt_default() };
+    let text = ndjson(
+        &[model("dtmi:ex:Base;1", ""), model("dtmi:ex:Room;1", r#","extends":"dtmi:ex:Base;1""#)],
+        &twins,
+        &rels,
+    );
+    let limits =
+        Limits { create_delete_per_s: 20, models_per_s: 1, per_twin_writes_per_s: 10, ..Limits::adt_default() };
     let plan = plan_files(dir.path(), &[("in.ndjson", &text)], &PlanOptions { limits, ..PlanOptions::default() });
     let m = plan.makespan();
     let class = |c: LimitClass| m.classes.iter().find(|x| x.class == c).unwrap();
@@ -312,10 +345,16 @@ fn drive(mut s: Scheduler, fail: &HashSet<String>) -> (Vec<ItemKey>, Vec<Rejecte
             let needs: Vec<ItemKey> = match s.item(id) {
                 Item::Model(m) => m.depends_on.iter().map(|d| ItemKey::Model { id: d.clone() }).collect(),
                 Item::Twin(t) => vec![ItemKey::Model { id: t.model.clone() }],
-                Item::Relationship(r) => vec![ItemKey::Twin { id: r.source.clone() }, ItemKey::Twin { id: r.target.clone() }],
+                Item::Relationship(r) => {
+                    vec![ItemKey::Twin { id: r.source.clone() }, ItemKey::Twin { id: r.target.clone() }]
+                }
             };
             for need in needs {
-                assert!(landed.contains(&need) || batch.contains(&need), "{} handed out before {need} landed", s.key(id));
+                assert!(
+                    landed.contains(&need) || batch.contains(&need),
+                    "{} handed out before {need} landed",
+                    s.key(id)
+                );
             }
         }
         for id in ids {
@@ -342,7 +381,8 @@ fn fleet_plan(opts: &GenOptions, plan_opts: &PlanOptions) -> Plan {
 
 #[test]
 fn scheduler_releases_in_dependency_order_and_hands_out_everything_once() {
-    let plan = fleet_plan(&GenOptions { hubs: 1, hub_degree: 200, ..GenOptions::new(1_500, 2) }, &PlanOptions::default());
+    let plan =
+        fleet_plan(&GenOptions { hubs: 1, hub_degree: 200, ..GenOptions::new(1_500, 2) }, &PlanOptions::default());
     let counts = plan.counts();
     let total = counts.models.to_write + counts.twins.to_write + counts.relationships.to_write;
     let (order, rejected) = drive(plan.into_scheduler(), &HashSet::new());
@@ -368,10 +408,20 @@ fn a_failure_rejects_its_dependents_transitively_and_they_never_come_out() {
     let find = |k: &str| rejected.iter().find(|r| r.key.to_string() == k).unwrap_or_else(|| panic!("{k} rejected"));
     assert_eq!(find("twin depot-0").reason, "dependency model dtmi:twinload:fleet:Depot;1 failed: ADT said no");
     // Transitive: a relationship out of a depot names the depot twin, which names the model.
-    let hosts = rejected.iter().find(|r| r.key.to_string().starts_with("relationship depot-0/hosts")).expect("depot relationships rejected");
-    assert!(hosts.reason.starts_with("dependency twin depot-0 failed: dependency model dtmi:twinload:fleet:Depot;1 failed"), "{}", hosts.reason);
+    let hosts = rejected
+        .iter()
+        .find(|r| r.key.to_string().starts_with("relationship depot-0/hosts"))
+        .expect("depot relationships rejected");
+    assert!(
+        hosts.reason.starts_with("dependency twin depot-0 failed: dependency model dtmi:twinload:fleet:Depot;1 failed"),
+        "{}",
+        hosts.reason
+    );
     assert!(rejected.iter().any(|r| r.key.to_string().starts_with("relationship vehicle-3/hasPart")));
-    assert!(!rejected.iter().any(|r| matches!(&r.key, ItemKey::Twin { id } if id.starts_with("vehicle"))), "vehicles do not depend on depots");
+    assert!(
+        !rejected.iter().any(|r| matches!(&r.key, ItemKey::Twin { id } if id.starts_with("vehicle"))),
+        "vehicles do not depend on depots"
+    );
 }
 
 #[test]
@@ -445,8 +495,20 @@ fn the_binary_reports_and_exits_by_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.ndjson");
     let bad = dir.path().join("bad.ndjson");
-    std::fs::write(&good, ndjson(&[model("dtmi:ex:Room;1", "")], &[twin("r1", "dtmi:ex:Room;1"), twin("r2", "dtmi:ex:Room;1")], &[rel("r1", "a", "r2")])).unwrap();
-    std::fs::write(&bad, ndjson(&[], &[twin("r1", "dtmi:ex:Room;1"), twin("r1", "dtmi:ex:Room;1")], &[rel("r1", "a", "gone")])).unwrap();
+    std::fs::write(
+        &good,
+        ndjson(
+            &[model("dtmi:ex:Room;1", "")],
+            &[twin("r1", "dtmi:ex:Room;1"), twin("r2", "dtmi:ex:Room;1")],
+            &[rel("r1", "a", "r2")],
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &bad,
+        ndjson(&[], &[twin("r1", "dtmi:ex:Room;1"), twin("r1", "dtmi:ex:Room;1")], &[rel("r1", "a", "gone")]),
+    )
+    .unwrap();
 
     let out = twinload().args(["plan", "--input"]).arg(&good).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -458,7 +520,10 @@ fn the_binary_reports_and_exits_by_outcome() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "dead letters expected: {stderr}");
     assert!(stderr.contains("duplicate (1)") && stderr.contains("bad.ndjson:6"), "{stderr}");
-    assert!(stderr.contains("Must already exist in ADT") && stderr.contains("gone") && stderr.contains("dtmi:ex:Room;1"), "{stderr}");
+    assert!(
+        stderr.contains("Must already exist in ADT") && stderr.contains("gone") && stderr.contains("dtmi:ex:Room;1"),
+        "{stderr}"
+    );
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(doc["counts"]["twins"]["rejected"], 1);
     assert_eq!(doc["rejected"][0]["code"], "duplicate");
@@ -534,7 +599,10 @@ fn the_scheduling_order_approaches_t_star_in_a_simulated_run() {
 
     // Bound by a hub: 1,000 relationships out of one twin at 10/s = 100.1 s, while the other
     // 6,000 writes need 12 s: the hub must start at once and never wait.
-    let (achieved, t_star) = simulate(fleet_plan(&GenOptions { hubs: 1, hub_degree: 1_000, ..GenOptions::new(2_000, 9) }, &PlanOptions::default()));
+    let (achieved, t_star) = simulate(fleet_plan(
+        &GenOptions { hubs: 1, hub_degree: 1_000, ..GenOptions::new(2_000, 9) },
+        &PlanOptions::default(),
+    ));
     eprintln!("hub-bound: achieved {achieved:.2} s, T* {t_star:.2} s");
     assert!((t_star - 100.1).abs() < 1e-9, "{t_star}");
     assert!(achieved / t_star <= 1.05, "achieved {achieved:.2} s against T* {t_star:.2} s");

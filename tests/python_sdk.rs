@@ -25,7 +25,8 @@ fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("TWINLOAD_PYTHON") {
         return PathBuf::from(python);
     }
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("the target tmp dir has a parent").to_path_buf();
+    let target_dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("the target tmp dir has a parent").to_path_buf();
     let venv = target_dir.join("pyenv");
     let python = venv.join("bin/python");
     let has_sdk = |python: &Path| {

@@ -19,6 +19,9 @@ if ! "$pyenv/bin/python" -c 'import azure.digitaltwins.core' >/dev/null 2>&1; th
 fi
 export TWINLOAD_PYTHON="$pyenv/bin/python"
 
+# Formatting is part of the suite (settings in .rustfmt.toml).
+cargo fmt --check
+
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --no-fail-fast "$@"
     cargo test --doc --quiet

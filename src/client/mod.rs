@@ -181,7 +181,10 @@ impl AdtClient {
                     Err(_) if status.is_success() => Default::default(),
                     Err(e) => {
                         self.stats.record(class, "connection", false);
-                        return Reply::transport(format!("HTTP {status}, then the body was cut off: {}", error_chain(&e)));
+                        return Reply::transport(format!(
+                            "HTTP {status}, then the body was cut off: {}",
+                            error_chain(&e)
+                        ));
                     }
                 };
                 let reply = outcome::classify(status, &headers, &body, sent);
@@ -239,15 +242,20 @@ impl AdtClient {
         let mut url = self.url("/models");
         for _ in 0..MAX_LIST_PAGES {
             let body = self.get_ok(LimitClass::Models, url.clone()).await?;
-            let page: ModelPage = serde_json::from_slice(&body)
-                .map_err(|e| ClientError::Unexpected { url: url.to_string(), detail: format!("not a model list: {e}") })?;
+            let page: ModelPage = serde_json::from_slice(&body).map_err(|e| ClientError::Unexpected {
+                url: url.to_string(),
+                detail: format!("not a model list: {e}"),
+            })?;
             ids.extend(page.value.into_iter().map(|m| m.id));
             match page.next_link {
                 Some(link) if !link.is_empty() => url = self.next_link(&link)?,
                 _ => return Ok(ids),
             }
         }
-        Err(ClientError::Unexpected { url: url.to_string(), detail: format!("more than {MAX_LIST_PAGES} pages of models") })
+        Err(ClientError::Unexpected {
+            url: url.to_string(),
+            detail: format!("more than {MAX_LIST_PAGES} pages of models"),
+        })
     }
 
     /// Whether `GET /digitaltwins/{id}` finds the twin (404 → false).
@@ -309,7 +317,10 @@ impl AdtClient {
         if url.origin() != self.base.origin() {
             return Err(ClientError::Unexpected {
                 url: self.base.to_string(),
-                detail: format!("nextLink points at another host ({}); not following it", url.origin().ascii_serialization()),
+                detail: format!(
+                    "nextLink points at another host ({}); not following it",
+                    url.origin().ascii_serialization()
+                ),
             });
         }
         if !url.query_pairs().any(|(k, _)| k == "api-version") {

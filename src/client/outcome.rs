@@ -73,7 +73,8 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], sent: Sent
         Outcome::Transient { detail: message }
     } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         Outcome::AuthFailed { message }
-    } else if status == StatusCode::NOT_FOUND && code.as_deref().is_some_and(|c| is_twin_missing(c, sent.relationship)) {
+    } else if status == StatusCode::NOT_FOUND && code.as_deref().is_some_and(|c| is_twin_missing(c, sent.relationship))
+    {
         Outcome::TwinNotVisible { message }
     } else if status == StatusCode::CONFLICT && code.as_deref().is_some_and(codes::is_model_exists) {
         let listed = error.as_ref().map(|e| e.message.as_str()).unwrap_or_default();
@@ -170,7 +171,12 @@ mod tests {
         let r = classify(status(404), &none, &body("DigitalTwinNotFound", "no source"), PLAIN);
         assert!(matches!(r.outcome, Outcome::Rejected { .. }));
         // On a relationship write, a source not visible yet is the same eventual consistency.
-        let r = classify(status(404), &none, &body("DigitalTwinNotFound", "no source"), Sent { create_only: false, relationship: true });
+        let r = classify(
+            status(404),
+            &none,
+            &body("DigitalTwinNotFound", "no source"),
+            Sent { create_only: false, relationship: true },
+        );
         assert!(matches!(r.outcome, Outcome::TwinNotVisible { .. }));
     }
 

@@ -85,6 +85,9 @@ mod tests {
         assert_eq!(parse(&headers(&[("Retry-After", "-3")]), now), None);
         assert_eq!(parse(&headers(&[("Retry-After", "NaN")]), now), None);
         // A bad millisecond header does not hide a good Retry-After.
-        assert_eq!(parse(&headers(&[("retry-after-ms", "x"), ("Retry-After", "1")]), now), Some(Duration::from_secs(1)));
+        assert_eq!(
+            parse(&headers(&[("retry-after-ms", "x"), ("Retry-After", "1")]), now),
+            Some(Duration::from_secs(1))
+        );
     }
 }

@@ -44,7 +44,11 @@ pub fn validate_dtmi(dtmi: &str, dtdl_version: u8) -> Result<(), DtmiError> {
             None => check_integer_version(dtmi, v),
             Some((major, minor)) => {
                 check_integer_version(dtmi, major)?;
-                if minor.is_empty() || minor.len() > 6 || minor.starts_with('0') || !minor.bytes().all(|b| b.is_ascii_digit()) {
+                if minor.is_empty()
+                    || minor.len() > 6
+                    || minor.starts_with('0')
+                    || !minor.bytes().all(|b| b.is_ascii_digit())
+                {
                     return Err(err(dtmi, "the minor version must be 1 to 6 digits without a leading zero"));
                 }
                 Ok(())
@@ -77,7 +81,10 @@ fn check_segment(dtmi: &str, segment: &str) -> Result<(), DtmiError> {
         return Err(err(dtmi, format!("segment '{segment}' must start with a letter")));
     }
     if let Some(bad) = segment.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
-        return Err(err(dtmi, format!("segment '{segment}' contains '{bad}'; only letters, digits and '_' are allowed")));
+        return Err(err(
+            dtmi,
+            format!("segment '{segment}' contains '{bad}'; only letters, digits and '_' are allowed"),
+        ));
     }
     if bytes[bytes.len() - 1] == b'_' {
         return Err(err(dtmi, format!("segment '{segment}' must not end with '_'")));

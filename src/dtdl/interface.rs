@@ -95,13 +95,18 @@ impl Interface {
                 .iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s.clone()),
-                    _ => Err(fail("extends must name interfaces by DTMI; define the parent as a top-level model".into())),
+                    _ => {
+                        Err(fail("extends must name interfaces by DTMI; define the parent as a top-level model".into()))
+                    }
                 })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(fail("extends must be a DTMI or an array of DTMIs".into())),
         };
         if dtdl_version == 2 && extends.len() > MAX_V2_EXTENDS {
-            return Err(fail(format!("DTDL v2 allows at most {MAX_V2_EXTENDS} interfaces in extends, found {}", extends.len())));
+            return Err(fail(format!(
+                "DTDL v2 allows at most {MAX_V2_EXTENDS} interfaces in extends, found {}",
+                extends.len()
+            )));
         }
         for parent in &extends {
             validate_dtmi(parent, dtdl_version).map_err(|e| fail(format!("in extends: {e}")))?;
@@ -125,7 +130,8 @@ impl Interface {
         };
         let mut seen_names = std::collections::HashSet::new();
         for element in contents {
-            let element = element.as_object().ok_or_else(|| fail("every element of contents must be an object".into()))?;
+            let element =
+                element.as_object().ok_or_else(|| fail("every element of contents must be an object".into()))?;
             let name = content_name(element, dtdl_version).map_err(&fail)?;
             if !seen_names.insert(name.clone()) {
                 return Err(fail(format!("the name '{name}' is declared twice in contents")));
@@ -140,7 +146,8 @@ impl Interface {
                     let target = match element.get("target") {
                         None => None,
                         Some(Value::String(t)) => {
-                            validate_dtmi(t, dtdl_version).map_err(|e| fail(format!("relationship '{name}' target: {e}")))?;
+                            validate_dtmi(t, dtdl_version)
+                                .map_err(|e| fail(format!("relationship '{name}' target: {e}")))?;
                             Some(t.clone())
                         }
                         Some(_) => return Err(fail(format!("relationship '{name}': target must be a DTMI"))),
@@ -148,7 +155,9 @@ impl Interface {
                     let mut properties = Vec::new();
                     if let Some(Value::Array(props)) = element.get("properties") {
                         for p in props {
-                            let p = p.as_object().ok_or_else(|| fail(format!("relationship '{name}': properties must be objects")))?;
+                            let p = p
+                                .as_object()
+                                .ok_or_else(|| fail(format!("relationship '{name}': properties must be objects")))?;
                             let pname = content_name(p, dtdl_version).map_err(&fail)?;
                             properties.push(PropertyDecl { schema: schema_of(p, &pname).map_err(&fail)?, name: pname });
                         }
@@ -164,10 +173,20 @@ impl Interface {
                         })?;
                         interface.components.push(ComponentDecl { name, schema: schema.clone() });
                     }
-                    _ => return Err(fail(format!("component '{name}': schema must be the DTMI of a top-level Interface"))),
+                    _ => {
+                        return Err(fail(format!(
+                            "component '{name}': schema must be the DTMI of a top-level Interface"
+                        )))
+                    }
                 },
-                Some("Command") => return Err(fail(format!("'{name}' is a Command, which Azure Digital Twins does not support"))),
-                Some(other) => return Err(fail(format!("'{name}' has @type '{other}'; expected Property, Telemetry, Relationship or Component"))),
+                Some("Command") => {
+                    return Err(fail(format!("'{name}' is a Command, which Azure Digital Twins does not support")))
+                }
+                Some(other) => {
+                    return Err(fail(format!(
+                        "'{name}' has @type '{other}'; expected Property, Telemetry, Relationship or Component"
+                    )))
+                }
                 None => return Err(fail(format!("content '{name}' has no @type"))),
             }
         }

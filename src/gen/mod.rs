@@ -46,7 +46,13 @@ pub struct GenOptions {
 
 impl GenOptions {
     pub fn new(twins: u64, seed: u64) -> GenOptions {
-        GenOptions { twins, seed, relationships_per_twin: DEFAULT_RELATIONSHIPS_PER_TWIN, hubs: 0, hub_degree: DEFAULT_HUB_DEGREE }
+        GenOptions {
+            twins,
+            seed,
+            relationships_per_twin: DEFAULT_RELATIONSHIPS_PER_TWIN,
+            hubs: 0,
+            hub_degree: DEFAULT_HUB_DEGREE,
+        }
     }
 
     fn check(&self) -> io::Result<()> {
@@ -58,8 +64,13 @@ impl GenOptions {
                 self.twins
             ));
         }
-        if !self.relationships_per_twin.is_finite() || !(0.0..=MAX_RELATIONSHIPS_PER_TWIN).contains(&self.relationships_per_twin) {
-            return bad(format!("--relationships-per-twin must be between 0 and {MAX_RELATIONSHIPS_PER_TWIN}, got {}", self.relationships_per_twin));
+        if !self.relationships_per_twin.is_finite()
+            || !(0.0..=MAX_RELATIONSHIPS_PER_TWIN).contains(&self.relationships_per_twin)
+        {
+            return bad(format!(
+                "--relationships-per-twin must be between 0 and {MAX_RELATIONSHIPS_PER_TWIN}, got {}",
+                self.relationships_per_twin
+            ));
         }
         Ok(())
     }
@@ -177,8 +188,16 @@ impl Twins {
 
     /// The properties every asset has (declared on `Asset`), after the opening `{"$dtId"…`.
     fn common(&self, line: &mut String, g: u64, name: &str, external: &str) {
-        let status = if self.random(g, 1) % 10 < 8 { models::STATUSES[0] } else { models::STATUSES[1 + (self.random(g, 2) % 2) as usize] };
-        let _ = write!(line, ",\"name\":\"{name}\",\"externalId\":\"{external}\",\"commissioned\":\"{}\",\"status\":\"{status}\"", date(self.random(g, 3)));
+        let status = if self.random(g, 1) % 10 < 8 {
+            models::STATUSES[0]
+        } else {
+            models::STATUSES[1 + (self.random(g, 2) % 2) as usize]
+        };
+        let _ = write!(
+            line,
+            ",\"name\":\"{name}\",\"externalId\":\"{external}\",\"commissioned\":\"{}\",\"status\":\"{status}\"",
+            date(self.random(g, 3))
+        );
     }
 
     fn organisation(&self, line: &mut String) {
@@ -313,7 +332,10 @@ impl Links {
                     continue;
                 }
                 let props = if kind == Kind::Vehicle {
-                    format!(",\"installedOn\":\"{}\",\"position\":{position}", date(mix(self.seed, streams::LINK, child, 1)))
+                    format!(
+                        ",\"installedOn\":\"{}\",\"position\":{position}",
+                        date(mix(self.seed, streams::LINK, child, 1))
+                    )
                 } else {
                     props.clone()
                 };
@@ -327,14 +349,28 @@ impl Links {
             if kind == Kind::Vehicle && k == 0 {
                 let depot = layout.global(Kind::Depot, r % layout.depots);
                 let contract = ["standard", "premium", "on-call"][((r >> 32) % 3) as usize];
-                Self::write(line, &source, n, "servicedAt", &layout.asset_id(depot), &format!(",\"contract\":\"{contract}\""));
+                Self::write(
+                    line,
+                    &source,
+                    n,
+                    "servicedAt",
+                    &layout.asset_id(depot),
+                    &format!(",\"contract\":\"{contract}\""),
+                );
             } else {
                 let mut target = r % layout.assets();
                 if target == g {
                     target = (target + 1) % layout.assets();
                 }
                 let distance = tenths(1 + (r >> 20) % 2_000);
-                Self::write(line, &source, n, "locatedNear", &layout.asset_id(target), &format!(",\"distanceKm\":{distance}"));
+                Self::write(
+                    line,
+                    &source,
+                    n,
+                    "locatedNear",
+                    &layout.asset_id(target),
+                    &format!(",\"distanceKm\":{distance}"),
+                );
             }
             emit(line)?;
             n += 1;
@@ -343,7 +379,13 @@ impl Links {
     }
 
     /// A hub monitors vehicles and parts, chosen at random (a twin may be picked twice).
-    fn hub(&self, h: u64, degree: u64, line: &mut String, emit: &mut impl FnMut(&str) -> io::Result<()>) -> io::Result<()> {
+    fn hub(
+        &self,
+        h: u64,
+        degree: u64,
+        line: &mut String,
+        emit: &mut impl FnMut(&str) -> io::Result<()>,
+    ) -> io::Result<()> {
         let layout = &self.layout;
         let first = layout.global(Kind::Vehicle, 0);
         let candidates = layout.vehicles + layout.parts;
@@ -393,7 +435,8 @@ pub fn run(args: GenArgs) -> anyhow::Result<u8> {
         eprintln!("error: {e}");
         return Ok(crate::cli::exit::USAGE);
     }
-    let file = std::fs::File::create(&args.out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.out.display()))?;
+    let file =
+        std::fs::File::create(&args.out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.out.display()))?;
     let started = std::time::Instant::now();
     let stats = generate(&opts, file).map_err(|e| anyhow::anyhow!("writing {}: {e}", args.out.display()))?;
     eprintln!(
@@ -438,7 +481,8 @@ mod tests {
         let opts = GenOptions { hubs: 2, hub_degree: 300, ..GenOptions::new(2_000, 3) };
         let (stats, lines) = lines(&opts);
         assert_eq!(stats.bytes, lines.iter().map(|l| l.len() as u64 + 1).sum::<u64>());
-        let sections: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| l.starts_with("{\"Section\"")).map(|(i, _)| i).collect();
+        let sections: Vec<usize> =
+            lines.iter().enumerate().filter(|(_, l)| l.starts_with("{\"Section\"")).map(|(i, _)| i).collect();
         assert_eq!(sections.len(), 4);
         let twins = &lines[sections[2] + 1..sections[3]];
         let rels = &lines[sections[3] + 1..];
@@ -456,7 +500,10 @@ mod tests {
         for r in rels {
             let v: Value = serde_json::from_str(r).unwrap();
             let key = (v["$dtId"].as_str().unwrap().to_string(), v["$relationshipId"].as_str().unwrap().to_string());
-            assert!(twin_ids.contains(&key.0) && twin_ids.contains(v["$targetId"].as_str().unwrap()), "both ends are twins of the fleet: {r}");
+            assert!(
+                twin_ids.contains(&key.0) && twin_ids.contains(v["$targetId"].as_str().unwrap()),
+                "both ends are twins of the fleet: {r}"
+            );
             assert_ne!(v["$dtId"], v["$targetId"], "no self links");
             assert!(rel_keys.insert(key), "relationship ids are unique per source: {r}");
         }
@@ -465,7 +512,8 @@ mod tests {
     #[test]
     fn twins_and_relationships_use_only_what_their_models_declare() {
         let (_, lines) = lines(&GenOptions { hubs: 1, hub_degree: 50, ..GenOptions::new(1_200, 5) });
-        let models: Vec<crate::dtdl::Interface> = models::all().iter().map(|m| crate::dtdl::Interface::parse(m).unwrap()).collect();
+        let models: Vec<crate::dtdl::Interface> =
+            models::all().iter().map(|m| crate::dtdl::Interface::parse(m).unwrap()).collect();
         let by_id: HashMap<&str, &crate::dtdl::Interface> = models.iter().map(|m| (m.id.as_str(), m)).collect();
         // Declarations of a model and its bases.
         let chain = |id: &str| {
@@ -480,7 +528,15 @@ mod tests {
         for line in &lines {
             let v: Value = serde_json::from_str(line).unwrap();
             if let Some(s) = v.get("Section").and_then(Value::as_str) {
-                section = if s == "Twins" || s == "Relationships" { if s == "Twins" { "t" } else { "r" } } else { "" };
+                section = if s == "Twins" || s == "Relationships" {
+                    if s == "Twins" {
+                        "t"
+                    } else {
+                        "r"
+                    }
+                } else {
+                    ""
+                };
                 continue;
             }
             match section {
@@ -491,13 +547,19 @@ mod tests {
                         if key.starts_with('$') {
                             continue;
                         }
-                        let declared = decls.iter().any(|d| d.properties.iter().any(|p| &p.name == key) || d.components.iter().any(|c| &c.name == key));
+                        let declared = decls.iter().any(|d| {
+                            d.properties.iter().any(|p| &p.name == key) || d.components.iter().any(|c| &c.name == key)
+                        });
                         assert!(declared, "{key} of {model} is declared: {line}");
                         assert!(!value.is_null());
                     }
                     for d in &decls {
                         for c in &d.components {
-                            assert!(v.get(&c.name).is_some_and(|comp| comp.get("$metadata").is_some()), "component {} present: {line}", c.name);
+                            assert!(
+                                v.get(&c.name).is_some_and(|comp| comp.get("$metadata").is_some()),
+                                "component {} present: {line}",
+                                c.name
+                            );
                         }
                     }
                     model_of.insert(v["$dtId"].as_str().unwrap().to_string(), model.to_string());
@@ -505,14 +567,21 @@ mod tests {
                 "r" => {
                     let source_model = &model_of[v["$dtId"].as_str().unwrap()];
                     let name = v["$relationshipName"].as_str().unwrap();
-                    let decl = chain(source_model).into_iter().flat_map(|d| d.relationships.iter()).find(|r| r.name == name);
+                    let decl =
+                        chain(source_model).into_iter().flat_map(|d| d.relationships.iter()).find(|r| r.name == name);
                     let decl = decl.unwrap_or_else(|| panic!("{name} is declared on {source_model}"));
                     if let Some(target) = &decl.target {
                         let target_model = &model_of[v["$targetId"].as_str().unwrap()];
-                        assert!(chain(target_model).iter().any(|m| &m.id == target), "{name} targets a {target}: {line}");
+                        assert!(
+                            chain(target_model).iter().any(|m| &m.id == target),
+                            "{name} targets a {target}: {line}"
+                        );
                     }
                     for key in v.as_object().unwrap().keys().filter(|k| !k.starts_with('$')) {
-                        assert!(decl.properties.iter().any(|p| &p.name == key), "relationship property {key} declared: {line}");
+                        assert!(
+                            decl.properties.iter().any(|p| &p.name == key),
+                            "relationship property {key} declared: {line}"
+                        );
                     }
                 }
                 _ => {}
@@ -527,6 +596,8 @@ mod tests {
         let (stats, _) = lines(&GenOptions { relationships_per_twin: 0.0, ..GenOptions::new(1_000, 1) });
         assert_eq!(stats.relationships, 0);
         assert!(generate(&GenOptions::new(4, 1), Vec::new()).is_err());
-        assert!(generate(&GenOptions { relationships_per_twin: f64::NAN, ..GenOptions::new(100, 1) }, Vec::new()).is_err());
+        assert!(
+            generate(&GenOptions { relationships_per_twin: f64::NAN, ..GenOptions::new(100, 1) }, Vec::new()).is_err()
+        );
     }
 }

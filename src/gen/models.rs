@@ -30,7 +30,8 @@ fn relationship(name: &str, target: Option<&str>, properties: Vec<Value>) -> Val
 }
 
 fn interface(id: &str, display: &str, extends: Option<&str>, contents: Vec<Value>) -> Value {
-    let mut i = json!({"@id": id, "@type": "Interface", "@context": CONTEXT, "displayName": display, "contents": contents});
+    let mut i =
+        json!({"@id": id, "@type": "Interface", "@context": CONTEXT, "displayName": display, "contents": contents});
     if let Some(parent) = extends {
         i["extends"] = json!(parent);
     }
@@ -59,7 +60,10 @@ pub fn all() -> Vec<Value> {
                 property("externalId", json!("string")),
                 property("commissioned", json!("date")),
                 property("status", string_enum(&STATUSES)),
-                property("tags", json!({"@type": "Map", "mapKey": {"name": "tag", "schema": "string"}, "mapValue": {"name": "value", "schema": "string"}})),
+                property(
+                    "tags",
+                    json!({"@type": "Map", "mapKey": {"name": "tag", "schema": "string"}, "mapValue": {"name": "value", "schema": "string"}}),
+                ),
                 relationship("locatedNear", None, vec![property("distanceKm", json!("double"))]),
             ],
         ),
@@ -78,13 +82,21 @@ pub fn all() -> Vec<Value> {
             ORGANISATION,
             "Organisation",
             Some(ASSET),
-            vec![property("founded", json!("integer")), property("sector", json!("string")), relationship("contains", Some(REGION), vec![])],
+            vec![
+                property("founded", json!("integer")),
+                property("sector", json!("string")),
+                relationship("contains", Some(REGION), vec![]),
+            ],
         ),
         interface(
             REGION,
             "Region",
             Some(ASSET),
-            vec![property("code", json!("string")), property("areaKm2", json!("double")), relationship("contains", Some(DEPOT), vec![])],
+            vec![
+                property("code", json!("string")),
+                property("areaKm2", json!("double")),
+                relationship("contains", Some(DEPOT), vec![]),
+            ],
         ),
         interface(
             DEPOT,
@@ -113,7 +125,11 @@ pub fn all() -> Vec<Value> {
                 property("fuel", string_enum(&FUELS)),
                 property("lastService", json!("dateTime")),
                 json!({"@type": "Component", "name": "telematics", "schema": TELEMATICS}),
-                relationship("hasPart", Some(PART), vec![property("installedOn", json!("date")), property("position", json!("integer"))]),
+                relationship(
+                    "hasPart",
+                    Some(PART),
+                    vec![property("installedOn", json!("date")), property("position", json!("integer"))],
+                ),
                 relationship("servicedAt", Some(DEPOT), vec![property("contract", json!("string"))]),
             ],
         ),
@@ -121,13 +137,20 @@ pub fn all() -> Vec<Value> {
             PART,
             "Part",
             Some(ASSET),
-            vec![property("partNumber", json!("string")), property("weightKg", json!("double")), property("critical", json!("boolean"))],
+            vec![
+                property("partNumber", json!("string")),
+                property("weightKg", json!("double")),
+                property("critical", json!("boolean")),
+            ],
         ),
         interface(
             HUB,
             "Monitoring hub",
             Some(ASSET),
-            vec![property("zone", json!("string")), relationship("monitors", None, vec![property("priority", json!("integer"))])],
+            vec![
+                property("zone", json!("string")),
+                relationship("monitors", None, vec![property("priority", json!("integer"))]),
+            ],
         ),
     ]
 }

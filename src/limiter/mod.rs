@@ -70,7 +70,12 @@ impl Limiter {
 
     pub fn stats(&self) -> LimiterStats {
         LimiterStats {
-            classes: self.classes.iter().map(|c| c.stats()).filter(|s| s.permits_granted > 0 || s.throttles_reported > 0).collect(),
+            classes: self
+                .classes
+                .iter()
+                .map(|c| c.stats())
+                .filter(|s| s.permits_granted > 0 || s.throttles_reported > 0)
+                .collect(),
             twins: self.twins.stats(),
         }
     }

@@ -86,7 +86,13 @@ impl TwinLimiter {
         }
     }
 
-    fn budget_locked(&self, slots: &HashMap<String, Slot>, twins: &[String], now: Instant, count_in_flight: bool) -> TwinBudget {
+    fn budget_locked(
+        &self,
+        slots: &HashMap<String, Slot>,
+        twins: &[String],
+        now: Instant,
+        count_in_flight: bool,
+    ) -> TwinBudget {
         let mut wait = Duration::ZERO;
         for twin in twins {
             if let Some(slot) = slots.get(twin) {

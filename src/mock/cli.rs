@@ -229,10 +229,32 @@ mod tests {
     #[test]
     fn flags_map_to_the_config() {
         let args = parse(&[
-            "--no-auth", "--tls-self-signed", "--ca-out", "/tmp/ca.pem", "--limits", "adt-2021",
-            "--seed", "9", "--fault-429-rate", "0.1", "--fault-5xx-rate", "0.2", "--latency-ms", "3",
-            "--latency-spike-ms", "50", "--latency-spike-rate", "0.01", "--drop-rate", "0.05",
-            "--query-lag-ms", "1000", "--new-twin-invisible-ms", "200", "--workers", "3",
+            "--no-auth",
+            "--tls-self-signed",
+            "--ca-out",
+            "/tmp/ca.pem",
+            "--limits",
+            "adt-2021",
+            "--seed",
+            "9",
+            "--fault-429-rate",
+            "0.1",
+            "--fault-5xx-rate",
+            "0.2",
+            "--latency-ms",
+            "3",
+            "--latency-spike-ms",
+            "50",
+            "--latency-spike-rate",
+            "0.01",
+            "--drop-rate",
+            "0.05",
+            "--query-lag-ms",
+            "1000",
+            "--new-twin-invisible-ms",
+            "200",
+            "--workers",
+            "3",
         ])
         .unwrap();
         let config = args.to_config().unwrap();

@@ -211,7 +211,8 @@ impl Faults {
     /// replay the same fault sequence.
     pub fn reset(&self) {
         self.next_request.store(0, Ordering::Relaxed);
-        for counter in [&self.counts.throttled, &self.counts.server_errors, &self.counts.dropped, &self.counts.delayed] {
+        for counter in [&self.counts.throttled, &self.counts.server_errors, &self.counts.dropped, &self.counts.delayed]
+        {
             counter.store(0, Ordering::Relaxed);
         }
     }
@@ -275,7 +276,10 @@ fn dropped_connection(closed: bool) -> HttpResponse {
         HttpResponse::Ok().finish()
     } else {
         let failing = futures::stream::once(async {
-            Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "injected dropped connection"))
+            Err::<Bytes, std::io::Error>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "injected dropped connection",
+            ))
         });
         HttpResponse::Ok().streaming(failing)
     };
@@ -325,7 +329,9 @@ mod tests {
     fn no_switches_no_faults() {
         let config = FaultConfig::default();
         assert!(!config.injects_per_request_faults());
-        assert!((0..1000).all(|n| config.decide(n) == FaultDecision { action: FaultAction::Pass, delay: Duration::ZERO }));
+        assert!(
+            (0..1000).all(|n| config.decide(n) == FaultDecision { action: FaultAction::Pass, delay: Duration::ZERO })
+        );
     }
 
     #[test]

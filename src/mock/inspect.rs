@@ -18,8 +18,8 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::faults::Faults;
-use super::store::Store;
 use super::server::pass_on;
+use super::store::Store;
 use crate::adt::classify;
 use crate::limits::LimitClass;
 
@@ -73,7 +73,10 @@ impl Stats {
             by_class_status: (0..CLASS_SLOTS).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
             in_flight: AtomicI64::new(0),
             windows: (0..RATE_WINDOW_SECONDS)
-                .map(|_| RateWindow { second: AtomicU64::new(u64::MAX), by_class: std::array::from_fn(|_| AtomicU64::new(0)) })
+                .map(|_| RateWindow {
+                    second: AtomicU64::new(u64::MAX),
+                    by_class: std::array::from_fn(|_| AtomicU64::new(0)),
+                })
                 .collect(),
         }
     }
@@ -94,9 +97,7 @@ impl Stats {
         let second = self.started.elapsed().as_secs();
         let window = &self.windows[(second % RATE_WINDOW_SECONDS) as usize];
         let seen = window.second.load(Ordering::Acquire);
-        if seen != second
-            && window.second.compare_exchange(seen, second, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        {
+        if seen != second && window.second.compare_exchange(seen, second, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             for counter in &window.by_class {
                 counter.store(0, Ordering::Relaxed);
             }
@@ -312,8 +313,18 @@ pub fn render_prometheus(stats: &Stats, store: &Store, faults: &Faults) -> Strin
             (format!("{{class=\"{}\",status=\"{}\"}}", class_name(class), status_name(status)), n)
         })
         .collect();
-    family("requests_total", "counter", "Data-plane requests answered, by limit class and status (\"dropped\": connection closed on purpose).", &requests);
-    family("throttled_total", "counter", "Requests answered 429, by a limit or an injected fault.", &[(String::new(), stats.throttled_total())]);
+    family(
+        "requests_total",
+        "counter",
+        "Data-plane requests answered, by limit class and status (\"dropped\": connection closed on purpose).",
+        &requests,
+    );
+    family(
+        "throttled_total",
+        "counter",
+        "Requests answered 429, by a limit or an injected fault.",
+        &[(String::new(), stats.throttled_total())],
+    );
     let totals = faults.totals();
     let injected = [
         ("throttle", totals.throttled),
@@ -323,8 +334,18 @@ pub fn render_prometheus(stats: &Stats, store: &Store, faults: &Faults) -> Strin
     ]
     .map(|(kind, n)| (format!("{{kind=\"{kind}\"}}"), n));
     family("faults_injected_total", "counter", "Faults injected on purpose, by kind.", &injected);
-    family("order_violations_total", "counter", "Writes refused because something they depend on was missing (not counting the eventual-consistency window).", &[(String::new(), store.order_violations_total())]);
-    family("requests_in_flight", "gauge", "Data-plane requests being served now.", &[(String::new(), stats.in_flight().max(0) as u64)]);
+    family(
+        "order_violations_total",
+        "counter",
+        "Writes refused because something they depend on was missing (not counting the eventual-consistency window).",
+        &[(String::new(), store.order_violations_total())],
+    );
+    family(
+        "requests_in_flight",
+        "gauge",
+        "Data-plane requests being served now.",
+        &[(String::new(), stats.in_flight().max(0) as u64)],
+    );
     family("models", "gauge", "Models stored.", &[(String::new(), store.model_count() as u64)]);
     family("twins", "gauge", "Twins stored.", &[(String::new(), store.twin_count() as u64)]);
     family("relationships", "gauge", "Relationships stored.", &[(String::new(), store.relationship_count() as u64)]);

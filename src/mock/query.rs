@@ -78,7 +78,11 @@ impl fmt::Display for QueryError {
                 self.message, self.line, self.position
             )
         } else {
-            write!(f, "SQL query parse failed: SQL Parser Error, Line={}, Position={}, Message={}", self.line, self.position, self.message)
+            write!(
+                f,
+                "SQL query parse failed: SQL Parser Error, Line={}, Position={}, Message={}",
+                self.line, self.position, self.message
+            )
         }
     }
 }
@@ -178,7 +182,13 @@ fn tokenize(text: &str, locator: &Locator) -> Result<Vec<Spanned>, QueryError> {
                     Some('\\') => {
                         match chars.get(i + 1) {
                             Some(&escaped @ ('\'' | '"' | '\\')) => value.push(escaped),
-                            _ => return Err(locator.error(i, "only \\', \\\" and \\\\ escapes are allowed in a string", false)),
+                            _ => {
+                                return Err(locator.error(
+                                    i,
+                                    "only \\', \\\" and \\\\ escapes are allowed in a string",
+                                    false,
+                                ))
+                            }
                         }
                         i += 2;
                     }
@@ -240,7 +250,8 @@ fn tokenize(text: &str, locator: &Locator) -> Result<Vec<Spanned>, QueryError> {
 
 /// Words that are keywords of the ADT query language (they cannot be aliases).
 const KEYWORDS: [&str; 17] = [
-    "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "JOIN", "RELATED", "TOP", "AS", "IN", "NIN", "ORDER", "BY", "GROUP", "MATCH", "COUNT",
+    "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "JOIN", "RELATED", "TOP", "AS", "IN", "NIN", "ORDER", "BY", "GROUP",
+    "MATCH", "COUNT",
 ];
 
 fn is_keyword(word: &str, keyword: &str) -> bool {
@@ -317,7 +328,11 @@ impl Parser {
             Token::Ident(word) if word.eq_ignore_ascii_case("DIGITALTWINS") => Collection::DigitalTwins,
             Token::Ident(word) if word.eq_ignore_ascii_case("RELATIONSHIPS") => Collection::Relationships,
             Token::Ident(word) => {
-                return Err(self.locator.error(collection_at, format!("'{word}' is not a collection; use DIGITALTWINS or RELATIONSHIPS"), false))
+                return Err(self.locator.error(
+                    collection_at,
+                    format!("'{word}' is not a collection; use DIGITALTWINS or RELATIONSHIPS"),
+                    false,
+                ))
             }
             _ => return Err(self.locator.error(collection_at, "missing collection name after FROM", false)),
         };
@@ -333,7 +348,11 @@ impl Parser {
         };
         if let Select::Alias(name) = &select {
             if alias.as_deref() != Some(name.as_str()) {
-                return Err(self.locator.error(0, format!("'{name}' in SELECT is not the alias of the collection"), false));
+                return Err(self.locator.error(
+                    0,
+                    format!("'{name}' in SELECT is not the alias of the collection"),
+                    false,
+                ));
             }
         }
         let mut query = Query { select, collection, alias, conditions: Vec::new() };
@@ -433,7 +452,9 @@ impl Parser {
                 let operator_at = self.peek().at;
                 match self.advance().token {
                     Token::Symbol("=") => {}
-                    Token::Symbol(op) => return Err(self.unsupported(operator_at, format!("the operator {op}; only = is supported"))),
+                    Token::Symbol(op) => {
+                        return Err(self.unsupported(operator_at, format!("the operator {op}; only = is supported")))
+                    }
                     Token::Ident(word) if is_keyword(&word, "IN") || is_keyword(&word, "NIN") => {
                         return Err(self.unsupported(operator_at, word.to_uppercase()))
                     }
@@ -469,7 +490,9 @@ impl Parser {
             self.advance();
             match self.advance().token {
                 Token::Ident(word) if word.eq_ignore_ascii_case("exact") => exact = true,
-                _ => return Err(self.locator.error(at, "the third argument of IS_OF_MODEL can only be 'exact'", false)),
+                _ => {
+                    return Err(self.locator.error(at, "the third argument of IS_OF_MODEL can only be 'exact'", false))
+                }
             }
         }
         self.expect_symbol(")")?;
@@ -498,10 +521,15 @@ impl Parser {
                 segments.remove(0);
             }
             Some(alias) => {
-                return Err(self.locator.error(at, format!("refer to properties through the alias, as {alias}.{}", segments.join(".")), false))
+                return Err(self.locator.error(
+                    at,
+                    format!("refer to properties through the alias, as {alias}.{}", segments.join(".")),
+                    false,
+                ))
             }
             None if segments.len() > 1
-                && (segments[0].eq_ignore_ascii_case("DIGITALTWINS") || segments[0].eq_ignore_ascii_case("RELATIONSHIPS")) =>
+                && (segments[0].eq_ignore_ascii_case("DIGITALTWINS")
+                    || segments[0].eq_ignore_ascii_case("RELATIONSHIPS")) =>
             {
                 return Err(self.unsupported(at, "collection-qualified paths; declare an alias instead"))
             }
@@ -537,7 +565,9 @@ impl Parser {
             Token::Number(n) => Ok(Value::Number(n)),
             Token::Ident(word) if word.eq_ignore_ascii_case("true") => Ok(Value::Bool(true)),
             Token::Ident(word) if word.eq_ignore_ascii_case("false") => Ok(Value::Bool(false)),
-            Token::Ident(word) if word.eq_ignore_ascii_case("null") => Err(self.unsupported(at, "comparison with null")),
+            Token::Ident(word) if word.eq_ignore_ascii_case("null") => {
+                Err(self.unsupported(at, "comparison with null"))
+            }
             Token::Ident(_) => Err(self.unsupported(at, "comparing two properties")),
             Token::Symbol("[") => Err(self.unsupported(at, "array literals")),
             _ => Err(self.locator.error(at, "missing literal after '='", false)),
@@ -557,7 +587,10 @@ mod tests {
     #[test]
     fn select_all_and_count() {
         let q = parse("SELECT * FROM DIGITALTWINS").unwrap();
-        assert_eq!((q.select, q.collection, q.alias, q.conditions.len()), (Select::All, Collection::DigitalTwins, None, 0));
+        assert_eq!(
+            (q.select, q.collection, q.alias, q.conditions.len()),
+            (Select::All, Collection::DigitalTwins, None, 0)
+        );
         let q = parse("select count() from relationships").unwrap();
         assert_eq!((q.select, q.collection), (Select::Count, Collection::Relationships));
     }
@@ -580,9 +613,13 @@ mod tests {
 
     #[test]
     fn aliases_are_stripped_and_required() {
-        let q = parse("SELECT T FROM DIGITALTWINS T WHERE T.$dtId = 'x' AND IS_OF_MODEL(T, 'dtmi:a;1', exact)").unwrap();
+        let q =
+            parse("SELECT T FROM DIGITALTWINS T WHERE T.$dtId = 'x' AND IS_OF_MODEL(T, 'dtmi:a;1', exact)").unwrap();
         assert_eq!(q.select, Select::Alias("T".into()));
-        assert_eq!(q.conditions, vec![eq(&["$dtId"], json!("x")), Condition::IsOfModel { model: "dtmi:a;1".into(), exact: true }]);
+        assert_eq!(
+            q.conditions,
+            vec![eq(&["$dtId"], json!("x")), Condition::IsOfModel { model: "dtmi:a;1".into(), exact: true }]
+        );
         let q = parse("SELECT * FROM DIGITALTWINS T WHERE IS_OF_MODEL('dtmi:a;1')").unwrap();
         assert_eq!(q.conditions, vec![Condition::IsOfModel { model: "dtmi:a;1".into(), exact: false }]);
         assert!(parse("SELECT * FROM DIGITALTWINS T WHERE $dtId = 'x'").unwrap_err().message.contains("T.$dtId"));
@@ -601,7 +638,12 @@ mod tests {
         let e = parse("foo").unwrap_err();
         assert!(!e.unsupported);
         assert_eq!((e.line, e.position), (1, 0));
-        assert!(e.to_string().starts_with("SQL query parse failed: SQL Parser Error, Line=1, Position=0, Message=missing SELECT at 'foo'"), "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "SQL query parse failed: SQL Parser Error, Line=1, Position=0, Message=missing SELECT at 'foo'"
+            ),
+            "{e}"
+        );
         let e = parse("SELECT *\nFROM TWINS").unwrap_err();
         assert_eq!((e.line, e.position), (2, 5));
         for bad in [
@@ -669,7 +711,8 @@ mod tests {
     #[test]
     fn evaluation() {
         let row = Row(json!({"$dtId":"t1","temp":20,"pos":{"lat":1.0},"name":"A"}), Some("dtmi:child;1"));
-        let models = |model: &str, ancestor: &str, exact: bool| model == ancestor || (!exact && ancestor == "dtmi:base;1");
+        let models =
+            |model: &str, ancestor: &str, exact: bool| model == ancestor || (!exact && ancestor == "dtmi:base;1");
         let yes = |q: &str| parse(q).unwrap().matches(&row, &models);
         assert!(yes("SELECT * FROM DIGITALTWINS WHERE temp = 20.0 AND pos.lat = 1 AND name = 'A'"));
         assert!(!yes("SELECT * FROM DIGITALTWINS WHERE name = 'a'"));

@@ -68,10 +68,7 @@ impl std::fmt::Debug for Throttle {
 impl Throttle {
     /// Enforces `limits`: the class buckets and the per-twin rate and in-flight bound.
     pub fn new(limits: &Limits) -> Throttle {
-        let classes = LimitClass::ALL
-            .iter()
-            .map(|class| RateLimiter::direct(quota(limits.rate_of(*class))))
-            .collect();
+        let classes = LimitClass::ALL.iter().map(|class| RateLimiter::direct(quota(limits.rate_of(*class)))).collect();
         Throttle {
             classes: Some(classes),
             per_twin: Some(Arc::new(PerTwin::new(limits.per_twin_writes_per_s, limits.per_twin_in_flight))),
@@ -217,7 +214,8 @@ impl PerTwin {
             if ahead > self.burst_window {
                 wait = wait.max(ahead - self.burst_window);
             }
-            next_states.push((shard_index, TwinState { theoretical_arrival: next_arrival, in_flight: state.in_flight + 1 }));
+            next_states
+                .push((shard_index, TwinState { theoretical_arrival: next_arrival, in_flight: state.in_flight + 1 }));
         }
         if !wait.is_zero() {
             return Err(wait);
@@ -253,10 +251,8 @@ impl PerTwin {
 pub fn too_many_requests(retry_after: Duration, what: &str) -> HttpResponse {
     let millis = retry_after.as_nanos().div_ceil(1_000_000).max(1);
     let seconds = millis.div_ceil(1000).max(1);
-    let body = ErrorBody::new(
-        codes::QUOTA_REACHED_ERROR,
-        format!("Too many requests: {what}. Retry after {millis} ms."),
-    );
+    let body =
+        ErrorBody::new(codes::QUOTA_REACHED_ERROR, format!("Too many requests: {what}. Retry after {millis} ms."));
     HttpResponse::build(StatusCode::TOO_MANY_REQUESTS)
         .insert_header(("Retry-After", seconds.to_string()))
         .insert_header(("x-ms-retry-after-ms", millis.to_string()))

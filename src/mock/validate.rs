@@ -115,7 +115,8 @@ pub fn check_value(schema: &Value, value: &Value, ctx: SchemaContext<'_>, at: &s
 
 fn mismatch(at: &str, expected: &str, value: &Value) -> String {
     let shown = value.to_string();
-    let shown = if shown.chars().count() > 80 { format!("{}…", shown.chars().take(80).collect::<String>()) } else { shown };
+    let shown =
+        if shown.chars().count() > 80 { format!("{}…", shown.chars().take(80).collect::<String>()) } else { shown };
     format!("Property '{at}' must be {expected}, but the value is {shown}.")
 }
 
@@ -275,14 +276,16 @@ mod tests {
     fn complex_schemas_check_their_parts() {
         let named = HashMap::new();
         let c = ctx(&named);
-        let object = json!({"@type":"Object","fields":[{"name":"lat","schema":"double"},{"name":"tag","schema":"string"}]});
+        let object =
+            json!({"@type":"Object","fields":[{"name":"lat","schema":"double"},{"name":"tag","schema":"string"}]});
         check_value(&object, &json!({"lat": 1.0}), c, "pos").unwrap();
         assert!(check_value(&object, &json!({"lat": "n"}), c, "pos").unwrap_err().contains("pos.lat"));
         assert!(check_value(&object, &json!({"lon": 1}), c, "pos").unwrap_err().contains("no field 'lon'"));
         let enumeration = json!({"@type":"Enum","valueSchema":"string","enumValues":[{"name":"on","enumValue":"On"}]});
         check_value(&enumeration, &json!("On"), c, "s").unwrap();
         assert!(check_value(&enumeration, &json!("Off"), c, "s").is_err());
-        let map = json!({"@type":"Map","mapKey":{"name":"k","schema":"string"},"mapValue":{"name":"v","schema":"integer"}});
+        let map =
+            json!({"@type":"Map","mapKey":{"name":"k","schema":"string"},"mapValue":{"name":"v","schema":"integer"}});
         check_value(&map, &json!({"a": 1, "b": 2}), c, "m").unwrap();
         assert!(check_value(&map, &json!({"a": "x"}), c, "m").unwrap_err().contains("m.a"));
         let array = json!({"@type":"Array","elementSchema":"boolean"});
@@ -293,7 +296,10 @@ mod tests {
     #[test]
     fn named_schemas_are_followed_and_long_strings_refused() {
         let mut named = HashMap::new();
-        named.insert("dtmi:ex:Level;1".to_string(), json!({"@type":"Enum","valueSchema":"integer","enumValues":[{"name":"low","enumValue":1}]}));
+        named.insert(
+            "dtmi:ex:Level;1".to_string(),
+            json!({"@type":"Enum","valueSchema":"integer","enumValues":[{"name":"low","enumValue":1}]}),
+        );
         let c = ctx(&named);
         check_value(&json!("dtmi:ex:Level;1"), &json!(1), c, "lvl").unwrap();
         assert!(check_value(&json!("dtmi:ex:Level;1"), &json!(2), c, "lvl").is_err());

@@ -145,9 +145,10 @@ impl Arena {
         match self.record(id) {
             Record::Model { id, .. } => ItemKey::Model { id: self.models.name(id).to_string() },
             Record::Twin { id, .. } => ItemKey::Twin { id: self.twins.name(id).to_string() },
-            Record::Relationship { source, id, .. } => {
-                ItemKey::Relationship { source: self.twins.name(source).to_string(), id: self.labels.name(id).to_string() }
-            }
+            Record::Relationship { source, id, .. } => ItemKey::Relationship {
+                source: self.twins.name(source).to_string(),
+                id: self.labels.name(id).to_string(),
+            },
         }
     }
 

@@ -29,7 +29,12 @@ pub(crate) fn pack(plan: &Plan) -> Vec<Vec<ItemId>> {
         .collect();
     let order = topological_order(plan, &models);
     let size_of: FxHashMap<ItemId, usize> = models.iter().copied().collect();
-    cut(&order, |id| size_of.get(&id).copied().unwrap_or(0), plan.opts.effective_batch_size(), plan.opts.limits.max_payload_bytes)
+    cut(
+        &order,
+        |id| size_of.get(&id).copied().unwrap_or(0),
+        plan.opts.effective_batch_size(),
+        plan.opts.limits.max_payload_bytes,
+    )
 }
 
 /// The models in an order where each comes after its dependencies; ties keep input order.
@@ -55,7 +60,12 @@ fn topological_order(plan: &Plan, models: &[(ItemId, usize)]) -> Vec<ItemId> {
 
 /// Cuts an ordered list into batches of at most `max_count` items and `max_bytes` of JSON
 /// array. An item bigger than `max_bytes` on its own still gets a batch of its own.
-pub fn cut(order: &[ItemId], size_of: impl Fn(ItemId) -> usize, max_count: usize, max_bytes: usize) -> Vec<Vec<ItemId>> {
+pub fn cut(
+    order: &[ItemId],
+    size_of: impl Fn(ItemId) -> usize,
+    max_count: usize,
+    max_bytes: usize,
+) -> Vec<Vec<ItemId>> {
     let max_count = max_count.max(1);
     let mut batches = Vec::new();
     let mut current: Vec<ItemId> = Vec::new();

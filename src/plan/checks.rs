@@ -29,7 +29,10 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
             let (meta, problem) = read_model(plan, m);
             let model = plan.arena.model(&m.id);
             let meta_index = plan.arena.model_meta.len() as u32;
-            let id = plan.arena.push(Record::Model { id: model, body_len: body_len.min(u32::MAX as usize) as u32, meta: meta_index }, &origin);
+            let id = plan.arena.push(
+                Record::Model { id: model, body_len: body_len.min(u32::MAX as usize) as u32, meta: meta_index },
+                &origin,
+            );
             plan.arena.model_meta.push(ModelMeta { item: id, ..meta });
             let problem = match plan.arena.model_item_of(model) {
                 Some(first) => Some(duplicate("model", &m.id, plan, first)),
@@ -38,7 +41,15 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
                     problem
                 }
             };
-            problem.or_else(|| too_large("model", &m.id, body_len, max_bytes, "ADT takes at most that in one request, so it cannot be uploaded; split the model"))
+            problem.or_else(|| {
+                too_large(
+                    "model",
+                    &m.id,
+                    body_len,
+                    max_bytes,
+                    "ADT takes at most that in one request, so it cannot be uploaded; split the model",
+                )
+            })
         }
         Item::Twin(t) => {
             let twin = plan.arena.twin(&t.id);
@@ -52,9 +63,19 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
                 }
             }
             .or_else(|| {
-                validate_dtmi(&t.model, 3).err().map(|e| (codes::BAD_DTMI, format!("twin {}: its $metadata.$model {e}", t.id)))
+                validate_dtmi(&t.model, 3)
+                    .err()
+                    .map(|e| (codes::BAD_DTMI, format!("twin {}: its $metadata.$model {e}", t.id)))
             })
-            .or_else(|| too_large("twin", &t.id, body_len, max_bytes, "ADT's limit for one twin; move large values out of the twin"))
+            .or_else(|| {
+                too_large(
+                    "twin",
+                    &t.id,
+                    body_len,
+                    max_bytes,
+                    "ADT's limit for one twin; move large values out of the twin",
+                )
+            })
         }
         Item::Relationship(r) => {
             let source = plan.arena.twin(&r.source);
@@ -94,7 +115,8 @@ fn duplicate(kind: &str, what: &str, plan: &Plan, first: ItemId) -> (&'static st
 }
 
 fn too_large(kind: &str, what: &str, len: usize, max: usize, advice: &str) -> Option<(&'static str, String)> {
-    (len > max).then(|| (codes::TOO_LARGE, format!("{kind} {what} is {len} bytes, over the {max}-byte limit: {advice}")))
+    (len > max)
+        .then(|| (codes::TOO_LARGE, format!("{kind} {what} is {len} bytes, over the {max}-byte limit: {advice}")))
 }
 
 /// Reads a model with the DTDL rules; returns what the planner keeps of it and the first
@@ -106,7 +128,8 @@ fn read_model(plan: &mut Plan, m: &crate::item::ModelItem) -> (ModelMeta, Option
         Some(Ok(i)) => i.dtdl_version,
         _ => sniff_dtdl_version(doc.as_ref()),
     };
-    let mut meta = ModelMeta { dtdl_version: if matches!(parsed, Some(Ok(_))) { version } else { 0 }, ..ModelMeta::default() };
+    let mut meta =
+        ModelMeta { dtdl_version: if matches!(parsed, Some(Ok(_))) { version } else { 0 }, ..ModelMeta::default() };
     match &parsed {
         Some(Ok(interface)) => {
             meta.deps = interface.dependencies().map(|d| plan.arena.model(d)).collect();
@@ -123,7 +146,9 @@ fn read_model(plan: &mut Plan, m: &crate::item::ModelItem) -> (ModelMeta, Option
         return (meta, Some((codes::BAD_DTMI, format!("model {}: in extends or a component schema, {e}", m.id))));
     }
     let problem = match parsed {
-        Some(Err(e)) => Some((codes::INVALID_MODEL, format!("model {} is not an Interface ADT accepts: {}", m.id, e.reason))),
+        Some(Err(e)) => {
+            Some((codes::INVALID_MODEL, format!("model {} is not an Interface ADT accepts: {}", m.id, e.reason)))
+        }
         None => Some((codes::INVALID_MODEL, format!("model {} is not valid JSON", m.id))),
         Some(Ok(_)) => None,
     };

@@ -55,7 +55,10 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
         None => Limits::adt_default(),
     };
     if args.model_batch_size == 0 || args.model_batch_size > limits.max_models_per_call {
-        eprintln!("error: --model-batch-size must be between 1 and {} (ADT's models per call)", limits.max_models_per_call);
+        eprintln!(
+            "error: --model-batch-size must be between 1 and {} (ADT's models per call)",
+            limits.max_models_per_call
+        );
         return Ok(exit::SETUP_FAILED);
     }
     let sources = match open_inputs(&args.inputs) {
@@ -102,7 +105,10 @@ impl<'a> PlanDocument<'a> {
             inputs,
             elapsed_s,
             counts: plan.counts(),
-            rejected_by_code: by_code(plan.rejected()).into_iter().map(|(code, list)| (code, list.len() as u64)).collect(),
+            rejected_by_code: by_code(plan.rejected())
+                .into_iter()
+                .map(|(code, list)| (code, list.len() as u64))
+                .collect(),
             rejected: plan.rejected(),
             external_models: plan.external_models(),
             external_twins: plan.external_twins(),
@@ -124,7 +130,11 @@ fn by_code(rejected: &[Rejected]) -> BTreeMap<&'static str, Vec<&Rejected>> {
 pub fn report(plan: &Plan, files: &[String], elapsed_s: f64, examples: usize) -> String {
     let mut out = String::new();
     let counts = plan.counts();
-    let _ = writeln!(out, "twinload plan: read {} input file(s) in {elapsed_s:.2} s; nothing was sent to ADT.", files.len());
+    let _ = writeln!(
+        out,
+        "twinload plan: read {} input file(s) in {elapsed_s:.2} s; nothing was sent to ADT.",
+        files.len()
+    );
     let _ = writeln!(out);
     let _ = writeln!(out, "  {:<15}{:>12}{:>12}{:>12}", "", "read", "to write", "rejected");
     for kind in ItemKind::ALL {
@@ -137,7 +147,11 @@ pub fn report(plan: &Plan, files: &[String], elapsed_s: f64, examples: usize) ->
 
     let groups = by_code(plan.rejected());
     if !groups.is_empty() {
-        let _ = writeln!(out, "\nRejected: {} (a load would dead-letter these with the same reasons)", plan.rejected().len());
+        let _ = writeln!(
+            out,
+            "\nRejected: {} (a load would dead-letter these with the same reasons)",
+            plan.rejected().len()
+        );
         for (code, list) in &groups {
             let _ = writeln!(out, "  {code} ({})", list.len());
             for r in list.iter().take(examples) {
@@ -182,10 +196,21 @@ pub fn report(plan: &Plan, files: &[String], elapsed_s: f64, examples: usize) ->
     let m = plan.makespan();
     let _ = writeln!(out, "\nIdeal makespan T* = {:.1} s, bound by {}:", m.t_star_s, m.bound_by);
     for c in &m.classes {
-        let _ = writeln!(out, "  {:<15}{:>10} requests at {:>5}/s = {:>10.1} s", c.class.as_str(), c.writes, c.rate, c.seconds);
+        let _ = writeln!(
+            out,
+            "  {:<15}{:>10} requests at {:>5}/s = {:>10.1} s",
+            c.class.as_str(),
+            c.writes,
+            c.rate,
+            c.seconds
+        );
     }
     if let Some(b) = &m.busiest_twin {
-        let _ = writeln!(out, "  {:<15}{:>10} writes   at {:>5}/s = {:>10.1} s  (twin {})", "busiest twin", b.writes, limits.per_twin_writes_per_s, b.seconds, b.id);
+        let _ = writeln!(
+            out,
+            "  {:<15}{:>10} writes   at {:>5}/s = {:>10.1} s  (twin {})",
+            "busiest twin", b.writes, limits.per_twin_writes_per_s, b.seconds, b.id
+        );
     }
     out
 }
@@ -195,6 +220,10 @@ fn list_some(out: &mut String, what: &str, ids: &[String]) {
         return;
     }
     let shown: Vec<&str> = ids.iter().take(LISTED_EXTERNALS).map(String::as_str).collect();
-    let more = if ids.len() > LISTED_EXTERNALS { format!(", … and {} more", ids.len() - LISTED_EXTERNALS) } else { String::new() };
+    let more = if ids.len() > LISTED_EXTERNALS {
+        format!(", … and {} more", ids.len() - LISTED_EXTERNALS)
+    } else {
+        String::new()
+    };
     let _ = writeln!(out, "  {} {what}: {}{more}", ids.len(), shown.join(", "));
 }

@@ -38,7 +38,8 @@ impl DependencyGraph {
                 Record::Relationship { .. } => 2,
             })
             .sum();
-        let mut g = DependencyGraph { graph: DiGraph::with_capacity(items as usize, edges), items, externals: Vec::new() };
+        let mut g =
+            DependencyGraph { graph: DiGraph::with_capacity(items as usize, edges), items, externals: Vec::new() };
         for _ in 0..items {
             g.graph.add_node(());
         }
@@ -81,7 +82,12 @@ impl DependencyGraph {
         g
     }
 
-    fn model_node(&mut self, arena: &Arena, model: ModelIdx, externals: &mut FxHashMap<ModelIdx, NodeIndex<u32>>) -> NodeIndex<u32> {
+    fn model_node(
+        &mut self,
+        arena: &Arena,
+        model: ModelIdx,
+        externals: &mut FxHashMap<ModelIdx, NodeIndex<u32>>,
+    ) -> NodeIndex<u32> {
         if let Some(item) = arena.model_item_of(model) {
             return NodeIndex::new(item as usize);
         }
@@ -91,7 +97,12 @@ impl DependencyGraph {
         })
     }
 
-    fn twin_node(&mut self, arena: &Arena, twin: TwinIdx, externals: &mut FxHashMap<TwinIdx, NodeIndex<u32>>) -> NodeIndex<u32> {
+    fn twin_node(
+        &mut self,
+        arena: &Arena,
+        twin: TwinIdx,
+        externals: &mut FxHashMap<TwinIdx, NodeIndex<u32>>,
+    ) -> NodeIndex<u32> {
         if let Some(item) = arena.twin_item_of(twin) {
             return NodeIndex::new(item as usize);
         }

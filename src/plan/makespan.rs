@@ -75,20 +75,28 @@ pub(crate) fn compute(plan: &Plan) -> Makespan {
     let create_delete = counts.twins.to_write + counts.relationships.to_write;
     let model_requests = plan.batches.len() as u64;
     let classes = vec![
-        ClassMakespan { class: LimitClass::CreateDelete, writes: create_delete, rate: limits.create_delete_per_s, seconds: seconds(create_delete, limits.create_delete_per_s) },
-        ClassMakespan { class: LimitClass::Models, writes: model_requests, rate: limits.models_per_s, seconds: seconds(model_requests, limits.models_per_s) },
+        ClassMakespan {
+            class: LimitClass::CreateDelete,
+            writes: create_delete,
+            rate: limits.create_delete_per_s,
+            seconds: seconds(create_delete, limits.create_delete_per_s),
+        },
+        ClassMakespan {
+            class: LimitClass::Models,
+            writes: model_requests,
+            rate: limits.models_per_s,
+            seconds: seconds(model_requests, limits.models_per_s),
+        },
     ];
     let writes = twin_writes(plan);
-    let busiest = writes
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| **w > 0)
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
-        .map(|(twin, &w)| BusiestTwin {
-            id: plan.twin_name(twin as u32).to_string(),
-            writes: u64::from(w),
-            seconds: seconds(u64::from(w), limits.per_twin_writes_per_s),
-        });
+    let busiest =
+        writes.iter().enumerate().filter(|(_, w)| **w > 0).max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0))).map(
+            |(twin, &w)| BusiestTwin {
+                id: plan.twin_name(twin as u32).to_string(),
+                writes: u64::from(w),
+                seconds: seconds(u64::from(w), limits.per_twin_writes_per_s),
+            },
+        );
     let mut t_star_s = 0.0;
     let mut bound_by = String::from("nothing to write");
     for c in &classes {

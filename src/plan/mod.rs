@@ -244,7 +244,13 @@ impl Plan {
         self.status[id as usize] = Status::Rejected;
         self.rejection_of[id as usize] = self.rejected.len() as u32;
         let item_json = item_json.or_else(|| self.body_json(id));
-        self.rejected.push(Rejected { key: self.arena.key(id), origin: self.arena.origin(id), code, reason, item_json });
+        self.rejected.push(Rejected {
+            key: self.arena.key(id),
+            origin: self.arena.origin(id),
+            code,
+            reason,
+            item_json,
+        });
         true
     }
 
@@ -285,7 +291,11 @@ impl Plan {
     }
 
     /// The names of external references that some item still to be written needs, sorted.
-    fn still_needed<'a>(&'a self, externals: impl Iterator<Item = (u32, graph::NodeIndex)>, name: impl Fn(u32) -> &'a str) -> Vec<String> {
+    fn still_needed<'a>(
+        &'a self,
+        externals: impl Iterator<Item = (u32, graph::NodeIndex)>,
+        name: impl Fn(u32) -> &'a str,
+    ) -> Vec<String> {
         let mut out: Vec<String> = externals
             .filter(|(_, node)| self.graph.dependents_of_node(*node).any(|d| !self.is_rejected(d)))
             .map(|(idx, _)| name(idx).to_string())
@@ -302,8 +312,10 @@ impl Plan {
         models_in_adt: &std::collections::HashSet<String>,
         twins_in_adt: &std::collections::HashSet<String>,
     ) {
-        let missing_models: Vec<_> = self.graph.external_models().filter(|(m, _)| !models_in_adt.contains(self.arena.models.name(*m))).collect();
-        let missing_twins: Vec<_> = self.graph.external_twins().filter(|(t, _)| !twins_in_adt.contains(self.arena.twins.name(*t))).collect();
+        let missing_models: Vec<_> =
+            self.graph.external_models().filter(|(m, _)| !models_in_adt.contains(self.arena.models.name(*m))).collect();
+        let missing_twins: Vec<_> =
+            self.graph.external_twins().filter(|(t, _)| !twins_in_adt.contains(self.arena.twins.name(*t))).collect();
         let mut roots = Vec::new();
         for (model, node) in missing_models {
             let name = self.arena.models.name(model).to_string();

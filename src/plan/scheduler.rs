@@ -191,7 +191,8 @@ impl Scheduler {
     /// If the plan was built with `keep_bodies: false` (as `twinload plan` does): a load must
     /// keep bodies. Use [`key`](Scheduler::key) and [`origin`](Scheduler::origin) otherwise.
     pub fn item(&self, id: ItemId) -> &Item {
-        let bodies = self.plan.bodies.as_ref().expect("Scheduler::item needs a plan built with PlanOptions::keep_bodies = true");
+        let bodies =
+            self.plan.bodies.as_ref().expect("Scheduler::item needs a plan built with PlanOptions::keep_bodies = true");
         &bodies[id as usize]
     }
 
@@ -384,7 +385,13 @@ impl Scheduler {
     }
 
     fn rejection(&self, id: ItemId, code: &'static str, reason: String) -> Rejected {
-        Rejected { key: self.plan.arena.key(id), origin: self.plan.arena.origin(id), code, reason, item_json: self.plan.body_json(id) }
+        Rejected {
+            key: self.plan.arena.key(id),
+            origin: self.plan.arena.origin(id),
+            code,
+            reason,
+            item_json: self.plan.body_json(id),
+        }
     }
 
     /// The lane of a relationship: the busier of its twins (the source on a tie).
@@ -537,7 +544,8 @@ impl Scheduler {
     /// Whether a lane's twin bounds the makespan (see [`HOT_SHARE`]).
     fn is_hot(&self, lane: TwinIdx) -> bool {
         let limits = &self.plan.opts.limits;
-        let lane_seconds = f64::from(self.lane_remaining[lane as usize]) / f64::from(limits.per_twin_writes_per_s.max(1));
+        let lane_seconds =
+            f64::from(self.lane_remaining[lane as usize]) / f64::from(limits.per_twin_writes_per_s.max(1));
         let all_seconds = self.pending_writes as f64 / f64::from(limits.create_delete_per_s.max(1));
         lane_seconds >= HOT_SHARE * all_seconds
     }

@@ -373,7 +373,10 @@ impl Coordinator {
             if !matches!(reply.outcome, Outcome::Rejected { .. } | Outcome::AuthFailed { .. }) {
                 return Decision::Fail {
                     reason_code: "stopped_early",
-                    reason: format!("{reason} before this item could be retried (last attempt: {}). Load it again", describe(reply)),
+                    reason: format!(
+                        "{reason} before this item could be retried (last attempt: {}). Load it again",
+                        describe(reply)
+                    ),
                 };
             }
         }
@@ -405,7 +408,8 @@ impl Coordinator {
         for id in report.already_existed {
             self.land(id, how);
         }
-        let failures = report.failed.into_iter().map(|f| (f.item, f.reply, f.reason_code.to_string(), f.reason)).collect();
+        let failures =
+            report.failed.into_iter().map(|f| (f.item, f.reply, f.reason_code.to_string(), f.reason)).collect();
         self.fail_items(failures);
         let (Some(reply), false) = (report.unsettled_reply, report.unsettled.is_empty()) else { return };
         let ids: Vec<ItemId> = report.unsettled.iter().map(|m| m.item).collect();
@@ -413,7 +417,10 @@ impl Coordinator {
         match self.decide(&mut task, &reply, ctx) {
             Decision::Retry { after, .. } => self.schedule_retry(task, after, ctx),
             Decision::Fail { reason_code, reason } => {
-                let failures = ids.into_iter().map(|id| (id, Some(reply.clone()), reason_code.to_string(), reason.clone())).collect();
+                let failures = ids
+                    .into_iter()
+                    .map(|id| (id, Some(reply.clone()), reason_code.to_string(), reason.clone()))
+                    .collect();
                 self.fail_items(failures);
             }
         }
@@ -433,7 +440,10 @@ impl Coordinator {
 
     /// Fails every item of a task with the same reason (used when stopping).
     fn fail_task(&mut self, task: Task, reason_code: &str, reason: &str) {
-        let failures = task_items(&task.work).into_iter().map(|id| (id, None, reason_code.to_string(), reason.to_string())).collect();
+        let failures = task_items(&task.work)
+            .into_iter()
+            .map(|id| (id, None, reason_code.to_string(), reason.to_string()))
+            .collect();
         self.fail_items(failures);
     }
 
@@ -484,7 +494,8 @@ impl Coordinator {
             // a scheduler that cannot release them. End instead of hanging, and say so.
             let pending = self.scheduler.pending();
             tracing::error!("{pending} items are pending but none is ready and nothing is in flight; ending the run");
-            let reason = "internal: the scheduler never released this item (its dependencies never settled). Please report this";
+            let reason =
+                "internal: the scheduler never released this item (its dependencies never settled). Please report this";
             for rejected in self.scheduler.drain_unattempted(reason) {
                 self.write_dead_letter(rejected.into());
             }
@@ -571,7 +582,11 @@ impl Handler<Finished> for Coordinator {
                 self.settle_single(task, id, reply, ctx)
             }
             (Report::Models(report), TaskWork::Models(_)) => self.settle_models(task, report, ctx),
-            (_, _) => self.fail_task(task, "internal", "internal: a writer reported on the wrong kind of work. Please report this"),
+            (_, _) => self.fail_task(
+                task,
+                "internal",
+                "internal: a writer reported on the wrong kind of work. Please report this",
+            ),
         }
         self.pump(ctx);
     }
@@ -584,7 +599,11 @@ impl Handler<WriterRestarted> for Coordinator {
         self.supervisor.on_writer_restart();
         if let Some(mut task) = self.in_flight.remove(&msg.writer) {
             if let Some(reason) = self.stopping.clone() {
-                self.fail_task(task, "stopped_early", &format!("{reason} while this item was being re-sent after a writer restart. Load it again"));
+                self.fail_task(
+                    task,
+                    "stopped_early",
+                    &format!("{reason} while this item was being re-sent after a writer restart. Load it again"),
+                );
             } else {
                 // Re-send first: it was handed out before everything still waiting.
                 task.in_flight = None;

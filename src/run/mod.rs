@@ -67,9 +67,8 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
         done,
     });
     signals.forward_to(coordinator);
-    let end = finished
-        .await
-        .map_err(|_| LoadError::Internal(anyhow::anyhow!("the coordinator ended without reporting")))?;
+    let end =
+        finished.await.map_err(|_| LoadError::Internal(anyhow::anyhow!("the coordinator ended without reporting")))?;
     let summary = RunSummary::build(
         &end,
         SummaryInputs {

@@ -34,7 +34,8 @@ pub async fn prepare(
     limiter: &Arc<Limiter>,
     journal: &mut Journal,
 ) -> Result<Prepared, LoadError> {
-    let sources = crate::source::open_inputs(inputs).map_err(|e| LoadError::Setup(format!("cannot open the inputs: {e}")))?;
+    let sources =
+        crate::source::open_inputs(inputs).map_err(|e| LoadError::Setup(format!("cannot open the inputs: {e}")))?;
 
     // Connectivity and auth first: a wrong endpoint or token fails in a second, not after
     // reading a large input.
@@ -48,7 +49,8 @@ pub async fn prepare(
     .collect();
     tracing::info!("{} models already in the instance", models_in_adt.len());
 
-    let options = PlanOptions { limits: config.limits.clone(), model_batch_size: config.model_batch_size, keep_bodies: true };
+    let options =
+        PlanOptions { limits: config.limits.clone(), model_batch_size: config.model_batch_size, keep_bodies: true };
     let mut plan = Plan::build(crate::source::read_all(sources), &options);
 
     let external_twins = plan.external_twins();
@@ -71,7 +73,12 @@ pub async fn prepare(
 }
 
 /// Which of the twins exist in ADT (GETs in parallel, as many as there are writers).
-async fn find_twins(config: &LoadConfig, client: &AdtClient, limiter: &Arc<Limiter>, twins: Vec<String>) -> Result<HashSet<String>, LoadError> {
+async fn find_twins(
+    config: &LoadConfig,
+    client: &AdtClient,
+    limiter: &Arc<Limiter>,
+    twins: Vec<String>,
+) -> Result<HashSet<String>, LoadError> {
     if !twins.is_empty() {
         tracing::info!("checking {} twins that relationships reference but the input does not hold", twins.len());
     }
@@ -89,7 +96,8 @@ async fn find_twins(config: &LoadConfig, client: &AdtClient, limiter: &Arc<Limit
         .await;
     let mut found = HashSet::new();
     for result in results {
-        let (id, exists) = result.map_err(|e| LoadError::Setup(format!("cannot check whether a referenced twin exists: {e}")))?;
+        let (id, exists) =
+            result.map_err(|e| LoadError::Setup(format!("cannot check whether a referenced twin exists: {e}")))?;
         if exists {
             found.insert(id);
         }

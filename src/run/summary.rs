@@ -67,10 +67,8 @@ pub struct SummaryInputs {
 impl RunSummary {
     pub fn build(end: &RunEnd, inputs: SummaryInputs) -> RunSummary {
         let journal = &end.journal;
-        let items: BTreeMap<&'static str, OutcomeCounts> = ItemKind::ALL
-            .iter()
-            .map(|k| (k.plural(), journal.counts().get(k).copied().unwrap_or_default()))
-            .collect();
+        let items: BTreeMap<&'static str, OutcomeCounts> =
+            ItemKind::ALL.iter().map(|k| (k.plural(), journal.counts().get(k).copied().unwrap_or_default())).collect();
         let dead_letters = journal.dead_letters_total();
         let landed_any = journal.landed_total() > 0;
         let (outcome, exit_code) = match &end.stop {

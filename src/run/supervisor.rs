@@ -172,7 +172,9 @@ pub fn describe(reply: &Reply) -> String {
     let detail = match &reply.outcome {
         Outcome::Throttled { .. } => "throttled".to_string(),
         Outcome::Transient { detail } => detail.clone(),
-        Outcome::TwinNotVisible { message } | Outcome::Rejected { message } | Outcome::AuthFailed { message } => message.clone(),
+        Outcome::TwinNotVisible { message } | Outcome::Rejected { message } | Outcome::AuthFailed { message } => {
+            message.clone()
+        }
         Outcome::Landed => "landed".to_string(),
         Outcome::AlreadyExists { .. } => "already exists".to_string(),
     };
@@ -221,7 +223,9 @@ impl StopSignals {
     pub fn forward_to(self, coordinator: Addr<Coordinator>) {
         actix::spawn(async move {
             let signal = self.wait().await;
-            tracing::warn!("{signal} received: no new work is handed out; in-flight requests finish, then the summary is written");
+            tracing::warn!(
+                "{signal} received: no new work is handed out; in-flight requests finish, then the summary is written"
+            );
             coordinator.do_send(Stop(StopReason::Signal(signal)));
         });
     }
@@ -272,7 +276,9 @@ mod tests {
         // Without Retry-After: the backoff, jittered within [base/2, base] on the first retry.
         let r = reply(Outcome::Throttled { retry_after: None }, Some(429));
         match s.decide(first(), &r, 1000, Instant::now()) {
-            Decision::Retry { after, .. } => assert!(after >= Duration::from_millis(100) && after <= Duration::from_millis(200), "{after:?}"),
+            Decision::Retry { after, .. } => {
+                assert!(after >= Duration::from_millis(100) && after <= Duration::from_millis(200), "{after:?}")
+            }
             d => panic!("{d:?}"),
         }
     }
@@ -291,8 +297,15 @@ mod tests {
     #[test]
     fn rejections_and_auth_failures_are_not_retried() {
         let mut s = Supervisor::new(policy());
-        let d = s.decide(first(), &reply(Outcome::Rejected { message: "ValidationFailed: bad".into() }, Some(400)), 10, Instant::now());
-        assert!(matches!(d, Decision::Fail { reason_code: "write_failed", ref reason } if reason.contains("ValidationFailed")));
+        let d = s.decide(
+            first(),
+            &reply(Outcome::Rejected { message: "ValidationFailed: bad".into() }, Some(400)),
+            10,
+            Instant::now(),
+        );
+        assert!(
+            matches!(d, Decision::Fail { reason_code: "write_failed", ref reason } if reason.contains("ValidationFailed"))
+        );
         let d = s.decide(first(), &reply(Outcome::AuthFailed { message: "403".into() }, Some(403)), 10, Instant::now());
         assert!(matches!(d, Decision::Fail { reason_code: "auth_failed", .. }));
         assert_eq!(s.stats().retries_total, 0);
@@ -304,7 +317,10 @@ mod tests {
         let r = reply(Outcome::Transient { detail: "HTTP 503".into() }, Some(503));
         let third = Attempt { number: 3, first_not_visible: None };
         let d = s.decide(third, &r, 1000, Instant::now());
-        assert!(matches!(d, Decision::Fail { reason_code: "retries_exhausted", ref reason } if reason.contains("3 attempts") && reason.contains("503")), "{d:?}");
+        assert!(
+            matches!(d, Decision::Fail { reason_code: "retries_exhausted", ref reason } if reason.contains("3 attempts") && reason.contains("503")),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -333,13 +349,25 @@ mod tests {
 
     #[test]
     fn a_missing_target_is_retried_for_the_grace_period_only() {
-        let mut s = Supervisor::new(RetryPolicy { max_attempts: 100, target_grace: Duration::from_secs(10), ..RetryPolicy::default() });
+        let mut s = Supervisor::new(RetryPolicy {
+            max_attempts: 100,
+            target_grace: Duration::from_secs(10),
+            ..RetryPolicy::default()
+        });
         let r = reply(Outcome::TwinNotVisible { message: "TargetDigitalTwinNotFound".into() }, Some(404));
         let t0 = Instant::now();
         let early = Attempt { number: 2, first_not_visible: Some(t0) };
-        assert!(matches!(s.decide(early, &r, 100, t0 + Duration::from_secs(3)), Decision::Retry { reason: "twin_not_visible", .. }));
+        assert!(matches!(
+            s.decide(early, &r, 100, t0 + Duration::from_secs(3)),
+            Decision::Retry { reason: "twin_not_visible", .. }
+        ));
         // Outside the retry budget: eventual consistency is not overload.
-        let mut spent = Supervisor::new(RetryPolicy { max_attempts: 100, budget_min: 0, budget_share: 0.0, ..RetryPolicy::default() });
+        let mut spent = Supervisor::new(RetryPolicy {
+            max_attempts: 100,
+            budget_min: 0,
+            budget_share: 0.0,
+            ..RetryPolicy::default()
+        });
         assert!(matches!(spent.decide(early, &r, 100, t0 + Duration::from_secs(1)), Decision::Retry { .. }));
         let late = Attempt { number: 5, first_not_visible: Some(t0) };
         let d = s.decide(late, &r, 100, t0 + Duration::from_secs(11));

@@ -48,8 +48,18 @@ pub struct ModelToSend {
 pub enum Request {
     /// One `POST /models` (then the 409/400 handling above), dependency-ordered.
     Models(Vec<ModelToSend>),
-    Twin { item: ItemId, twin_id: String, body: Box<RawValue> },
-    Relationship { item: ItemId, source: String, relationship_id: String, target: String, body: Box<RawValue> },
+    Twin {
+        item: ItemId,
+        twin_id: String,
+        body: Box<RawValue>,
+    },
+    Relationship {
+        item: ItemId,
+        source: String,
+        relationship_id: String,
+        target: String,
+        body: Box<RawValue>,
+    },
 }
 
 impl Request {
@@ -207,7 +217,8 @@ async fn upload_models(env: &WriterEnv, mut remaining: Vec<ModelToSend>, request
             Outcome::AlreadyExists { ids } => {
                 let listed: HashSet<&str> = ids.iter().map(String::as_str).collect();
                 let before = remaining.len();
-                let (exist, rest): (Vec<_>, Vec<_>) = remaining.into_iter().partition(|m| listed.contains(m.model_id.as_str()));
+                let (exist, rest): (Vec<_>, Vec<_>) =
+                    remaining.into_iter().partition(|m| listed.contains(m.model_id.as_str()));
                 report.already_existed.extend(exist.iter().map(|m| m.item));
                 remaining = rest;
                 if remaining.len() == before {
@@ -230,7 +241,10 @@ async fn upload_models(env: &WriterEnv, mut remaining: Vec<ModelToSend>, request
                 });
                 return report;
             }
-            Outcome::Throttled { .. } | Outcome::Transient { .. } | Outcome::AuthFailed { .. } | Outcome::TwinNotVisible { .. } => {
+            Outcome::Throttled { .. }
+            | Outcome::Transient { .. }
+            | Outcome::AuthFailed { .. }
+            | Outcome::TwinNotVisible { .. } => {
                 report.unsettled = remaining;
                 report.unsettled_reply = Some(reply);
                 return report;

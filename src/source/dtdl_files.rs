@@ -57,12 +57,24 @@ fn read_models(file: Arc<str>, reader: Box<dyn Read + Send>) -> Vec<Result<Item,
     let documents: Vec<&RawValue> = if body.starts_with('[') {
         match serde_json::from_str(body) {
             Ok(list) => list,
-            Err(e) => return whole_file_error(&file, line_of_error(&text, &e), format!("invalid JSON in the model array ({e})")),
+            Err(e) => {
+                return whole_file_error(
+                    &file,
+                    line_of_error(&text, &e),
+                    format!("invalid JSON in the model array ({e})"),
+                )
+            }
         }
     } else {
         match serde_json::from_str(body) {
             Ok(one) => vec![one],
-            Err(e) => return whole_file_error(&file, line_of_error(&text, &e), format!("invalid JSON in the model file ({e})")),
+            Err(e) => {
+                return whole_file_error(
+                    &file,
+                    line_of_error(&text, &e),
+                    format!("invalid JSON in the model file ({e})"),
+                )
+            }
         }
     };
     let mut lines = LineCounter::new(&text);
@@ -71,8 +83,15 @@ fn read_models(file: Arc<str>, reader: Box<dyn Read + Send>) -> Vec<Result<Item,
         .map(|raw| {
             let origin = Origin { file: file.clone(), line: lines.line_of(raw.get()) };
             if looks_like_twin(raw) {
-                let message = "this is a twin, not a DTDL Interface; twins go in the Twins section of an Import-Jobs NDJSON file".to_string();
-                return Err(SourceError::new(origin, message, Some(raw.get()), Some(ItemKey::Model { id: String::new() })));
+                let message =
+                    "this is a twin, not a DTDL Interface; twins go in the Twins section of an Import-Jobs NDJSON file"
+                        .to_string();
+                return Err(SourceError::new(
+                    origin,
+                    message,
+                    Some(raw.get()),
+                    Some(ItemKey::Model { id: String::new() }),
+                ));
             }
             model_from(raw, &origin).map(Item::Model).map_err(|why| {
                 let id = serde_json::from_str::<serde_json::Value>(raw.get())
@@ -129,7 +148,10 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> Vec<Result<Item, SourceError>> {
-        let source = Box::new(DtdlFileSource::new("models/fleet.json".into(), Box::new(std::io::Cursor::new(text.as_bytes().to_vec()))));
+        let source = Box::new(DtdlFileSource::new(
+            "models/fleet.json".into(),
+            Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
+        ));
         source.items().collect()
     }
 

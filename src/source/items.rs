@@ -190,13 +190,21 @@ pub(crate) fn twin_from(object: &RawObject, line: &str, origin: &Origin) -> Resu
     if id.is_empty() {
         return Err("\"$dtId\" is empty; give the twin an id".into());
     }
-    let missing_model = || format!("twin {id} has no \"$metadata\": {{\"$model\": \"dtmi:…;1\"}}; every twin needs the DTMI of its model");
+    let missing_model = || {
+        format!("twin {id} has no \"$metadata\": {{\"$model\": \"dtmi:…;1\"}}; every twin needs the DTMI of its model")
+    };
     let metadata = object.get("$metadata").ok_or_else(missing_model)?;
-    let probe: MetadataProbe = serde_json::from_str(metadata.get()).map_err(|_| format!("twin {id}: \"$metadata\" must be an object holding \"$model\""))?;
+    let probe: MetadataProbe = serde_json::from_str(metadata.get())
+        .map_err(|_| format!("twin {id}: \"$metadata\" must be an object holding \"$model\""))?;
     let model = match probe.model {
         Some(Value::String(m)) if !m.is_empty() => m,
         Some(Value::String(_)) | None => return Err(missing_model()),
-        Some(other) => return Err(format!("twin {id}: \"$metadata.$model\" must be a DTMI string, found {}", short(&other.to_string()))),
+        Some(other) => {
+            return Err(format!(
+                "twin {id}: \"$metadata.$model\" must be a DTMI string, found {}",
+                short(&other.to_string())
+            ))
+        }
     };
     // `line` parsed as `object`, so it is valid JSON; re-writing the entries is the fallback.
     let body = serde_json::from_str::<Box<RawValue>>(line).unwrap_or_else(|_| object.to_body(&[]));
@@ -231,7 +239,14 @@ pub(crate) fn relationship_from(object: &RawObject, origin: &Origin) -> Result<R
             missing.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ")
         ));
     }
-    Ok(RelationshipItem { source, id, target, name, body: object.to_body(&RELATIONSHIP_LINE_ONLY_KEYS), origin: origin.clone() })
+    Ok(RelationshipItem {
+        source,
+        id,
+        target,
+        name,
+        body: object.to_body(&RELATIONSHIP_LINE_ONLY_KEYS),
+        origin: origin.clone(),
+    })
 }
 
 /// A model from a DTDL Interface document. Only `@id` is required here; the planner checks the

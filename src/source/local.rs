@@ -33,10 +33,12 @@ pub fn expand(paths: &[String]) -> Result<Vec<PathBuf>, InputError> {
         } else if path.is_dir() {
             walk_folder(path, &mut files)?;
         } else if is_glob(spec) {
-            let matches = glob::glob(spec).map_err(|e| InputError::BadPattern { pattern: spec.clone(), message: e.to_string() })?;
+            let matches = glob::glob(spec)
+                .map_err(|e| InputError::BadPattern { pattern: spec.clone(), message: e.to_string() })?;
             let mut matched = 0usize;
             for entry in matches {
-                let found = entry.map_err(|e| InputError::Io { path: e.path().display().to_string(), source: e.into() })?;
+                let found =
+                    entry.map_err(|e| InputError::Io { path: e.path().display().to_string(), source: e.into() })?;
                 matched += 1;
                 if found.is_dir() {
                     walk_folder(&found, &mut files)?;
@@ -122,7 +124,8 @@ pub fn detect_format(path: &Path) -> Result<Format, InputError> {
 pub fn open(path: &Path) -> Result<Box<dyn Source>, InputError> {
     let format = detect_format(path)?;
     // Opened now so a missing or unreadable file is an InputError before any item is read.
-    let file = std::fs::File::open(path).map_err(|source| InputError::Io { path: path.display().to_string(), source })?;
+    let file =
+        std::fs::File::open(path).map_err(|source| InputError::Io { path: path.display().to_string(), source })?;
     let name = path.display().to_string();
     Ok(match format {
         Format::Ndjson => Box::new(NdjsonSource::new(name, Box::new(file))),

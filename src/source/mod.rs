@@ -43,7 +43,12 @@ pub struct SourceError {
 }
 
 impl SourceError {
-    pub(crate) fn new(origin: Origin, message: impl Into<String>, raw: Option<&str>, key: Option<ItemKey>) -> SourceError {
+    pub(crate) fn new(
+        origin: Origin,
+        message: impl Into<String>,
+        raw: Option<&str>,
+        key: Option<ItemKey>,
+    ) -> SourceError {
         SourceError { origin, message: message.into(), raw: raw.map(excerpt), key }
     }
 }

@@ -273,13 +273,23 @@ impl NdjsonItems {
     fn handle_marker(&mut self, marker: &RawValue, text: &str, first_content: bool) {
         let name: Option<String> = serde_json::from_str(marker.get()).ok();
         let Some(name) = name else {
-            self.push_err("\"Section\" must name a section as a string, e.g. {\"Section\": \"Twins\"}".into(), Some(text), None);
+            self.push_err(
+                "\"Section\" must name a section as a string, e.g. {\"Section\": \"Twins\"}".into(),
+                Some(text),
+                None,
+            );
             return;
         };
-        let section = Section::KNOWN.iter().find(|(n, _)| *n == name).map(|(_, s)| s.clone()).unwrap_or(Section::Unknown(name.clone()));
+        let section = Section::KNOWN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.clone())
+            .unwrap_or(Section::Unknown(name.clone()));
         if first_content && section != Section::Header {
             self.push_err(
-                format!("the file has no header: it must start with {{\"Section\": \"Header\"}}, not the {name} section"),
+                format!(
+                    "the file has no header: it must start with {{\"Section\": \"Header\"}}, not the {name} section"
+                ),
                 Some(text),
                 None,
             );
@@ -356,7 +366,9 @@ fn wrong_section(object: &RawObject, section: ItemKind) -> Option<ItemKind> {
     let relationship_keys = object.has("$relationshipId") || object.has("$targetId") || object.has("$relationshipName");
     let model_keys = (object.has("@id") || object.has("@type")) && !object.has("$dtId");
     match section {
-        ItemKind::Model if object.has("$dtId") => Some(if relationship_keys { ItemKind::Relationship } else { ItemKind::Twin }),
+        ItemKind::Model if object.has("$dtId") => {
+            Some(if relationship_keys { ItemKind::Relationship } else { ItemKind::Twin })
+        }
         ItemKind::Twin if relationship_keys && !object.has("$metadata") => Some(ItemKind::Relationship),
         ItemKind::Twin if model_keys => Some(ItemKind::Model),
         ItemKind::Relationship if object.has("$metadata") && !relationship_keys => Some(ItemKind::Twin),
@@ -390,7 +402,8 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> Vec<Result<Item, SourceError>> {
-        let source = Box::new(NdjsonSource::new("in.ndjson".into(), Box::new(std::io::Cursor::new(text.as_bytes().to_vec()))));
+        let source =
+            Box::new(NdjsonSource::new("in.ndjson".into(), Box::new(std::io::Cursor::new(text.as_bytes().to_vec()))));
         source.items().collect()
     }
 
@@ -459,7 +472,8 @@ mod tests {
         assert!(errs[5].1.contains("unknown section \"Extras\""), "{:?}", errs[5]);
         assert!(errs[6].1.contains("unknown section"), "{:?}", errs[6]);
         // Errors keep what could be read of the item's identity.
-        let keys: Vec<Option<ItemKey>> = results.iter().filter_map(|r| r.as_ref().err()).map(|e| e.key.clone()).collect();
+        let keys: Vec<Option<ItemKey>> =
+            results.iter().filter_map(|r| r.as_ref().err()).map(|e| e.key.clone()).collect();
         assert_eq!(keys[1], Some(ItemKey::Twin { id: "nomodel".into() }));
         assert_eq!(keys[3], Some(ItemKey::Relationship { source: "a".into(), id: "r2".into() }));
         assert_eq!(keys[5], None, "a section marker is not an item");

@@ -82,7 +82,8 @@ pub async fn assert_proper_429(res: reqwest::Response) {
     let retry_after = res.headers().get("Retry-After").expect("every 429 carries Retry-After");
     let seconds: u64 = retry_after.to_str().unwrap().parse().expect("Retry-After is whole seconds");
     assert!(seconds >= 1, "Retry-After is at least 1");
-    let millis: u64 = res.headers().get("x-ms-retry-after-ms").expect("x-ms-retry-after-ms").to_str().unwrap().parse().unwrap();
+    let millis: u64 =
+        res.headers().get("x-ms-retry-after-ms").expect("x-ms-retry-after-ms").to_str().unwrap().parse().unwrap();
     assert!(millis >= 1 && millis <= seconds * 1000, "{millis} ms vs {seconds} s");
     let body: Value = res.json().await.expect("429 body is JSON");
     assert_eq!(body["error"]["code"], "QuotaReachedError", "{body}");

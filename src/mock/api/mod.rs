@@ -64,7 +64,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::patch().to(relationships::update))
                 .route(web::delete().to(relationships::delete)),
         )
-        .service(web::resource("/digitaltwins/{id}/incomingrelationships").route(web::get().to(relationships::list_incoming)))
+        .service(
+            web::resource("/digitaltwins/{id}/incomingrelationships")
+                .route(web::get().to(relationships::list_incoming)),
+        )
         .service(web::resource("/query").route(web::post().to(query::run)));
 }
 
@@ -134,7 +137,10 @@ fn check_api_version(query_string: &str) -> Result<(), AdtFailure> {
             status: StatusCode::BAD_REQUEST,
             body: ErrorBody::new(
                 codes::UNSUPPORTED_API_VERSION_VALUE,
-                format!("Unsupported api-version '{unknown}'. The supported api-versions are '{}'.", SUPPORTED_API_VERSIONS.join(", ")),
+                format!(
+                    "Unsupported api-version '{unknown}'. The supported api-versions are '{}'.",
+                    SUPPORTED_API_VERSIONS.join(", ")
+                ),
             ),
         });
     }
@@ -159,7 +165,9 @@ fn query_flag(req: &HttpRequest, key: &str) -> Result<bool, AdtFailure> {
         None => Ok(false),
         Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
         Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-        Some(v) => Err(AdtFailure::invalid_argument(format!("The query parameter {key} must be true or false, not '{v}'."))),
+        Some(v) => {
+            Err(AdtFailure::invalid_argument(format!("The query parameter {key} must be true or false, not '{v}'.")))
+        }
     }
 }
 
@@ -244,7 +252,11 @@ fn next_link(req: &HttpRequest, token: &str) -> String {
 }
 
 /// A JSON answer with ADT's Content-Type and, for twins and relationships, the `ETag` header.
-fn json_response(status: StatusCode, body: impl actix_web::body::MessageBody + 'static, etag: Option<&str>) -> HttpResponse {
+fn json_response(
+    status: StatusCode,
+    body: impl actix_web::body::MessageBody + 'static,
+    etag: Option<&str>,
+) -> HttpResponse {
     let mut response = HttpResponse::build(status);
     response.content_type(JSON_CONTENT_TYPE);
     if let Some(etag) = etag {
@@ -260,7 +272,11 @@ fn list_body(rows: impl IntoIterator<Item = impl AsRef<[u8]>>, next_link: Option
 
 /// `{"value":[rows…],"<continuation_key>":"…"|null}`: list pages carry `nextLink`, query pages
 /// `continuationToken`.
-fn page_body(rows: impl IntoIterator<Item = impl AsRef<[u8]>>, continuation_key: &str, continuation: Option<String>) -> Vec<u8> {
+fn page_body(
+    rows: impl IntoIterator<Item = impl AsRef<[u8]>>,
+    continuation_key: &str,
+    continuation: Option<String>,
+) -> Vec<u8> {
     let mut body = b"{\"value\":[".to_vec();
     for (i, row) in rows.into_iter().enumerate() {
         if i > 0 {

@@ -10,12 +10,18 @@ use serde_json::Value;
 use crate::mock::store::patch::{parse_patch, PatchKind};
 use crate::mock::store::{AdtFailure, ModelEntry, Store};
 
-use super::{json_response, list_body, next_link, page_size, path_id, query_flag, query_value, query_values, require_json_patch, ApiVersion};
+use super::{
+    json_response, list_body, next_link, page_size, path_id, query_flag, query_value, query_values, require_json_patch,
+    ApiVersion,
+};
 
 /// `POST /models` → 201 with the new models' `DigitalTwinsModelData`, in request order.
 pub(super) async fn add(_: ApiVersion, store: web::Data<Store>, body: web::Bytes) -> Result<HttpResponse, AdtFailure> {
-    let docs: Value = serde_json::from_slice(&body)
-        .map_err(|e| AdtFailure::invalid_argument(format!("The models are not valid JSON: {e}. Send a JSON array of DTDL Interfaces.")))?;
+    let docs: Value = serde_json::from_slice(&body).map_err(|e| {
+        AdtFailure::invalid_argument(format!(
+            "The models are not valid JSON: {e}. Send a JSON array of DTDL Interfaces."
+        ))
+    })?;
     let Value::Array(docs) = docs else {
         return Err(AdtFailure::empty_model_list());
     };
@@ -29,12 +35,18 @@ pub(super) async fn list(_: ApiVersion, req: HttpRequest, store: web::Data<Store
     let include_definition = query_flag(&req, "includeModelDefinition")?;
     let size = page_size(&req, store.limits().models_page_size)?;
     let after = query_value(&req, "continuationToken");
-    let roots: Vec<String> = query_values(req.query_string(), "dependenciesFor").into_iter().map(|v| v.into_owned()).collect();
+    let roots: Vec<String> =
+        query_values(req.query_string(), "dependenciesFor").into_iter().map(|v| v.into_owned()).collect();
     let models = store.models();
     let candidates: Vec<Arc<ModelEntry>> = if roots.is_empty() {
         models.iter_after(after.as_deref()).take(size + 1).cloned().collect()
     } else {
-        models.with_dependencies(&roots)?.into_iter().filter(|m| after.as_deref().is_none_or(|a| m.id.as_str() > a)).take(size + 1).collect()
+        models
+            .with_dependencies(&roots)?
+            .into_iter()
+            .filter(|m| after.as_deref().is_none_or(|a| m.id.as_str() > a))
+            .take(size + 1)
+            .collect()
     };
     let has_more = candidates.len() > size;
     let page = &candidates[..candidates.len().min(size)];
@@ -50,19 +62,31 @@ pub(super) async fn list(_: ApiVersion, req: HttpRequest, store: web::Data<Store
 pub(super) async fn get(_: ApiVersion, req: HttpRequest, store: web::Data<Store>) -> Result<HttpResponse, AdtFailure> {
     let include_definition = query_flag(&req, "includeModelDefinition")?;
     let model = store.model(&path_id(&req, "id"))?;
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&model.model_data(include_definition)).unwrap_or_default(), None))
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&model.model_data(include_definition)).unwrap_or_default(),
+        None,
+    ))
 }
 
 /// `PATCH /models/{id}` with `[{"op":"replace","path":"/decommissioned","value":true}]` → 204,
 /// again on a model already decommissioned.
-pub(super) async fn decommission(_: ApiVersion, req: HttpRequest, store: web::Data<Store>, body: web::Bytes) -> Result<HttpResponse, AdtFailure> {
+pub(super) async fn decommission(
+    _: ApiVersion,
+    req: HttpRequest,
+    store: web::Data<Store>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AdtFailure> {
     require_json_patch(&req)?;
     let ops = parse_patch(&body)?;
     if ops.is_empty() {
-        return Err(AdtFailure::json_patch_invalid("The patch document is empty; send [{\"op\":\"replace\",\"path\":\"/decommissioned\",\"value\":true}]."));
+        return Err(AdtFailure::json_patch_invalid(
+            "The patch document is empty; send [{\"op\":\"replace\",\"path\":\"/decommissioned\",\"value\":true}].",
+        ));
     }
     for op in &ops {
-        let is_decommission = op.kind == PatchKind::Replace && op.path == ["decommissioned"] && op.value == Value::Bool(true);
+        let is_decommission =
+            op.kind == PatchKind::Replace && op.path == ["decommissioned"] && op.value == Value::Bool(true);
         if !is_decommission {
             return Err(AdtFailure::json_patch_invalid(format!(
                 "Only {{\"op\":\"replace\",\"path\":\"/decommissioned\",\"value\":true}} can be applied to a model; '{}' cannot.",
@@ -75,7 +99,11 @@ pub(super) async fn decommission(_: ApiVersion, req: HttpRequest, store: web::Da
 }
 
 /// `DELETE /models/{id}` → 204; 409 while other models or twins reference it.
-pub(super) async fn delete(_: ApiVersion, req: HttpRequest, store: web::Data<Store>) -> Result<HttpResponse, AdtFailure> {
+pub(super) async fn delete(
+    _: ApiVersion,
+    req: HttpRequest,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, AdtFailure> {
     store.delete_model(&path_id(&req, "id"))?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -18,9 +18,16 @@ struct QueryRequest {
     continuation_token: Option<String>,
 }
 
-pub(super) async fn run(_: ApiVersion, req: HttpRequest, store: web::Data<Store>, body: web::Bytes) -> Result<HttpResponse, AdtFailure> {
+pub(super) async fn run(
+    _: ApiVersion,
+    req: HttpRequest,
+    store: web::Data<Store>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AdtFailure> {
     let request: QueryRequest = serde_json::from_slice(&body).map_err(|e| {
-        AdtFailure::invalid_argument(format!("The query request is not valid: {e}. Send {{\"query\":\"SELECT …\"}} or {{\"continuationToken\":\"…\"}}."))
+        AdtFailure::invalid_argument(format!(
+            "The query request is not valid: {e}. Send {{\"query\":\"SELECT …\"}} or {{\"continuationToken\":\"…\"}}."
+        ))
     })?;
     let size = page_size(&req, store.limits().query_page_size)?;
     let page = match (request.continuation_token, request.query) {
@@ -29,7 +36,9 @@ pub(super) async fn run(_: ApiVersion, req: HttpRequest, store: web::Data<Store>
             let parsed = query::parse(&text).map_err(|e| AdtFailure::sql_query_error(e.to_string()))?;
             store.run_query(&parsed, size)
         }
-        (None, None) => return Err(AdtFailure::invalid_argument("The query request has neither a query nor a continuationToken.")),
+        (None, None) => {
+            return Err(AdtFailure::invalid_argument("The query request has neither a query nor a continuationToken."))
+        }
     };
     Ok(page_response(page))
 }

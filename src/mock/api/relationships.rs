@@ -9,7 +9,10 @@ use crate::adt::paths;
 use crate::mock::store::{AdtFailure, Store};
 use crate::mock::throttle::Throttle;
 
-use super::{admit_writes, if_match, patch_request, if_none_match_any, json_response, list_body, next_link, page_size, path_id, query_value, ApiVersion};
+use super::{
+    admit_writes, if_match, if_none_match_any, json_response, list_body, next_link, page_size, patch_request, path_id,
+    query_value, ApiVersion,
+};
 
 /// `PUT …/relationships/{relationship_id}` [`If-None-Match: *`] → 200 with the relationship and its `ETag`.
 pub(super) async fn put(
@@ -82,15 +85,18 @@ pub(super) async fn list(_: ApiVersion, req: HttpRequest, store: web::Data<Store
 /// `GET /digitaltwins/{id}/incomingrelationships`, one page of
 /// `{$relationshipId, $sourceId, $relationshipName, $relationshipLink}`. The link is the path
 /// that GETs the relationship (the live shape is unverified).
-pub(super) async fn list_incoming(_: ApiVersion, req: HttpRequest, store: web::Data<Store>) -> Result<HttpResponse, AdtFailure> {
+pub(super) async fn list_incoming(
+    _: ApiVersion,
+    req: HttpRequest,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, AdtFailure> {
     let target = path_id(&req, "id");
     let size = page_size(&req, store.options().relationships_page_size)?;
     let after = match query_value(&req, "continuationToken") {
         None => None,
-        Some(token) => Some(
-            serde_json::from_str::<(String, String)>(&token)
-                .map_err(|_| AdtFailure::invalid_argument("The continuationToken is not valid; follow the nextLink as given."))?,
-        ),
+        Some(token) => Some(serde_json::from_str::<(String, String)>(&token).map_err(|_| {
+            AdtFailure::invalid_argument("The continuationToken is not valid; follow the nextLink as given.")
+        })?),
     };
     let (page, next) = store.list_incoming(&target, after, size)?;
     let next = next.map(|key| next_link(&req, &serde_json::to_string(&key).unwrap_or_default()));

@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::mock::store::{AdtFailure, Store};
 use crate::mock::throttle::Throttle;
 
-use super::{admit_writes, if_match, patch_request, if_none_match_any, json_response, path_id, ApiVersion};
+use super::{admit_writes, if_match, if_none_match_any, json_response, patch_request, path_id, ApiVersion};
 
 /// `GET /digitaltwins/{id}` → 200, the twin and its `ETag`. The hot path: one map lookup and
 /// bytes serialized at write time.

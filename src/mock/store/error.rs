@@ -94,7 +94,8 @@ impl AdtFailure {
 
     /// A twin validation failure in the live shape: a generic message and the specific detail.
     pub fn twin_invalid(detail: impl Into<String>) -> AdtFailure {
-        let body = ErrorBody::new(codes::VALIDATION_FAILED, "Invalid twin specified").with_detail(codes::VALIDATION_FAILED, detail);
+        let body = ErrorBody::new(codes::VALIDATION_FAILED, "Invalid twin specified")
+            .with_detail(codes::VALIDATION_FAILED, detail);
         AdtFailure { status: StatusCode::BAD_REQUEST, body }
     }
 
@@ -260,7 +261,9 @@ impl AdtFailure {
         fail(
             StatusCode::PAYLOAD_TOO_LARGE,
             codes::PAYLOAD_TOO_LARGE,
-            format!("The request body is {size} bytes; the maximum is {max} bytes. Make the twin or relationship smaller."),
+            format!(
+                "The request body is {size} bytes; the maximum is {max} bytes. Make the twin or relationship smaller."
+            ),
         )
     }
 

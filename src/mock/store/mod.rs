@@ -130,7 +130,8 @@ impl IfMatch {
 impl Store {
     /// A new, empty store. Functional limits (payload, caps, page sizes) come from `limits`.
     pub fn new(limits: Limits, options: StoreOptions) -> Store {
-        let lagged_index = (options.query_index_lag > Duration::ZERO).then(|| LaggedIndex::new(options.query_index_lag));
+        let lagged_index =
+            (options.query_index_lag > Duration::ZERO).then(|| LaggedIndex::new(options.query_index_lag));
         Store {
             inner: Arc::new(Inner {
                 cursors: QueryCursors::new(options.query_cursor_ttl, options.max_query_cursors),

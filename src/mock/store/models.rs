@@ -252,7 +252,8 @@ impl ModelRegistry {
 
         let _writer = self.writer.lock();
         let current = self.snapshot();
-        let existing: Vec<String> = interfaces.iter().filter(|i| current.get(&i.id).is_some()).map(|i| i.id.clone()).collect();
+        let existing: Vec<String> =
+            interfaces.iter().filter(|i| current.get(&i.id).is_some()).map(|i| i.id.clone()).collect();
         if !existing.is_empty() {
             return Err(AdtFailure::models_already_exist(&existing).into());
         }
@@ -316,7 +317,10 @@ impl ModelRegistry {
             return Err(AdtFailure::model_references_not_deleted(&referrers.join(", ")));
         }
         if !entry.try_mark_deleted() {
-            return Err(AdtFailure::model_references_not_deleted(&format!("{} digital twin(s)", entry.twins_using().max(1))));
+            return Err(AdtFailure::model_references_not_deleted(&format!(
+                "{} digital twin(s)",
+                entry.twins_using().max(1)
+            )));
         }
         let mut next = (*current).clone();
         next.by_id.remove(id);
@@ -376,7 +380,11 @@ impl BatchResolver<'_> {
         }
         let interface = &self.interfaces[index];
         if visiting.contains(&index) {
-            return Err(AdtFailure::dtdl_parser_error(format!("{} extends itself through a cycle of extends", interface.id)).into());
+            return Err(AdtFailure::dtdl_parser_error(format!(
+                "{} extends itself through a cycle of extends",
+                interface.id
+            ))
+            .into());
         }
         visiting.push(index);
         let mut resolved = ResolvedModel::default();
@@ -456,7 +464,11 @@ impl BatchResolver<'_> {
 
     /// ADT: a component's interface may not itself contain components; a v2 interface may not
     /// use a v3 interface as a component.
-    fn check_components(&self, interface: &Interface, resolved: &HashMap<usize, ResolvedModel>) -> Result<(), BatchRefused> {
+    fn check_components(
+        &self,
+        interface: &Interface,
+        resolved: &HashMap<usize, ResolvedModel>,
+    ) -> Result<(), BatchRefused> {
         for component in &interface.components {
             let (schema_interface, schema_components) = match self.batch.get(component.schema.as_str()) {
                 Some(&i) => (&self.interfaces[i], resolved.get(&i).map(|r| r.components.len()).unwrap_or(0)),

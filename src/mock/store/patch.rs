@@ -26,8 +26,11 @@ pub struct PatchOp {
 
 /// Parses a patch document: a JSON array of `{op, path, value?}`.
 pub fn parse_patch(body: &[u8]) -> Result<Vec<PatchOp>, AdtFailure> {
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| AdtFailure::json_patch_invalid(format!("The patch document is not valid JSON: {e}. Send a JSON array of operations.")))?;
+    let doc: Value = serde_json::from_slice(body).map_err(|e| {
+        AdtFailure::json_patch_invalid(format!(
+            "The patch document is not valid JSON: {e}. Send a JSON array of operations."
+        ))
+    })?;
     let Value::Array(items) = doc else {
         return Err(AdtFailure::json_patch_invalid(
             "The patch document must be a JSON array of operations such as [{\"op\":\"add\",\"path\":\"/prop\",\"value\":1}].",
@@ -37,7 +40,8 @@ pub fn parse_patch(body: &[u8]) -> Result<Vec<PatchOp>, AdtFailure> {
 }
 
 fn parse_op(index: usize, item: &Value) -> Result<PatchOp, AdtFailure> {
-    let invalid = |why: String| AdtFailure::json_patch_invalid(format!("Operation {index} of the patch document: {why}"));
+    let invalid =
+        |why: String| AdtFailure::json_patch_invalid(format!("Operation {index} of the patch document: {why}"));
     let Value::Object(op) = item else {
         return Err(invalid("it must be an object with \"op\" and \"path\"".into()));
     };
@@ -51,11 +55,17 @@ fn parse_op(index: usize, item: &Value) -> Result<PatchOp, AdtFailure> {
     let Some(path_text) = op.get("path").and_then(Value::as_str) else {
         return Err(invalid("\"path\" is missing or not a string".into()));
     };
-    let path = split_pointer(path_text).ok_or_else(|| invalid(format!("path '{path_text}' must be a JSON Pointer such as /property")))?;
+    let path = split_pointer(path_text)
+        .ok_or_else(|| invalid(format!("path '{path_text}' must be a JSON Pointer such as /property")))?;
     let value = match (kind, op.get("value")) {
         (PatchKind::Remove, _) => Value::Null,
         (_, Some(v)) => v.clone(),
-        (_, None) => return Err(invalid(format!("\"value\" is required for {}", if kind == PatchKind::Add { "add" } else { "replace" }))),
+        (_, None) => {
+            return Err(invalid(format!(
+                "\"value\" is required for {}",
+                if kind == PatchKind::Add { "add" } else { "replace" }
+            )))
+        }
     };
     Ok(PatchOp { kind, path, path_text: path_text.to_string(), value })
 }
@@ -71,7 +81,13 @@ pub fn split_pointer(pointer: &str) -> Option<Vec<String>> {
 }
 
 /// Applies one operation at `path` (relative to `root`; the first segment is a key of `root`).
-pub fn apply_at(root: &mut Map<String, Value>, kind: PatchKind, path: &[String], value: &Value, path_text: &str) -> Result<(), AdtFailure> {
+pub fn apply_at(
+    root: &mut Map<String, Value>,
+    kind: PatchKind,
+    path: &[String],
+    value: &Value,
+    path_text: &str,
+) -> Result<(), AdtFailure> {
     let missing = || {
         AdtFailure::json_patch_invalid(format!(
             "{path_text} does not exist on component. Please provide a valid patch document: replace and remove need a value that is set; use add to set it."

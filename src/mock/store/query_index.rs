@@ -252,7 +252,9 @@ impl Store {
             }
         };
         match (&self.inner.lagged_index, query.collection) {
-            (Some(index), Collection::DigitalTwins) => index.with_view(|view| view.twins.values().for_each(|t| consider_twin(t))),
+            (Some(index), Collection::DigitalTwins) => {
+                index.with_view(|view| view.twins.values().for_each(|t| consider_twin(t)))
+            }
             (None, Collection::DigitalTwins) => self.inner.twins.iter().for_each(|node| consider_twin(&node.twin)),
             (Some(index), Collection::Relationships) => index.with_view(|view| {
                 for rel in view.relationships.values() {

@@ -29,7 +29,13 @@ pub struct TwinRecord {
 }
 
 impl TwinRecord {
-    pub fn new(id: String, model: String, contents: Map<String, Value>, metadata: Map<String, Value>, last_update_time: String) -> TwinRecord {
+    pub fn new(
+        id: String,
+        model: String,
+        contents: Map<String, Value>,
+        metadata: Map<String, Value>,
+        last_update_time: String,
+    ) -> TwinRecord {
         let mut record =
             TwinRecord { id, model, contents, metadata, last_update_time, etag: new_etag(), json: Bytes::new() };
         record.json = Bytes::from(serde_json::to_vec(&TwinBody(&record)).unwrap_or_default());
@@ -124,8 +130,16 @@ pub struct RelationshipRecord {
 }
 
 impl RelationshipRecord {
-    pub fn new(source: String, id: String, target: String, name: String, properties: Map<String, Value>, mark: u64) -> RelationshipRecord {
-        let mut record = RelationshipRecord { source, id, target, name, properties, etag: new_etag(), mark, json: Bytes::new() };
+    pub fn new(
+        source: String,
+        id: String,
+        target: String,
+        name: String,
+        properties: Map<String, Value>,
+        mark: u64,
+    ) -> RelationshipRecord {
+        let mut record =
+            RelationshipRecord { source, id, target, name, properties, etag: new_etag(), mark, json: Bytes::new() };
         record.json = Bytes::from(serde_json::to_vec(&RelationshipBody(&record)).unwrap_or_default());
         record
     }

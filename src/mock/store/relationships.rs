@@ -69,12 +69,20 @@ impl Store {
     /// target, the name is declared on the source's model (or a base) and the target's model
     /// fits, and the properties are declared. Counts an order violation when the source or
     /// target is genuinely missing.
-    pub fn prepare_relationship_put(&self, source: &str, id: &str, body: &[u8], if_none_match: bool) -> Result<RelationshipPut, AdtFailure> {
+    pub fn prepare_relationship_put(
+        &self,
+        source: &str,
+        id: &str,
+        body: &[u8],
+        if_none_match: bool,
+    ) -> Result<RelationshipPut, AdtFailure> {
         self.check_payload(body)?;
         let doc: Value = serde_json::from_slice(body)
             .map_err(|e| AdtFailure::invalid_argument(format!("The relationship body is not valid JSON: {e}.")))?;
         let Value::Object(doc) = doc else {
-            return Err(AdtFailure::invalid_argument("The relationship body must be a JSON object with $targetId and $relationshipName."));
+            return Err(AdtFailure::invalid_argument(
+                "The relationship body must be a JSON object with $targetId and $relationshipName.",
+            ));
         };
         let required = |key: &str| match doc.get(key) {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
@@ -86,7 +94,9 @@ impl Store {
         for (key, value) in &doc {
             if key.starts_with('$') {
                 if !SERVICE_KEYS.contains(&key.as_str()) {
-                    return Err(AdtFailure::invalid_argument(format!("'{key}' is not a relationship property; names starting with '$' are reserved.")));
+                    return Err(AdtFailure::invalid_argument(format!(
+                        "'{key}' is not a relationship property; names starting with '$' are reserved."
+                    )));
                 }
                 continue;
             }
@@ -122,8 +132,13 @@ impl Store {
                 )));
             }
         }
-        check_relationship_properties(declaration, &source_model.resolved.named_schemas, &properties, self.inner.limits.max_string_value_bytes)
-            .map_err(AdtFailure::relationship_invalid_properties)?;
+        check_relationship_properties(
+            declaration,
+            &source_model.resolved.named_schemas,
+            &properties,
+            self.inner.limits.max_string_value_bytes,
+        )
+        .map_err(AdtFailure::relationship_invalid_properties)?;
         Ok(RelationshipPut { source: source.to_string(), id: id.to_string(), target, name, properties, if_none_match })
     }
 
@@ -135,13 +150,15 @@ impl Store {
         let mark = self.next_mark();
         let key = (source.clone(), id.clone());
         {
-            let mut target_node = self.inner.twins.get_mut(&target).ok_or_else(|| AdtFailure::target_twin_not_found(&target))?;
+            let mut target_node =
+                self.inner.twins.get_mut(&target).ok_or_else(|| AdtFailure::target_twin_not_found(&target))?;
             if !target_node.incoming.contains_key(&key) && target_node.incoming.len() >= max {
                 return Err(per_twin_limit(&target, "incoming", max));
             }
             target_node.incoming.entry(key).or_default().push(IncomingMark { mark, name: name.as_str().into() });
         }
-        let record = Arc::new(RelationshipRecord::new(source.clone(), id.clone(), target.clone(), name, properties, mark));
+        let record =
+            Arc::new(RelationshipRecord::new(source.clone(), id.clone(), target.clone(), name, properties, mark));
         let replaced = {
             let Some(mut source_node) = self.inner.twins.get_mut(&source) else {
                 self.detach(&target, &source, &id, mark);
@@ -185,18 +202,29 @@ impl Store {
     ) -> Result<RelationshipUpdate, AdtFailure> {
         let (current, source_model) = {
             let node = self.inner.twins.get(source).ok_or_else(|| AdtFailure::twin_not_found(source))?;
-            let current = node.outgoing.get(id).cloned().ok_or_else(|| AdtFailure::relationship_not_found(source, id))?;
+            let current =
+                node.outgoing.get(id).cloned().ok_or_else(|| AdtFailure::relationship_not_found(source, id))?;
             (current, node.model_entry.clone())
         };
         IfMatch::check(if_match.as_ref(), &current.etag, &format!("relationship {id}"))?;
         self.patch_relationship_properties(&source_model, &current, &ops)?;
-        Ok(RelationshipUpdate { source: source.to_string(), id: id.to_string(), target: current.target.clone(), ops, if_match })
+        Ok(RelationshipUpdate {
+            source: source.to_string(),
+            id: id.to_string(),
+            target: current.target.clone(),
+            ops,
+            if_match,
+        })
     }
 
-    pub fn commit_relationship_update(&self, update: RelationshipUpdate) -> Result<Arc<RelationshipRecord>, AdtFailure> {
+    pub fn commit_relationship_update(
+        &self,
+        update: RelationshipUpdate,
+    ) -> Result<Arc<RelationshipRecord>, AdtFailure> {
         let RelationshipUpdate { source, id, ops, if_match, .. } = update;
         let mut node = self.inner.twins.get_mut(&source).ok_or_else(|| AdtFailure::twin_not_found(&source))?;
-        let current = node.outgoing.get(&id).cloned().ok_or_else(|| AdtFailure::relationship_not_found(&source, &id))?;
+        let current =
+            node.outgoing.get(&id).cloned().ok_or_else(|| AdtFailure::relationship_not_found(&source, &id))?;
         IfMatch::check(if_match.as_ref(), &current.etag, &format!("relationship {id}"))?;
         let properties = self.patch_relationship_properties(&node.model_entry, &current, &ops)?;
         let record = Arc::new(RelationshipRecord::new(
@@ -314,8 +342,13 @@ impl Store {
             }
             apply_at(&mut properties, op.kind, &op.path, &op.value, &op.path_text)?;
         }
-        check_relationship_properties(declaration, &source_model.resolved.named_schemas, &properties, self.inner.limits.max_string_value_bytes)
-            .map_err(AdtFailure::relationship_invalid_properties)?;
+        check_relationship_properties(
+            declaration,
+            &source_model.resolved.named_schemas,
+            &properties,
+            self.inner.limits.max_string_value_bytes,
+        )
+        .map_err(AdtFailure::relationship_invalid_properties)?;
         Ok(properties)
     }
 

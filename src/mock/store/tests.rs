@@ -45,7 +45,9 @@ fn assert_consistent(store: &Store) {
         assert!(Arc::ptr_eq(&model, &node.model_entry), "twin {} is counted against its current model", node.key());
         for (id, rel) in &node.outgoing {
             relationships += 1;
-            let target = twins.get(&rel.target).unwrap_or_else(|| panic!("relationship {}/{id} has no target {}", node.key(), rel.target));
+            let target = twins
+                .get(&rel.target)
+                .unwrap_or_else(|| panic!("relationship {}/{id} has no target {}", node.key(), rel.target));
             let marks = target.incoming.get(&(node.key().clone(), id.clone())).expect("the target has the mark");
             assert_eq!(marks.iter().map(|m| m.mark).collect::<Vec<_>>(), vec![rel.mark], "{}/{id}", node.key());
         }
@@ -164,7 +166,12 @@ fn a_relationship_whose_target_was_deleted_after_the_check_is_not_created() {
     let put = store.prepare_relationship_put("a", "r", body.as_bytes(), false).unwrap();
     store.delete_twin("b", None).unwrap();
     assert_eq!(store.commit_relationship_put(put).unwrap_err().code(), "TargetDigitalTwinNotFound");
-    let put = store.prepare_relationship_put("a", "r", json!({"$targetId": "a2", "$relationshipName": "to"}).to_string().as_bytes(), false);
+    let put = store.prepare_relationship_put(
+        "a",
+        "r",
+        json!({"$targetId": "a2", "$relationshipName": "to"}).to_string().as_bytes(),
+        false,
+    );
     assert!(put.is_err());
     put_twin(&store, "b").unwrap();
     let put = store.prepare_relationship_put("a", "r", body.as_bytes(), false).unwrap();

@@ -56,7 +56,9 @@ impl Store {
             return Err(AdtFailure::invalid_argument("The twin body must be a JSON object with $metadata.$model."));
         };
         let Some(Value::Object(metadata_in)) = doc.get("$metadata") else {
-            return Err(AdtFailure::twin_invalid("The twin has no $metadata; send {\"$metadata\":{\"$model\":\"dtmi:…;1\"}, …}."));
+            return Err(AdtFailure::twin_invalid(
+                "The twin has no $metadata; send {\"$metadata\":{\"$model\":\"dtmi:…;1\"}, …}.",
+            ));
         };
         let Some(model_id) = metadata_in.get("$model").and_then(Value::as_str) else {
             return Err(AdtFailure::twin_invalid("The twin has no $metadata.$model naming its model."));
@@ -81,7 +83,8 @@ impl Store {
             }
             contents.insert(name.clone(), value.clone());
         }
-        check_twin_contents(&models, &model, &contents, self.inner.limits.max_string_value_bytes).map_err(AdtFailure::twin_invalid)?;
+        check_twin_contents(&models, &model, &contents, self.inner.limits.max_string_value_bytes)
+            .map_err(AdtFailure::twin_invalid)?;
 
         let now = timestamp();
         let mut metadata = Map::new();
@@ -130,7 +133,10 @@ impl Store {
             }
             Entry::Vacant(vacant) => {
                 let max = self.inner.limits.max_twins;
-                let reserved = self.inner.twin_count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1));
+                let reserved = self
+                    .inner
+                    .twin_count
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1));
                 if reserved.is_err() {
                     model.release_twin();
                     return Err(AdtFailure::twin_limit_reached(max));
@@ -150,7 +156,12 @@ impl Store {
 
     /// Checks a PATCH against the twin as it is now: it exists, `If-Match` holds, and the patched
     /// twin is valid.
-    pub fn prepare_twin_update(&self, id: &str, ops: Vec<PatchOp>, if_match: Option<IfMatch>) -> Result<TwinUpdate, AdtFailure> {
+    pub fn prepare_twin_update(
+        &self,
+        id: &str,
+        ops: Vec<PatchOp>,
+        if_match: Option<IfMatch>,
+    ) -> Result<TwinUpdate, AdtFailure> {
         let current = self.get_twin(id)?;
         IfMatch::check(if_match.as_ref(), &current.etag, &format!("twin {id}"))?;
         self.apply_twin_patch(&self.models(), &current, &ops, &timestamp())?;
@@ -171,7 +182,13 @@ impl Store {
             node.model_entry.release_twin();
             node.model_entry = patched.model.clone();
         }
-        let record = Arc::new(TwinRecord::new(update.id.clone(), patched.model.id.clone(), patched.contents, patched.metadata, now));
+        let record = Arc::new(TwinRecord::new(
+            update.id.clone(),
+            patched.model.id.clone(),
+            patched.contents,
+            patched.metadata,
+            now,
+        ));
         node.twin = record.clone();
         self.record_twin_change(&record.id, Some(&record));
         Ok(record)
@@ -205,14 +222,26 @@ impl Store {
     }
 
     /// The twin after a patch, checked against its (possibly new) model.
-    fn apply_twin_patch(&self, models: &ModelSet, current: &TwinRecord, ops: &[PatchOp], now: &str) -> Result<PatchedTwin, AdtFailure> {
+    fn apply_twin_patch(
+        &self,
+        models: &ModelSet,
+        current: &TwinRecord,
+        ops: &[PatchOp],
+        now: &str,
+    ) -> Result<PatchedTwin, AdtFailure> {
         let mut model_id = current.model.as_str();
         for op in ops {
             if op.path.len() == 2 && op.path[0] == "$metadata" && op.path[1] == "$model" {
                 match (op.kind, op.value.as_str()) {
-                    (PatchKind::Remove, _) => return Err(AdtFailure::json_patch_invalid("$metadata/$model cannot be removed; replace it with another model.")),
+                    (PatchKind::Remove, _) => {
+                        return Err(AdtFailure::json_patch_invalid(
+                            "$metadata/$model cannot be removed; replace it with another model.",
+                        ))
+                    }
                     (_, Some(new_model)) => model_id = new_model,
-                    (_, None) => return Err(AdtFailure::json_patch_invalid("$metadata/$model must be a model id (a string).")),
+                    (_, None) => {
+                        return Err(AdtFailure::json_patch_invalid("$metadata/$model must be a model id (a string)."))
+                    }
                 }
             }
         }
@@ -256,7 +285,8 @@ impl Store {
                 [] => return Err(AdtFailure::json_patch_invalid("A patch path must name a property.")),
             }
         }
-        check_twin_contents(models, &model, &contents, self.inner.limits.max_string_value_bytes).map_err(AdtFailure::twin_invalid)?;
+        check_twin_contents(models, &model, &contents, self.inner.limits.max_string_value_bytes)
+            .map_err(AdtFailure::twin_invalid)?;
 
         for name in touched {
             metadata.insert(name.to_string(), property_metadata(now, None));
@@ -314,7 +344,8 @@ fn patch_component(
     op: &PatchOp,
     now: &str,
 ) -> Result<(), AdtFailure> {
-    let declared = |property: &str| models.get(component_model).is_some_and(|m| m.resolved.properties.contains_key(property));
+    let declared =
+        |property: &str| models.get(component_model).is_some_and(|m| m.resolved.properties.contains_key(property));
     match rest {
         [] => match op.kind {
             PatchKind::Remove => Err(AdtFailure::json_patch_invalid(format!(
