@@ -41,8 +41,10 @@ pub enum Command {
     /// Generate a synthetic fleet as Import-Jobs NDJSON.
     Gen(crate::gen::GenArgs),
     /// Run a whole load against an in-process mock ADT and print the summary.
+    #[cfg(feature = "mock")]
     Demo(crate::demo::DemoArgs),
     /// Serve a mock of the ADT data plane on loopback.
+    #[cfg(feature = "mock")]
     MockAdt(Box<crate::mock::cli::MockAdtArgs>),
 }
 
@@ -59,8 +61,10 @@ pub fn main() -> ExitCode {
         Command::Load(args) => crate::run::cli::run(args),
         Command::Plan(args) => crate::plan::cli::run(args),
         Command::Gen(args) => crate::gen::run(args),
+        #[cfg(feature = "mock")]
         Command::Demo(args) => crate::demo::run(args),
-        Command::MockAdt(args) => crate::mock::cli::run(*args),
+        #[cfg(feature = "mock")]
+        Command::MockAdt(args) => crate::mock::cli::run(*args).map(|()| exit::OK),
     };
     match result {
         Ok(code) => ExitCode::from(code),

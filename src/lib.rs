@@ -32,17 +32,20 @@
 //! - [`cli`]: the command line; `src/main.rs` only calls [`cli::main`].
 //! - [`demo`]: `twinload demo`: mock, generated fleet, full load, check, summary.
 
-pub mod adt;
+// The ADT facts shared with the mock live in their own crate (crates/adt).
+pub use twinload_adt as adt;
+pub use twinload_adt::{dtdl, limits};
+
 pub mod cli;
 pub mod client;
 pub mod config;
+#[cfg(feature = "mock")]
 pub mod demo;
-pub mod dtdl;
 pub mod gen;
 pub mod item;
 pub mod limiter;
-pub mod limits;
-pub mod mock;
+#[cfg(feature = "mock")]
+pub use twinload_mock as mock;
 pub mod plan;
 pub mod run;
 pub mod source;

@@ -5,8 +5,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::mock::store::{AdtFailure, Store};
-use crate::mock::throttle::Throttle;
+use crate::store::{AdtFailure, Store};
+use crate::throttle::Throttle;
 
 use super::{admit_writes, if_match, if_none_match_any, json_response, patch_request, path_id, ApiVersion};
 

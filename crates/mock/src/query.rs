@@ -18,7 +18,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::mock::validate::json_equal;
+use crate::validate::json_equal;
 
 /// ADT's limit on the length of a query (characters).
 pub const MAX_QUERY_CHARS: usize = 8000;

@@ -1,10 +1,15 @@
-//! What twinload knows of the ADT data plane, shared by the client and the mock: the
-//! api-version, paths, error codes and bodies, and which limit class a request falls in.
+//! What twinload knows of Azure Digital Twins, shared by the loader (`twinload`) and the mock
+//! ADT (`twinload-mock`): the data plane's api-version, paths, error codes and bodies, and which
+//! limit class a request falls in (this file and its modules); the service's limits as
+//! configuration profiles ([`limits`]); and DTMI syntax and what loading needs of a DTDL
+//! Interface ([`dtdl`]). The loader re-exports this crate as `twinload::adt`.
 //! Facts come from `ADT-REFERENCE.md`; where the live service and the spec disagree, the live
 //! service wins.
 
 pub mod codes;
+pub mod dtdl;
 pub mod error_body;
+pub mod limits;
 pub mod paths;
 pub mod request_class;
 

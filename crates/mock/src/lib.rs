@@ -1,5 +1,7 @@
 //! The mock ADT (`twinload mock-adt`): an in-memory ADT data plane with the service's
 //! validation, error codes, rate limits, faults on switches, TLS and an inspection API.
+//! A crate of its own so that the loader's lean build (`--no-default-features`) carries no
+//! server; the full `twinload` binary re-exports it as `twinload::mock`.
 //! [`server::start`] is the library entry point; [`cli`] is `twinload mock-adt`.
 //!
 //! - [`store`]: the graph (models, twins, relationships), eventual consistency, export.
@@ -12,6 +14,10 @@
 //! - [`tls`]: HTTPS with given or generated certificates.
 //! - [`inspect`]: `/_mock/*` (stats, export, reset) and `/metrics`.
 //! - [`server`]: assembles the app and runs it on its own thread.
+// The ADT facts this crate shares with the loader, under the names the modules use.
+pub(crate) use twinload_adt as adt;
+pub(crate) use twinload_adt::{dtdl, limits};
+
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -7,8 +7,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use crate::mock::store::patch::{parse_patch, PatchKind};
-use crate::mock::store::{AdtFailure, ModelEntry, Store};
+use crate::store::patch::{parse_patch, PatchKind};
+use crate::store::{AdtFailure, ModelEntry, Store};
 
 use super::{
     json_response, list_body, next_link, page_size, path_id, query_flag, query_value, query_values, require_json_patch,

@@ -6,8 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::adt::paths;
-use crate::mock::store::{AdtFailure, Store};
-use crate::mock::throttle::Throttle;
+use crate::store::{AdtFailure, Store};
+use crate::throttle::Throttle;
 
 use super::{
     admit_writes, if_match, if_none_match_any, json_response, list_body, next_link, page_size, patch_request, path_id,

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 /// The limits file shipped with twinload, embedded so the binary works from any directory.
-pub const DEFAULT_LIMITS_TOML: &str = include_str!("../config/limits.toml");
+pub const DEFAULT_LIMITS_TOML: &str = include_str!("../../../config/limits.toml");
 
 /// One complete set of per-instance limits (see `config/limits.toml` for units and sources).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

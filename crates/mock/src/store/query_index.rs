@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
-use crate::mock::query::{Collection, Query, QueryRow, Select};
+use crate::query::{Collection, Query, QueryRow, Select};
 
 use super::error::AdtFailure;
 use super::records::{RelationshipRecord, TwinRecord};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::mock::validate::check_relationship_properties;
+use crate::validate::check_relationship_properties;
 
 use super::error::AdtFailure;
 use super::models::ModelEntry;

@@ -21,10 +21,10 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::adt::{codes, paths::decode_segment, ErrorBody};
-use crate::mock::store::error::JSON_CONTENT_TYPE;
-use crate::mock::store::patch::{parse_patch, PatchOp};
-use crate::mock::store::{AdtFailure, IfMatch, Store};
-use crate::mock::throttle::{too_many_requests, Throttle, TwinWritePermit};
+use crate::store::error::JSON_CONTENT_TYPE;
+use crate::store::patch::{parse_patch, PatchOp};
+use crate::store::{AdtFailure, IfMatch, Store};
+use crate::throttle::{too_many_requests, Throttle, TwinWritePermit};
 
 /// The api-versions the mock serves: ADT's stable data-plane versions, newest first. They
 /// behave alike here; 2023-10-31 is the one twinload speaks, and the SDKs' older defaults

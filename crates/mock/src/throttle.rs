@@ -257,7 +257,7 @@ pub fn too_many_requests(retry_after: Duration, what: &str) -> HttpResponse {
         .insert_header(("Retry-After", seconds.to_string()))
         .insert_header(("x-ms-retry-after-ms", millis.to_string()))
         // The live service's Content-Type on every JSON answer (ADT-REFERENCE.md §0).
-        .content_type(crate::mock::store::error::JSON_CONTENT_TYPE)
+        .content_type(crate::store::error::JSON_CONTENT_TYPE)
         .body(serde_json::to_vec(&body).unwrap_or_default())
 }
 

@@ -154,7 +154,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
-pub fn run(args: MockAdtArgs) -> anyhow::Result<u8> {
+pub fn run(args: MockAdtArgs) -> anyhow::Result<()> {
     let config = args.to_config()?;
     if matches!(config.tls, TlsMode::SelfSigned { ca_out: None }) {
         tracing::warn!("--tls-self-signed without --ca-out: clients have no CA certificate to trust");
@@ -175,7 +175,7 @@ pub fn run(args: MockAdtArgs) -> anyhow::Result<u8> {
     wait_for_termination()?;
     tracing::info!("stopping the mock ADT");
     mock.stop();
-    Ok(crate::cli::exit::OK)
+    Ok(())
 }
 
 /// Blocks until SIGTERM or SIGINT (Ctrl-C).

@@ -6,7 +6,7 @@
 //!
 //! Every data-plane request goes through, in order:
 //! stats (counts every answer) → auth (401) → faults (injected 429/5xx, latency, drops) →
-//! class throttle (429) → the handlers of [`crate::mock::api`] (which spend the per-twin limits).
+//! class throttle (429) → the handlers of [`crate::api`] (which spend the per-twin limits).
 //! `/_mock/*` and `/metrics` need no token and are neither faulted nor throttled.
 
 use std::net::{Shutdown, SocketAddr};

@@ -10,7 +10,7 @@ use std::time::Instant;
 use dashmap::mapref::entry::Entry;
 use serde_json::{Map, Value};
 
-use crate::mock::validate::check_twin_contents;
+use crate::validate::check_twin_contents;
 
 use super::error::AdtFailure;
 use super::models::{ModelEntry, ModelSet};

@@ -6,8 +6,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use crate::mock::query;
-use crate::mock::store::{AdtFailure, QueryPage, Store};
+use crate::query;
+use crate::store::{AdtFailure, QueryPage, Store};
 
 use super::{json_response, page_body, page_size, ApiVersion};
 
