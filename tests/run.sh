@@ -20,11 +20,11 @@ fi
 export TWINLOAD_PYTHON="$pyenv/bin/python"
 
 # Formatting is part of the suite (settings in .rustfmt.toml).
-cargo fmt --check
+cargo fmt --all --check
 
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --no-fail-fast "$@"
-    cargo test --doc --quiet
+    cargo nextest run --workspace --no-fail-fast "$@"
+    cargo test --workspace --doc --quiet
 else
-    cargo test --no-fail-fast "$@"
+    cargo test --workspace --no-fail-fast "$@"
 fi
