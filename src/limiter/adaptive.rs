@@ -23,7 +23,8 @@ impl AdaptiveState {
     /// `ceiling` is the configured rate in requests/s.
     pub fn new(settings: &AdaptiveRate, ceiling: f64) -> AdaptiveState {
         let ceiling = ceiling.max(f64::MIN_POSITIVE);
-        let start = if settings.enabled { ceiling * settings.initial_share } else { ceiling };
+        let start_share = settings.rate_share.unwrap_or(settings.initial_share);
+        let start = if settings.enabled { ceiling * start_share } else { ceiling };
         AdaptiveState {
             floor: ceiling * settings.floor_share,
             settings: settings.clone(),
@@ -57,6 +58,13 @@ impl AdaptiveState {
             if self.rate >= self.ceiling {
                 self.last_throttle = None;
             }
+        } else if self.rate < self.ceiling && self.settings.enabled && self.settings.rate_share.is_some() {
+            // Told its share (one of N loaders): that share is the last known good rate, so sit
+            // on CUBIC's plateau there and probe above it slowly, as after a recovery.
+            self.last_max = self.rate;
+            let k = (self.last_max * (1.0 - self.settings.decrease_factor) / self.settings.cubic_c).cbrt();
+            self.last_throttle = Some(now.checked_sub(Duration::from_secs_f64(k)).unwrap_or(now));
+            return self.rate_at(now);
         } else if self.rate < self.ceiling && self.settings.enabled {
             // Started below the ceiling (initial_share < 1): recover as after a throttle.
             self.last_max = self.ceiling;
@@ -113,8 +121,9 @@ fn signed_seconds(now: Instant, origin: Instant) -> f64 {
 mod tests {
     use super::*;
 
+    /// Starting at the ceiling, so the cuts and recoveries below are easy to follow.
     fn settings() -> AdaptiveRate {
-        AdaptiveRate::default()
+        AdaptiveRate { initial_share: 1.0, ..AdaptiveRate::default() }
     }
 
     #[test]
@@ -186,6 +195,29 @@ mod tests {
         let mut s = AdaptiveState::new(&off, 100.0);
         assert!(!s.on_throttle(Instant::now()));
         assert_eq!(s.rate_at(Instant::now()), 100.0);
+    }
+
+    #[test]
+    fn by_default_a_class_starts_below_its_ceiling_and_ramps_up() {
+        let mut s = AdaptiveState::new(&AdaptiveRate::default(), 500.0);
+        let t = Instant::now();
+        assert!(s.rate_at(t) < 500.0 * 0.75, "{}", s.rate_at(t));
+        assert_eq!(s.rate_at(t + Duration::from_secs(60)), 500.0);
+    }
+
+    #[test]
+    fn a_rate_share_starts_at_the_share_and_probes_above_it_slowly() {
+        let shared = AdaptiveRate { rate_share: Some(0.25), ..AdaptiveRate::default() };
+        let mut s = AdaptiveState::new(&shared, 500.0);
+        let t = Instant::now();
+        assert!((s.rate_at(t) - 125.0).abs() < 1.0, "{}", s.rate_at(t));
+        // On the plateau for a while (CUBIC's concave-convex shape around the last good rate)…
+        let soon = s.rate_at(t + Duration::from_secs(1));
+        assert!((125.0..130.0).contains(&soon), "{soon}");
+        // …then above it, never above the ceiling.
+        let later = s.rate_at(t + Duration::from_secs(15));
+        assert!(later > 140.0 && later <= 500.0, "{later}");
+        assert_eq!(s.rate_at(t + Duration::from_secs(120)), 500.0);
     }
 
     #[test]
