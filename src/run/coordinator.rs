@@ -283,6 +283,9 @@ impl Coordinator {
                     .collect::<Result<_, _>>()?,
             ),
             TaskWork::Twin(id) => match self.scheduler.item(*id) {
+                Item::Twin(t) if t.patch => {
+                    Request::TwinPatch { item: *id, twin_id: t.id.clone(), body: t.body.clone() }
+                }
                 Item::Twin(t) => Request::Twin { item: *id, twin_id: t.id.clone(), body: t.body.clone() },
                 _ => return Err(wrong(*id, "twin")),
             },

@@ -53,6 +53,13 @@ pub enum Request {
         twin_id: String,
         body: Box<RawValue>,
     },
+    /// `PATCH /digitaltwins/{id}` with a JSON Patch (a mapping without a model, as the
+    /// reference prototype writes): the twin must exist.
+    TwinPatch {
+        item: ItemId,
+        twin_id: String,
+        body: Box<RawValue>,
+    },
     Relationship {
         item: ItemId,
         source: String,
@@ -67,6 +74,7 @@ impl Request {
         match self {
             Request::Models(_) => LimitClass::Models,
             Request::Twin { .. } | Request::Relationship { .. } => LimitClass::CreateDelete,
+            Request::TwinPatch { .. } => LimitClass::Patch,
         }
     }
 }
@@ -181,6 +189,12 @@ async fn perform(env: &WriterEnv, request: Request, requests: &mut u32) -> Repor
             env.limiter.twins().acquire(&[twin_id.as_str()]).await;
             *requests += 1;
             Report::Single(env.client.put_twin(&twin_id, &body, create_only).await)
+        }
+        Request::TwinPatch { twin_id, body, .. } => {
+            env.limiter.acquire(LimitClass::Patch).await;
+            env.limiter.twins().acquire(&[twin_id.as_str()]).await;
+            *requests += 1;
+            Report::Single(env.client.patch_twin(&twin_id, &body).await)
         }
         Request::Relationship { source, relationship_id, target, body, .. } => {
             env.limiter.acquire(LimitClass::CreateDelete).await;
