@@ -276,6 +276,16 @@ impl AdtClient {
         })
     }
 
+    /// Whether `GET /models/{id}` finds the model (404 → false): checking the few models a small
+    /// task needs costs what it needs, not what the instance holds.
+    pub async fn model_exists(&self, id: &str) -> Result<bool, ClientError> {
+        match self.get_ok(LimitClass::Models, self.url(&paths::model(id))).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Status(e)) if e.status == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether `GET /digitaltwins/{id}` finds the twin (404 → false).
     pub async fn twin_exists(&self, id: &str) -> Result<bool, ClientError> {
         match self.get_ok(LimitClass::Read, self.url(&paths::twin(id))).await {
