@@ -115,8 +115,13 @@ async fn find_models(
 }
 
 /// Which of the twins exist in ADT. When this task is a shard or a phase, a twin still missing
-/// may be another task's to write: those are looked for again every [`DEFAULT_TWIN_WAIT_POLL`]
-/// until `twin_wait` has passed.
+/// may be another task's to write:
+/// - with `--phase relationships` the twins come from an earlier phase: they are looked for again
+///   every [`DEFAULT_TWIN_WAIT_POLL`] until `twin_wait` has passed;
+/// - with every phase in one task, other shards write their twins at the same time as this one,
+///   so waiting here would hold back this task's own twins (and theirs, waiting on ours): a
+///   twin another shard owns counts as coming, and its relationships are retried while ADT says
+///   it is not there, within `retry.target_grace_s`, then dead-lettered.
 async fn find_twins(
     config: &LoadConfig,
     client: &AdtClient,
@@ -127,8 +132,12 @@ async fn find_twins(
     if config.selection.is_everything() {
         return Ok(found);
     }
-    let waited = std::time::Instant::now();
     let mut missing: Vec<String> = twins.into_iter().filter(|t| !found.contains(t)).collect();
+    if let (Some(shard), crate::source::select::Phase::All) = (config.selection.shard, config.selection.phase) {
+        found.extend(missing.into_iter().filter(|t| !shard.owns_twin(t)));
+        return Ok(found);
+    }
+    let waited = std::time::Instant::now();
     while !missing.is_empty() && waited.elapsed() < config.twin_wait {
         tracing::info!(
             "waiting for {} twins other tasks write ({:.0} s of {:.0} s)",

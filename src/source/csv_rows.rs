@@ -3,7 +3,9 @@
 //!
 //! Columns that start with `$` are the item's identity; every other column is a property:
 //! through the mapping when one is given (its `Source`s name columns, `$FILENAME` is the file's
-//! short name), else copied as a string property under its header name.
+//! short name), else copied as a string property under its header name. One mapping serves the
+//! twin files and the relationship files of a load, so a relationship CSV uses only the rules
+//! whose `Source` is one of its columns.
 //!
 //! - Twins: `$dtId` (required), `$model` (optional; else the configured `model`; with neither,
 //!   a mapping patches an existing twin).
@@ -76,7 +78,15 @@ impl Source for CsvSource {
                 missing.join(", ")
             ));
         }
-        let rows = Rows { file, short_name: self.short_name, headers, kind, options: self.options, crlf };
+        let mut options = self.options;
+        if kind == ItemKind::Relationship {
+            options.mapping = options.mapping.map(|m| {
+                let mut own = (*m).clone();
+                own.rules.retain(|r| headers.iter().any(|h| *h == r.source));
+                Arc::new(own)
+            });
+        }
+        let rows = Rows { file, short_name: self.short_name, headers, kind, options, crlf };
         Box::new(reader.into_records().map(move |record| rows.item(record)))
     }
 }

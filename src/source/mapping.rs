@@ -184,7 +184,7 @@ pub fn convert(cell: &Cell, to: TargetType) -> Result<Option<Value>, String> {
         Cell::Json(Value::String(s)) => s.as_str().into(),
         Cell::Json(v @ (Value::Bool(_) | Value::Number(_))) => v.to_string().into(),
         Cell::Json(v) if to == TargetType::String => return Ok(Some(Value::String(v.to_string()))),
-        Cell::Json(v) => return Err(format!("{} is not a {} value", short(&v.to_string()), to.name())),
+        Cell::Json(v) => return Err(format!("{} is not a valid {}", short(&v.to_string()), to.name())),
         Cell::Text(t) => t.clone(),
     };
     if to == TargetType::String {
@@ -194,7 +194,7 @@ pub fn convert(cell: &Cell, to: TargetType) -> Result<Option<Value>, String> {
     if t.is_empty() {
         return Ok(None);
     }
-    let bad = || format!("\"{}\" is not a {} value{}", short(t), to.name(), hint(to));
+    let bad = || format!("\"{}\" is not a valid {}{}", short(t), to.name(), hint(to));
     Ok(Some(match to {
         TargetType::String => unreachable!("handled above"),
         TargetType::Bool => match t.to_ascii_lowercase().as_str() {

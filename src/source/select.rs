@@ -54,7 +54,7 @@ impl Shard {
         (u64::from_le_bytes(first) % u64::from(count.max(1))) as u32
     }
 
-    fn owns_twin(&self, twin_id: &str) -> bool {
+    pub fn owns_twin(&self, twin_id: &str) -> bool {
         Shard::of_twin(twin_id, self.count) == self.index
     }
 }
