@@ -125,6 +125,8 @@ pub fn parse(bytes: &[u8], path: &str, folder: &Path) -> Result<ActivitySettings
                 Value::String(t) if !t.is_empty() => settings.token = Some(SecretToken::new(t)),
                 _ => return Err(bad(&name, "must be a string (send it as a SecureString)".into())),
             },
+            // ADF evaluates an unset optional parameter to "": the setting is not given.
+            _ if value.as_str() == Some("") => continue,
             _ => {
                 let key = camel_to_snake(&name);
                 if !CONFIG_KEYS.contains(&key.as_str()) {
@@ -384,8 +386,9 @@ mod tests {
 
     #[test]
     fn input_may_be_one_string() {
-        let s = parse_props(json!({"input": "/data/twins"})).unwrap();
+        let s = parse_props(json!({"input": "/data/twins", "archive": "", "model": ""})).unwrap();
         assert_eq!(s.inputs, vec!["/data/twins"]);
+        assert_eq!(s.config, json!({}), "an empty string (an unset ADF parameter) sets nothing");
     }
 
     #[test]
