@@ -42,9 +42,7 @@ fn prototype_models_and_twins(twins: &[&str]) -> String {
 }
 
 fn mock_with_token() -> MockHandle {
-    let mut config = MockConfig::default();
-    config.auth = AuthConfig::Token(TOKEN.into());
-    start(config).expect("mock starts")
+    start(MockConfig { auth: AuthConfig::Token(TOKEN.into()), ..MockConfig::default() }).expect("mock starts")
 }
 
 /// `twinload load <args>` with a clean environment (no TWINLOAD_* or AZ_BATCH_* from the outer

@@ -82,7 +82,7 @@ impl Source for CsvSource {
         if kind == ItemKind::Relationship {
             options.mapping = options.mapping.map(|m| {
                 let mut own = (*m).clone();
-                own.rules.retain(|r| headers.iter().any(|h| *h == r.source));
+                own.rules.retain(|r| headers.contains(&r.source));
                 Arc::new(own)
             });
         }
