@@ -21,6 +21,9 @@ use super::journal::Journal;
 use super::supervisor::Supervisor;
 use super::LoadError;
 
+/// The model id the connectivity probe asks for (DTMI syntax, so ADT answers 404, not 400).
+const CONNECTIVITY_PROBE_MODEL: &str = "dtmi:twinload:connectivityProbe;1";
+
 /// A plan ready to run.
 pub struct Prepared {
     pub scheduler: Scheduler,
@@ -85,6 +88,14 @@ async fn find_models(
     needed: Vec<String>,
 ) -> Result<HashSet<String>, LoadError> {
     if needed.is_empty() {
+        // Nothing to check, but a wrong endpoint or token should fail here, as a setup failure,
+        // not in the writes: one GET of a model id no instance holds (a 404 is the answer).
+        with_retries(config, || async {
+            limiter.acquire(LimitClass::Models).await;
+            client.model_exists(CONNECTIVITY_PROBE_MODEL).await
+        })
+        .await
+        .map_err(|e| LoadError::Setup(format!("cannot reach the instance: {e}")))?;
         return Ok(HashSet::new());
     }
     if needed.len() > config.model_check_max {
