@@ -121,11 +121,11 @@ impl Rows {
         let col = |name: &str| self.headers.iter().position(|h| h == name).and_then(|i| record.get(i));
         let raw = record.iter().collect::<Vec<_>>().join(",");
         let fail = |key: ItemKey, message: String| SourceError::new(origin.clone(), message, Some(&raw), Some(key));
-        let properties = |what: &str| -> Result<Vec<(String, Value)>, String> {
+        let properties = || -> Result<Vec<(String, Value)>, String> {
             match &self.options.mapping {
                 Some(mapping) => mapping
                     .apply(&self.short_name, |k| col(k).map(|v| Cell::Text(v.into())))
-                    .map_err(|why| format!("{what}: column {why} (mapping {})", mapping.name)),
+                    .map_err(|why| format!("column {why} (mapping {})", mapping.name)),
                 None => Ok(self
                     .headers
                     .iter()
@@ -150,8 +150,7 @@ impl Rows {
                         return Err(fail(key, format!("column {column} is empty; every relationship row needs it")));
                     }
                 }
-                let what = format!("relationship {source}/{id}");
-                let props = properties(&what).map_err(|m| fail(key.clone(), m))?;
+                let props = properties().map_err(|m| fail(key.clone(), m))?;
                 let mut body = Map::new();
                 body.insert("$targetId".into(), Value::String(target.clone()));
                 body.insert("$relationshipName".into(), Value::String(name.clone()));
@@ -176,9 +175,9 @@ impl Rows {
                 let model =
                     col(COL_MODEL).filter(|m| !m.is_empty()).map(str::to_string).or_else(|| self.options.model.clone());
                 let what = format!("twin {id}");
-                let ops = properties(&what).map_err(|m| fail(key.clone(), m))?;
+                let ops = properties().map_err(|m| fail(key.clone(), m))?;
                 let (body, patch) = match (&model, &self.options.mapping) {
-                    (Some(model), _) => (twin_body(model, &ops).map_err(|m| fail(key.clone(), format!("{what}: {m}")))?, false),
+                    (Some(model), _) => (twin_body(model, &ops).map_err(|m| fail(key.clone(), m))?, false),
                     (None, Some(_)) => (patch_body(&ops), true),
                     (None, None) => {
                         return Err(fail(

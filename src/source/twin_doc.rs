@@ -87,9 +87,9 @@ pub fn parse(origin: &Origin, short_name: &str, bytes: &[u8], options: &InputOpt
         (Some(mapping), model) => {
             let ops = mapping
                 .apply(short_name, |k| object.get(k).map(Cell::Json))
-                .map_err(|why| fail(&id, format!("twin {id}: {why} (mapping {})", mapping.name)))?;
+                .map_err(|why| fail(&id, format!("{why} (mapping {})", mapping.name)))?;
             match model {
-                Some(model) => (twin_body(model, &ops).map_err(|why| fail(&id, format!("twin {id}: {why}")))?, false),
+                Some(model) => (twin_body(model, &ops).map_err(|why| fail(&id, why))?, false),
                 None => (patch_body(&ops), true),
             }
         }
