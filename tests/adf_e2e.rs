@@ -396,3 +396,27 @@ fn a_one_twin_task_checks_its_model_with_one_get_and_lists_nothing() {
     assert_eq!(summary["requests_by_class"]["models"], 1, "{summary}");
     mock.stop();
 }
+
+#[test]
+fn outputs_json_stays_valid_and_small_with_many_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let wd = dir.path();
+    let mock = mock_with_token();
+    // 20,000 CSV rows that name no model: every one is dead-lettered before anything is sent.
+    let mut csv = String::from("$dtId,Name\n");
+    for i in 0..20_000 {
+        csv.push_str(&format!("t{i},n{i}\n"));
+    }
+    std::fs::write(wd.join("rows.csv"), csv).unwrap();
+    std::fs::write(wd.join("activity.json"), activity(json!({"endpoint": mock.url, "input": "rows.csv"}))).unwrap();
+    let wd_text = wd.display().to_string();
+    let out = twinload(wd, &[], &[("AZ_BATCH_TASK_WORKING_DIR", &wd_text), ("TWINLOAD_TOKEN", TOKEN)]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let bytes = std::fs::read(wd.join("outputs.json")).unwrap();
+    assert!(bytes.len() <= 2_000_000, "{} bytes", bytes.len());
+    let outputs: Value = serde_json::from_slice(&bytes).expect("outputs.json is JSON");
+    assert_eq!(outputs["items"]["twins"]["dead_lettered"], 20_000);
+    assert_eq!(outputs["exit_code"], 3);
+    assert_eq!(dead_letters(&wd.join("twinload-dead-letters.ndjson")).len(), 20_000);
+    mock.stop();
+}
