@@ -25,8 +25,9 @@ const SNIFF_BYTES: u64 = 64 * 1024;
 
 /// Expands the given paths into a sorted list of files without repeats. A folder contributes
 /// every file under it whose extension names a known format, and every file without an extension
-/// (per-twin documents are named by their twin id; others, such as a README or a dot-file, are
-/// skipped); a named file or a glob match is taken whatever its extension.
+/// whose content is a known format (per-twin documents are named by their twin id); others, such
+/// as a README, a LICENSE or a dot-file, are skipped. A named file or a glob match is taken
+/// whatever its extension.
 pub fn expand(paths: &[String]) -> Result<Vec<PathBuf>, InputError> {
     let mut files = BTreeSet::new();
     for spec in paths {
@@ -70,8 +71,13 @@ fn walk_folder(folder: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), Input
             source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop")),
         })?;
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        let no_extension = entry.path().extension().is_none();
-        if entry.file_type().is_file() && !hidden && (no_extension || format_by_extension(entry.path()).is_some()) {
+        // A file without extension is taken when its content is one of ours (a per-twin
+        // document named by its twin id), so a LICENSE beside the data does not stop the load.
+        let known = match entry.path().extension() {
+            None => detect_format(entry.path()).is_ok(),
+            Some(_) => format_by_extension(entry.path()).is_some(),
+        };
+        if entry.file_type().is_file() && !hidden && known {
             files.insert(entry.into_path());
         }
     }
@@ -171,12 +177,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("b/deeper")).unwrap();
-        for f in ["b/deeper/z.ndjson", "a.json", "b/m.jsonl", "README.md"] {
+        for f in ["b/deeper/z.ndjson", "a.json", "b/m.jsonl", "README.md", "b/org1", ".hidden"] {
             std::fs::write(root.join(f), "{}").unwrap();
         }
+        std::fs::write(root.join("LICENSE"), "MIT License\n").unwrap();
         let got = expand(&[root.display().to_string()]).unwrap();
         let names: Vec<_> = got.iter().map(|p| p.strip_prefix(root).unwrap().display().to_string()).collect();
-        assert_eq!(names, vec!["a.json", "b/deeper/z.ndjson", "b/m.jsonl"]);
+        assert_eq!(names, vec!["a.json", "b/deeper/z.ndjson", "b/m.jsonl", "b/org1"]);
 
         let pattern = format!("{}/b/**/*.ndjson", root.display());
         let got = expand(&[pattern.clone(), pattern]).unwrap();
