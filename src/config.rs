@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::limits::Limits;
+use crate::source::select::{Phase, Selection, Shard};
 
 /// Writer actors, i.e. HTTP requests in flight at once. 500 writes/s at ~50 ms per request
 /// needs ~25; the rest is slack for slow responses.
@@ -66,6 +67,17 @@ pub const DEFAULT_MAX_SERVER_WAIT: Duration = Duration::from_secs(60);
 pub const DEFAULT_NO_PROGRESS_TIMEOUT: Duration = Duration::from_secs(900);
 /// Where the dead-letter NDJSON goes unless told.
 pub const DEFAULT_DEAD_LETTER_PATH: &str = "twinload-dead-letters.ndjson";
+/// How long a relationship whose source or target twin is neither in this task's input nor yet
+/// in ADT waits for it (another shard or an earlier phase may be writing it), before it is
+/// dead-lettered. Tasks of one ForEach start within seconds of each other; two minutes covers a
+/// slow start without holding a task long.
+pub const DEFAULT_TWIN_WAIT: Duration = Duration::from_secs(120);
+/// How often those missing twins are looked for again while waiting.
+pub const DEFAULT_TWIN_WAIT_POLL: Duration = Duration::from_secs(2);
+/// When the input needs at most this many models it does not hold, each is checked with
+/// `GET /models/{id}` instead of listing every model of the instance (a one-file task must not
+/// pay for the instance's size).
+pub const DEFAULT_MODEL_CHECK_MAX: usize = 50;
 
 /// A bearer token. Never printed: `Debug` and `Display` show `<redacted>`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -215,6 +227,22 @@ pub struct LoadConfig {
     pub summary_path: Option<PathBuf>,
     pub dead_letter_path: PathBuf,
     pub chaos: Chaos,
+    /// The reference prototype's mapping file for per-twin documents and CSV rows.
+    pub mapping: Option<PathBuf>,
+    /// The model of twins whose input names none (with a mapping: build full twins, not patches).
+    pub model: Option<String>,
+    /// This task's share of the input (`--shard`, `--phase`).
+    pub selection: Selection,
+    /// See [`DEFAULT_TWIN_WAIT`].
+    pub twin_wait: Duration,
+    /// See [`DEFAULT_MODEL_CHECK_MAX`].
+    pub model_check_max: usize,
+    /// Where the archive of loaded inputs goes (a Blob container URL or prefix).
+    pub archive: Option<String>,
+    /// The client id of the user-assigned managed identity to authenticate with.
+    pub identity_client_id: Option<String>,
+    /// ADF's `outputs.json` (the summary trimmed under 2 MB); set inside a Batch task.
+    pub outputs_path: Option<PathBuf>,
 }
 
 impl LoadConfig {
@@ -237,6 +265,14 @@ impl LoadConfig {
             summary_path: None,
             dead_letter_path: PathBuf::from(DEFAULT_DEAD_LETTER_PATH),
             chaos: Chaos::default(),
+            mapping: None,
+            model: None,
+            selection: Selection::default(),
+            twin_wait: DEFAULT_TWIN_WAIT,
+            model_check_max: DEFAULT_MODEL_CHECK_MAX,
+            archive: None,
+            identity_client_id: None,
+            outputs_path: None,
         }
     }
 
@@ -356,6 +392,14 @@ pub struct FileConfig {
     pub output: OutputFile,
     #[serde(default)]
     pub chaos: ChaosFile,
+    pub mapping: Option<PathBuf>,
+    pub model: Option<String>,
+    pub shard: Option<String>,
+    pub phase: Option<Phase>,
+    pub twin_wait_s: Option<f64>,
+    pub model_check_max: Option<usize>,
+    pub archive: Option<String>,
+    pub identity_client_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -404,6 +448,22 @@ impl FileConfig {
 
     pub fn parse(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_string(), message: e.to_string() })
+    }
+
+    /// The file as a JSON object (empty without a file), so another layer (ADF's activity.json)
+    /// can be merged over it key by key before it is read as a [`FileConfig`].
+    pub fn load_value(path: Option<&Path>) -> Result<serde_json::Value, ConfigError> {
+        let Some(path) = path else { return Ok(serde_json::Value::Object(Default::default())) };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        let value: toml::Value =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string() })?;
+        serde_json::to_value(value).map_err(|e| ConfigError::Parse { path: shown, message: e.to_string() })
+    }
+
+    /// Reads a merged JSON object (see [`FileConfig::load_value`]); `what` names it in errors.
+    pub fn from_value(value: serde_json::Value, what: &str) -> Result<FileConfig, ConfigError> {
+        serde_json::from_value(value).map_err(|e| ConfigError::Parse { path: what.to_string(), message: e.to_string() })
     }
 }
 
@@ -471,6 +531,30 @@ pub struct ConfigArgs {
     /// Write dead letters (NDJSON) here. Default twinload-dead-letters.ndjson.
     #[arg(long, env = "TWINLOAD_DEAD_LETTER")]
     pub dead_letter: Option<PathBuf>,
+    /// The reference prototype's mapping file: turns per-twin documents and CSV rows into twin
+    /// properties (a JSON Patch of existing twins, or full twins with --model).
+    #[arg(long, env = "TWINLOAD_MAPPING")]
+    pub mapping: Option<PathBuf>,
+    /// Model (DTMI) of twins whose input names none.
+    #[arg(long, env = "TWINLOAD_MODEL")]
+    pub model: Option<String>,
+    /// Take a stable share of the input by twin id: i/n, 0-based (relationships go with their
+    /// source twin; models go to every shard).
+    #[arg(long, env = "TWINLOAD_SHARD")]
+    pub shard: Option<Shard>,
+    /// Write only models, twins or relationships (successive ForEach loops), or all (default).
+    #[arg(long, env = "TWINLOAD_PHASE", value_enum)]
+    pub phase: Option<Phase>,
+    /// Seconds a relationship waits for a twin another task writes before it is dead-lettered.
+    /// Default 120.
+    #[arg(long, env = "TWINLOAD_TWIN_WAIT_S")]
+    pub twin_wait_s: Option<f64>,
+    /// Blob container URL or prefix that loaded input blobs are moved to.
+    #[arg(long, env = "TWINLOAD_ARCHIVE")]
+    pub archive: Option<String>,
+    /// Client id of the user-assigned managed identity to use.
+    #[arg(long, env = "TWINLOAD_IDENTITY_CLIENT_ID")]
+    pub identity_client_id: Option<String>,
 }
 
 fn seconds(key: &str, value: f64) -> Result<Duration, ConfigError> {
@@ -492,6 +576,18 @@ impl ConfigArgs {
             None => FileConfig::default(),
         };
         self.resolve_with(file)
+    }
+
+    /// [`ConfigArgs::resolve`] with `over` (a snake_case JSON object, e.g. from ADF's
+    /// activity.json) merged over the file: flags > environment > `over` > file > defaults.
+    pub fn resolve_over(&self, over: serde_json::Value, what: &str) -> Result<LoadConfig, ConfigError> {
+        let mut merged = FileConfig::load_value(self.config.as_deref())?;
+        merge_json(&mut merged, over);
+        let shown = match &self.config {
+            Some(path) => format!("{} with {what}", path.display()),
+            None => what.to_string(),
+        };
+        self.resolve_with(FileConfig::from_value(merged, &shown)?)
     }
 
     /// [`ConfigArgs::resolve`] with the file already read.
@@ -559,8 +655,42 @@ impl ConfigArgs {
         }
         config.chaos.writer_crash_every = file.chaos.writer_crash_every;
         config.chaos.writer_panic_every = file.chaos.writer_panic_every;
+
+        config.mapping = self.mapping.clone().or(file.mapping);
+        config.model = self.model.clone().or(file.model);
+        let shard = match (&self.shard, &file.shard) {
+            (Some(s), _) => Some(*s),
+            (None, Some(text)) => {
+                Some(text.parse::<Shard>().map_err(|message| ConfigError::Invalid { key: "shard".into(), message })?)
+            }
+            (None, None) => None,
+        };
+        config.selection = Selection { shard, phase: self.phase.or(file.phase).unwrap_or_default() };
+        if let Some(t) = opt_seconds("twin_wait_s", self.twin_wait_s.or(file.twin_wait_s))? {
+            config.twin_wait = t;
+        }
+        config.model_check_max = file.model_check_max.unwrap_or(DEFAULT_MODEL_CHECK_MAX);
+        config.archive = self.archive.clone().or(file.archive);
+        config.identity_client_id = self.identity_client_id.clone().or(file.identity_client_id);
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// Merges `over` into `base`: objects key by key (recursively), anything else replaced.
+pub fn merge_json(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge_json(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over,
     }
 }
 

@@ -240,6 +240,24 @@ impl AdtClient {
         self.put(&paths::twin(id), body, Sent { create_only, relationship: false }).await
     }
 
+    /// `PATCH /digitaltwins/{id}` with a JSON Patch (`application/json-patch+json`). A missing
+    /// twin (404 `DigitalTwinNotFound`) is rejected with what to do about it.
+    pub async fn patch_twin(&self, id: &str, patch: &RawValue) -> Reply {
+        let req = self
+            .request(Method::PATCH, self.url(&paths::twin(id)))
+            .header(CONTENT_TYPE, "application/json-patch+json")
+            .body(patch.get().to_string());
+        let mut reply = self.send(LimitClass::Patch, req, Sent::default()).await;
+        if reply.status == Some(404) && reply.code.as_deref() == Some(crate::adt::codes::DIGITAL_TWIN_NOT_FOUND) {
+            reply.outcome = Outcome::Rejected {
+                message: format!(
+                    "twin {id} does not exist; create it first or give a `model` so the mapping builds full twins"
+                ),
+            };
+        }
+        reply
+    }
+
     /// `PUT /digitaltwins/{source}/relationships/{id}`; `create_only` adds `If-None-Match: *`.
     pub async fn put_relationship(&self, source: &str, id: &str, body: &RawValue, create_only: bool) -> Reply {
         self.put(&paths::relationship(source, id), body, Sent { create_only, relationship: true }).await
@@ -276,6 +294,16 @@ impl AdtClient {
             url: url.to_string(),
             detail: format!("more than {MAX_LIST_PAGES} pages of models"),
         })
+    }
+
+    /// Whether `GET /models/{id}` finds the model (404 → false): checking the few models a small
+    /// task needs costs what it needs, not what the instance holds.
+    pub async fn model_exists(&self, id: &str) -> Result<bool, ClientError> {
+        match self.get_ok(LimitClass::Models, self.url(&paths::model(id))).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Status(e)) if e.status == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether `GET /digitaltwins/{id}` finds the twin (404 → false).

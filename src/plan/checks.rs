@@ -53,7 +53,8 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
         }
         Item::Twin(t) => {
             let twin = plan.arena.twin(&t.id);
-            let model = plan.arena.model(&t.model);
+            // A patch leaves the twin's model as it is: it depends on no model.
+            let model = (!t.patch).then(|| plan.arena.model(&t.model));
             let id = plan.arena.push(Record::Twin { id: twin, model }, &origin);
             bad_id("twin", "$dtId", &t.id)
                 .or_else(|| match plan.arena.twin_item_of(twin) {
@@ -64,6 +65,9 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
                     }
                 })
                 .or_else(|| {
+                    if t.patch {
+                        return None;
+                    }
                     validate_dtmi(&t.model, 3)
                         .err()
                         .map(|e| (codes::BAD_DTMI, format!("twin {}: its $metadata.$model {e}", t.id)))

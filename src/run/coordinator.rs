@@ -116,10 +116,12 @@ struct Task {
 }
 
 impl Task {
-    fn class(&self) -> LimitClass {
+    /// The limit class its request is metered in (a twin from a mapping is a PATCH).
+    fn class(&self, scheduler: &Scheduler) -> LimitClass {
         match self.work {
             TaskWork::Models(_) => LimitClass::Models,
-            _ => LimitClass::CreateDelete,
+            TaskWork::Twin(id) if matches!(scheduler.item(id), Item::Twin(t) if t.patch) => LimitClass::Patch,
+            TaskWork::Twin(_) | TaskWork::Relationship(_) => LimitClass::CreateDelete,
         }
     }
 }
@@ -324,6 +326,9 @@ impl Coordinator {
                     .collect::<Result<_, _>>()?,
             ),
             TaskWork::Twin(id) => match self.scheduler.item(*id) {
+                Item::Twin(t) if t.patch => {
+                    Request::TwinPatch { item: *id, twin_id: t.id.clone(), body: t.body.clone() }
+                }
                 Item::Twin(t) => Request::Twin { item: *id, twin_id: t.id.clone(), body: t.body.clone() },
                 _ => return Err(wrong(*id, "twin")),
             },
@@ -404,9 +409,9 @@ impl Coordinator {
         match &reply.outcome {
             Outcome::Throttled { retry_after } => {
                 task.throttles += 1;
-                self.limiter.on_throttle(task.class());
+                self.limiter.on_throttle(task.class(&self.scheduler));
                 if let Some(asked) = retry_after {
-                    self.limiter.pause(task.class(), self.supervisor.server_wait(*asked));
+                    self.limiter.pause(task.class(&self.scheduler), self.supervisor.server_wait(*asked));
                 }
             }
             Outcome::Transient { .. } => {
@@ -435,7 +440,7 @@ impl Coordinator {
             Attempt { failures: task.failures, throttles: task.throttles, first_not_visible: task.first_not_visible };
         let decision = self.supervisor.decide(attempt, reply, Instant::now());
         if let (Decision::Retry { after, .. }, Outcome::Throttled { .. }) = (&decision, &reply.outcome) {
-            self.limiter.held_back(task.class(), *after);
+            self.limiter.held_back(task.class(&self.scheduler), *after);
         }
         decision
     }

@@ -61,6 +61,13 @@ pub enum Request {
         twin_id: String,
         body: Box<RawValue>,
     },
+    /// `PATCH /digitaltwins/{id}` with a JSON Patch (a mapping without a model, as the
+    /// reference prototype writes): the twin must exist.
+    TwinPatch {
+        item: ItemId,
+        twin_id: String,
+        body: Box<RawValue>,
+    },
     Relationship {
         item: ItemId,
         source: String,
@@ -75,6 +82,7 @@ impl Request {
         match self {
             Request::Models(_) => LimitClass::Models,
             Request::Twin { .. } | Request::Relationship { .. } => LimitClass::CreateDelete,
+            Request::TwinPatch { .. } => LimitClass::Patch,
         }
     }
 }
@@ -203,6 +211,13 @@ async fn perform(env: &WriterEnv, request: Request, requests: &mut u32) -> Repor
             env.limiter.acquire(LimitClass::CreateDelete).await;
             *requests += 1;
             let reply = env.client.put_twin(&twin_id, &body, create_only).await;
+            chaos_after_send(env);
+            Report::Single(reply)
+        }
+        Request::TwinPatch { twin_id, body, .. } => {
+            env.limiter.acquire(LimitClass::Patch).await;
+            *requests += 1;
+            let reply = env.client.patch_twin(&twin_id, &body).await;
             chaos_after_send(env);
             Report::Single(reply)
         }

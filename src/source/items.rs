@@ -217,7 +217,7 @@ pub(crate) fn twin_from(object: &RawObject, line: &str, origin: &Origin) -> Resu
     };
     // `line` parsed as `object`, so it is valid JSON; re-writing the entries is the fallback.
     let body = serde_json::from_str::<Box<RawValue>>(line).unwrap_or_else(|_| object.to_body(&[]));
-    Ok(TwinItem { id: id.into_owned(), model, body, origin: origin.clone() })
+    Ok(TwinItem { id: id.into_owned(), model, body, origin: origin.clone(), patch: false })
 }
 
 /// The keys of an Import-Jobs relationship line that are not part of the PUT body.
