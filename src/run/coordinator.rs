@@ -536,9 +536,7 @@ impl Coordinator {
         tracing::warn!("{reason}: no new work is handed out; {} requests in flight finish", self.in_flight.len());
         let text = format!("not sent: {reason}. Load it again");
         self.stopping = Some(reason);
-        for rejected in self.scheduler.drain_unattempted(&text) {
-            self.write_dead_letter(rejected.into());
-        }
+        self.drain_unattempted(&text);
         let waiting: Vec<(SpawnHandle, Task)> = self.retry_waiting.drain().map(|(_, v)| v).collect();
         let mut ready: Vec<Task> = self.retry_ready.drain(..).collect();
         ready.extend(self.budget_waiting.drain(..));
@@ -572,6 +570,20 @@ impl Coordinator {
         self.check_finished(ctx);
     }
 
+    /// Journals every item never handed out as not attempted, streaming them.
+    fn drain_unattempted(&mut self, reason: &str) {
+        let Self { scheduler, journal, journal_error, .. } = self;
+        scheduler.drain_unattempted_into(reason, |rejected| {
+            let Some(journal) = journal.as_mut() else { return };
+            if let Err(e) = journal.dead_letter(&rejected.into()) {
+                if journal_error.is_none() {
+                    tracing::error!("{e}");
+                    *journal_error = Some(e.to_string());
+                }
+            }
+        });
+    }
+
     fn check_finished(&mut self, ctx: &mut Context<Self>) {
         let nothing_moving = self.in_flight.is_empty()
             && self.retry_ready.is_empty()
@@ -590,9 +602,7 @@ impl Coordinator {
             tracing::error!("{pending} items are pending but none is ready and nothing is in flight; ending the run");
             let reason =
                 "internal: the scheduler never released this item (its dependencies never settled). Please report this";
-            for rejected in self.scheduler.drain_unattempted(reason) {
-                self.write_dead_letter(rejected.into());
-            }
+            self.drain_unattempted(reason);
         }
         self.finish(ctx);
     }
