@@ -202,8 +202,12 @@ fn a_412_counts_as_landed_only_when_an_earlier_attempt_of_ours_may_have_written(
 
     // Throttled first attempts wrote nothing: on a re-run, a 412 after them means the item
     // was there before the run.
-    let throttles =
-        FaultConfig { seed: 4, rate_429: 0.3, injected_retry_after: Duration::from_millis(20), ..FaultConfig::default() };
+    let throttles = FaultConfig {
+        seed: 4,
+        rate_429: 0.3,
+        injected_retry_after: Duration::from_millis(20),
+        ..FaultConfig::default()
+    };
     let mock = start(MockConfig::default().without_auth().with_faults(throttles)).expect("mock starts");
     let first = load(create_only(&mock), inputs.clone()).expect("load runs");
     assert_eq!(first.exit_code, exit::OK, "{}", first.human());

@@ -111,6 +111,8 @@ struct Task {
     /// died mid-request, the server erred): a 412/409 now means our own write landed.
     may_have_written: bool,
     first_not_visible: Option<Instant>,
+    /// When its latest request went out.
+    sent_at: Option<Instant>,
     /// In-flight room reserved on the twins this write touches; released when dropped.
     in_flight: Option<InFlight>,
 }
@@ -220,6 +222,7 @@ impl Coordinator {
             throttles: 0,
             may_have_written: false,
             first_not_visible: None,
+            sent_at: None,
             in_flight: None,
         }
     }
@@ -404,7 +407,7 @@ impl Coordinator {
         match &reply.outcome {
             Outcome::Throttled { retry_after } => {
                 task.throttles += 1;
-                self.limiter.on_throttle(task.class());
+                self.limiter.on_throttle(task.class(), task.sent_at);
                 if let Some(asked) = retry_after {
                     self.limiter.pause(task.class(), self.supervisor.server_wait(*asked));
                 }
@@ -677,13 +680,14 @@ impl Handler<Finished> for Coordinator {
     fn handle(&mut self, msg: Finished, ctx: &mut Context<Self>) {
         self.last_report = Instant::now();
         self.supervisor.on_requests(u64::from(msg.requests));
-        let Some(task) = self.in_flight.remove(&msg.writer) else { return };
+        let Some(mut task) = self.in_flight.remove(&msg.writer) else { return };
         if task.id != msg.task {
             // A report for a task already re-sent after a restart: the newer one counts.
             self.in_flight.insert(msg.writer, task);
             return;
         }
         self.idle.push(msg.writer);
+        task.sent_at = msg.sent_at;
         match (msg.report, &task.work) {
             (Report::Single(reply), TaskWork::Twin(id) | TaskWork::Relationship(id)) => {
                 let id = *id;
