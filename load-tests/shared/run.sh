@@ -5,7 +5,7 @@
 #
 #   load-tests/shared/run.sh [loaders] [twins] [seed]      # defaults: 4 loaders, 2,000 twins each, seed 1
 #
-# Knobs (environment): MOCK_FLAGS (default: ADT's default limits, e.g. "--limits adt-2021" or
+# Knobs (environment): GEN_FLAGS (e.g. "--hubs 10 --hub-degree 500"), MOCK_FLAGS (default: ADT's default limits, e.g. "--limits adt-2021" or
 # "--fault-429-rate 0.15"), LOAD_FLAGS (extra flags for every loader), OUT (default
 # /tmp/twinload-shared-<loaders>). Prints per loader and aggregate figures: dead letters, the
 # aggregate create/delete rate (sum of the loaders' T* × configured rate ÷ wall time from the
@@ -24,7 +24,8 @@ bin="$target_dir/release/twinload"
 
 cargo build --release --quiet
 base="$out/fleet.ndjson"
-"$bin" gen --twins "$twins" --seed "$seed" --out "$base" >/dev/null
+# shellcheck disable=SC2086
+"$bin" gen --twins "$twins" --seed "$seed" ${GEN_FLAGS:-} --out "$base" >/dev/null
 for i in $(seq 1 "$loaders"); do
     sed -e "s/\"\\\$dtId\":\"/\"\$dtId\":\"l$i-/" -e "s/\"\\\$targetId\":\"/\"\$targetId\":\"l$i-/" "$base" >"$out/fleet-$i.ndjson"
 done

@@ -1,10 +1,17 @@
 //! The adaptive rate of one limit class: multiplicative decrease on a throttle, CUBIC recovery
 //! back to the configured ceiling (AWS SDK adaptive mode, FIELD.md §3), never above it and
-//! never below a floor. Pure arithmetic on instants passed in, so it is tested without sleeping.
+//! never below a floor. It starts below the ceiling: at `initial_share` with a slow start
+//! (doubling every [`STARTUP_DOUBLING`] until the ceiling or the first throttle), or, told its
+//! share of the instance (`rate_share`), on CUBIC's plateau at that share. Pure arithmetic on
+//! instants passed in, so it is tested without sleeping.
 
 use std::time::{Duration, Instant};
 
 use crate::config::AdaptiveRate;
+
+/// The slow start doubles the rate this often: from half the ceiling it is there in a second,
+/// gradual for ADT (which may throttle while it scales) and cheap for a short load.
+pub const STARTUP_DOUBLING: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct AdaptiveState {
@@ -19,6 +26,9 @@ pub struct AdaptiveState {
     /// When the rate was last cut: a throttle of a request sent before then is an echo of the
     /// same congestion (the cut had not reached it), not news.
     last_cut: Option<Instant>,
+    /// The slow start's rate and first instant (set at the first look at the rate).
+    start_rate: f64,
+    started: Option<Instant>,
     decreases: u64,
 }
 
@@ -37,6 +47,8 @@ impl AdaptiveState {
             // Starting below the ceiling is a recovery from a virtual throttle at start.
             last_throttle: None,
             last_cut: None,
+            start_rate: start,
+            started: None,
             decreases: 0,
         }
     }
@@ -70,27 +82,12 @@ impl AdaptiveState {
             self.last_throttle = Some(now.checked_sub(Duration::from_secs_f64(k)).unwrap_or(now));
             return self.rate_at(now);
         } else if self.rate < self.ceiling && self.settings.enabled {
-            // Started below the ceiling (initial_share < 1): recover as after a throttle.
-            self.last_max = self.ceiling;
-            let offset = self.recovery_offset_for(self.rate);
-            // A start below β·ceiling sits left of the curve's origin: the origin is ahead.
-            self.last_throttle = Some(if offset >= 0.0 {
-                now - Duration::from_secs_f64(offset)
-            } else {
-                now + Duration::from_secs_f64(-offset)
-            });
-            return self.rate_at(now);
+            // Slow start (initial_share < 1), until the ceiling or the first throttle.
+            let started = *self.started.get_or_insert(now);
+            let doublings = now.saturating_duration_since(started).as_secs_f64() / STARTUP_DOUBLING.as_secs_f64();
+            self.rate = (self.start_rate * doublings.exp2()).clamp(self.floor, self.ceiling);
         }
         self.rate
-    }
-
-    /// The CUBIC time offset at which the curve passes through `rate` on its way to last_max.
-    /// In seconds; negative when `rate` is below the curve's value at its origin.
-    fn recovery_offset_for(&self, rate: f64) -> f64 {
-        let c = self.settings.cubic_c;
-        let k = (self.last_max * (1.0 - self.settings.decrease_factor) / c).cbrt();
-        let below = ((self.last_max - rate).max(0.0) / c).cbrt();
-        k - below
     }
 
     /// A throttle came back at `now`. Returns true if it cut the rate. One cut per congestion
@@ -241,6 +238,20 @@ mod tests {
         let later = s.rate_at(t + Duration::from_secs(15));
         assert!(later > 140.0 && later <= 500.0, "{later}");
         assert_eq!(s.rate_at(t + Duration::from_secs(120)), 500.0);
+    }
+
+    #[test]
+    fn the_slow_start_doubles_each_second_up_to_the_ceiling_and_a_throttle_ends_it() {
+        let mut s = AdaptiveState::new(&AdaptiveRate { initial_share: 0.25, ..settings() }, 400.0);
+        let t = Instant::now();
+        assert!((s.rate_at(t) - 100.0).abs() < 1e-6);
+        assert!((s.rate_at(t + Duration::from_secs(1)) - 200.0).abs() < 1e-6);
+        assert!((s.rate_at(t + Duration::from_millis(1500)) - 200.0 * 2f64.sqrt()).abs() < 1e-6);
+        assert!(s.on_throttle(t + Duration::from_millis(1500), None));
+        let cut = s.rate_at(t + Duration::from_millis(1500));
+        assert!((cut - 200.0 * 2f64.sqrt() * 0.7).abs() < 1e-6, "{cut}");
+        // From there it recovers along CUBIC, not by doubling.
+        assert!(s.rate_at(t + Duration::from_millis(2500)) < 2.0 * cut);
     }
 
     #[test]
