@@ -43,15 +43,16 @@ pub const DEFAULT_RETRY_BUDGET_MIN: u64 = 50;
 pub const DEFAULT_TARGET_GRACE: Duration = Duration::from_secs(30);
 /// Multiplicative decrease of a class's rate on a throttle (AWS adaptive: β = 0.7).
 pub const DEFAULT_ADAPTIVE_DECREASE: f64 = 0.7;
-/// The adaptive rate never goes below this share of the configured rate.
-pub const DEFAULT_ADAPTIVE_FLOOR_SHARE: f64 = 0.1;
+/// The adaptive rate never goes below this share of the configured rate. Low, so that many
+/// loaders sharing one instance (each at 1/N of it) can all get below their share.
+pub const DEFAULT_ADAPTIVE_FLOOR_SHARE: f64 = 0.02;
 /// CUBIC's C (AWS adaptive: 0.4), in requests/s per s³: how fast the rate grows back.
 pub const DEFAULT_ADAPTIVE_CUBIC_C: f64 = 0.4;
-/// Throttles closer together than this count as one congestion event (the responses of
-/// requests already in flight when the first 429 came should not cut the rate again). A few
-/// round trips of ADT (tens of ms each): long enough to skip the in-flight echoes, short
-/// enough that several loaders that overshoot together back off within a second.
-pub const DEFAULT_ADAPTIVE_COOLDOWN: Duration = Duration::from_millis(300);
+/// Throttles closer together than this count as one congestion event. The 429s of requests
+/// sent before the last cut never cut again (they are its echoes); this is the shortest spacing
+/// of cuts on top of that, about two of ADT's round trips, so several loaders that overshoot
+/// together back off within a fraction of a second.
+pub const DEFAULT_ADAPTIVE_COOLDOWN: Duration = Duration::from_millis(100);
 /// Share of the configured rate to start at, ramping up from there: ADT advises against starting
 /// at the ceiling (it may throttle below its limits while it scales, ADT-REFERENCE.md §2), and
 /// several loaders that all start at the ceiling would flood a shared instance with 429s.

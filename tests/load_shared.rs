@@ -177,3 +177,45 @@ fn the_no_progress_watchdog_stops_a_run_that_lands_nothing_and_accounts_for_ever
     assert_eq!(letters.len() as u64, r.not_attempted + r.dead_lettered);
     mock.stop();
 }
+
+#[test]
+fn a_412_counts_as_landed_only_when_an_earlier_attempt_of_ours_may_have_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 30, 10);
+    let (_, twins, rels) = graph_of(&input).counts();
+    let inputs = vec![input.display().to_string()];
+    let create_only = |mock: &twinload::mock::server::MockHandle| {
+        let mut config = config_for(mock, dir.path());
+        config.mode = twinload::config::WriteMode::CreateOnly;
+        config
+    };
+
+    // Dropped connections (some after the mock wrote): the retry's 412 is our own write.
+    let drops = FaultConfig { seed: 3, drop_rate: 0.15, ..FaultConfig::default() };
+    let mock = start(MockConfig::default().without_auth().with_faults(drops)).expect("mock starts");
+    let first = load(create_only(&mock), inputs.clone()).expect("load runs");
+    assert_eq!(first.exit_code, exit::OK, "{}", first.human());
+    assert!(first.requests_by_status.contains_key("connection"), "{}", first.human());
+    assert_eq!(first.items["twins"].landed, twins as u64, "{}", first.human());
+    assert_eq!(first.items["relationships"].landed, rels as u64, "{}", first.human());
+    mock.stop();
+
+    // Throttled first attempts wrote nothing: on a re-run, a 412 after them means the item
+    // was there before the run.
+    let throttles = FaultConfig {
+        seed: 4,
+        rate_429: 0.3,
+        injected_retry_after: Duration::from_millis(20),
+        ..FaultConfig::default()
+    };
+    let mock = start(MockConfig::default().without_auth().with_faults(throttles)).expect("mock starts");
+    let first = load(create_only(&mock), inputs.clone()).expect("load runs");
+    assert_eq!(first.exit_code, exit::OK, "{}", first.human());
+    let again = load(create_only(&mock), inputs).expect("re-run runs");
+    assert_eq!(again.exit_code, exit::OK, "{}", again.human());
+    assert!(again.throttled_total > 0, "{}", again.human());
+    assert_eq!(again.items["twins"].already_existed, twins as u64, "{}", again.human());
+    assert_eq!(again.items["relationships"].already_existed, rels as u64, "{}", again.human());
+    assert_eq!(again.items["twins"].landed + again.items["relationships"].landed, 0, "{}", again.human());
+    mock.stop();
+}

@@ -181,9 +181,9 @@ impl ClassBucket {
     }
 
     /// A request of this class came back throttled: cut the rate (once per cooldown).
-    pub fn on_throttle(&self) {
+    pub fn on_throttle(&self, sent_at: Option<Instant>) {
         self.throttles.fetch_add(1, Ordering::Relaxed);
-        let cut = self.adaptive.lock().on_throttle(Instant::now());
+        let cut = self.adaptive.lock().on_throttle(Instant::now(), sent_at);
         if cut {
             self.refresh();
         }

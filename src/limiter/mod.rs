@@ -60,9 +60,10 @@ impl Limiter {
         &self.twins
     }
 
-    /// A request of this class was throttled: feed the adaptive rate.
-    pub fn on_throttle(&self, class: LimitClass) {
-        self.class(class).on_throttle()
+    /// A request of this class, sent at `sent_at` (when known), was throttled: feed the
+    /// adaptive rate.
+    pub fn on_throttle(&self, class: LimitClass, sent_at: Option<std::time::Instant>) {
+        self.class(class).on_throttle(sent_at)
     }
 
     /// The server asked (`Retry-After`) that this class wait `wait`: every writer of the class
@@ -102,7 +103,7 @@ mod tests {
 
     /// Starting at the configured rate (not ramping up), so rates are easy to check.
     fn at_ceiling() -> AdaptiveRate {
-        AdaptiveRate { initial_share: 1.0, ..AdaptiveRate::default() }
+        AdaptiveRate { initial_share: 1.0, cooldown: Duration::from_secs(1), ..AdaptiveRate::default() }
     }
 
     fn limits(create_per_s: u32, per_twin: u32, in_flight: u32) -> Limits {
@@ -146,8 +147,8 @@ mod tests {
     #[tokio::test]
     async fn a_throttle_slows_the_class_down() {
         let limiter = Limiter::new(&limits(400, 10, 500), &at_ceiling());
-        limiter.on_throttle(LimitClass::CreateDelete);
-        limiter.on_throttle(LimitClass::CreateDelete);
+        limiter.on_throttle(LimitClass::CreateDelete, None);
+        limiter.on_throttle(LimitClass::CreateDelete, None);
         let rate = limiter.current_rate(LimitClass::CreateDelete);
         assert!((rate - 280.0).abs() < 2.0, "one cut per cooldown: {rate}");
         assert!(limiter.current_rate(LimitClass::Read) > 999.0, "other classes untouched");

@@ -111,6 +111,8 @@ struct Task {
     /// died mid-request, the server erred): a 412/409 now means our own write landed.
     may_have_written: bool,
     first_not_visible: Option<Instant>,
+    /// When its latest request went out.
+    sent_at: Option<Instant>,
     /// In-flight room reserved on the twins this write touches; released when dropped.
     in_flight: Option<InFlight>,
 }
@@ -222,6 +224,7 @@ impl Coordinator {
             throttles: 0,
             may_have_written: false,
             first_not_visible: None,
+            sent_at: None,
             in_flight: None,
         }
     }
@@ -409,7 +412,7 @@ impl Coordinator {
         match &reply.outcome {
             Outcome::Throttled { retry_after } => {
                 task.throttles += 1;
-                self.limiter.on_throttle(task.class(&self.scheduler));
+                self.limiter.on_throttle(task.class(&self.scheduler), task.sent_at);
                 if let Some(asked) = retry_after {
                     self.limiter.pause(task.class(&self.scheduler), self.supervisor.server_wait(*asked));
                 }
@@ -541,9 +544,7 @@ impl Coordinator {
         tracing::warn!("{reason}: no new work is handed out; {} requests in flight finish", self.in_flight.len());
         let text = format!("not sent: {reason}. Load it again");
         self.stopping = Some(reason);
-        for rejected in self.scheduler.drain_unattempted(&text) {
-            self.write_dead_letter(rejected.into());
-        }
+        self.drain_unattempted(&text);
         let waiting: Vec<(SpawnHandle, Task)> = self.retry_waiting.drain().map(|(_, v)| v).collect();
         let mut ready: Vec<Task> = self.retry_ready.drain(..).collect();
         ready.extend(self.budget_waiting.drain(..));
@@ -577,6 +578,20 @@ impl Coordinator {
         self.check_finished(ctx);
     }
 
+    /// Journals every item never handed out as not attempted, streaming them.
+    fn drain_unattempted(&mut self, reason: &str) {
+        let Self { scheduler, journal, journal_error, .. } = self;
+        scheduler.drain_unattempted_into(reason, |rejected| {
+            let Some(journal) = journal.as_mut() else { return };
+            if let Err(e) = journal.dead_letter(&rejected.into()) {
+                if journal_error.is_none() {
+                    tracing::error!("{e}");
+                    *journal_error = Some(e.to_string());
+                }
+            }
+        });
+    }
+
     fn check_finished(&mut self, ctx: &mut Context<Self>) {
         let nothing_moving = self.in_flight.is_empty()
             && self.retry_ready.is_empty()
@@ -595,9 +610,7 @@ impl Coordinator {
             tracing::error!("{pending} items are pending but none is ready and nothing is in flight; ending the run");
             let reason =
                 "internal: the scheduler never released this item (its dependencies never settled). Please report this";
-            for rejected in self.scheduler.drain_unattempted(reason) {
-                self.write_dead_letter(rejected.into());
-            }
+            self.drain_unattempted(reason);
         }
         self.finish(ctx);
     }
@@ -672,13 +685,14 @@ impl Handler<Finished> for Coordinator {
     fn handle(&mut self, msg: Finished, ctx: &mut Context<Self>) {
         self.last_report = Instant::now();
         self.supervisor.on_requests(u64::from(msg.requests));
-        let Some(task) = self.in_flight.remove(&msg.writer) else { return };
+        let Some(mut task) = self.in_flight.remove(&msg.writer) else { return };
         if task.id != msg.task {
             // A report for a task already re-sent after a restart: the newer one counts.
             self.in_flight.insert(msg.writer, task);
             return;
         }
         self.idle.push(msg.writer);
+        task.sent_at = msg.sent_at;
         match (msg.report, &task.work) {
             (Report::Single(reply), TaskWork::Twin(id) | TaskWork::Relationship(id)) => {
                 let id = *id;

@@ -130,6 +130,8 @@ pub struct Finished {
     pub report: Report,
     /// HTTP requests this assignment sent.
     pub requests: u32,
+    /// When the last of them went out (so a throttle is matched with the rate in force then).
+    pub sent_at: Option<std::time::Instant>,
 }
 
 /// A writer died and was restarted; whatever it held is lost and must be re-sent.
@@ -170,7 +172,7 @@ impl Handler<Assign> for Writer {
         let env = self.env.clone();
         let task = msg.task;
         let work = async move {
-            let mut requests = 0u32;
+            let mut requests = Sends::default();
             let report = perform(&env, msg.request, &mut requests).await;
             (report, requests)
         };
@@ -191,7 +193,7 @@ impl Handler<Assign> for Writer {
                 }
             };
             let before = act.sent;
-            act.sent += u64::from(requests);
+            act.sent += u64::from(requests.count);
             let crash = act.env.crash_every.is_some_and(|n| before / n != act.sent / n);
             if crash {
                 // Test-only chaos: die with the outcome unreported (the request went out).
@@ -199,17 +201,38 @@ impl Handler<Assign> for Writer {
                 ctx.stop();
                 return;
             }
-            act.env.coordinator.do_send(Finished { writer: act.slot, task, report, requests });
+            act.env.coordinator.do_send(Finished {
+                writer: act.slot,
+                task,
+                report,
+                requests: requests.count,
+                sent_at: requests.last_at,
+            });
         }));
     }
 }
 
-async fn perform(env: &WriterEnv, request: Request, requests: &mut u32) -> Report {
+/// The requests an assignment sent: how many, and when the last went out.
+#[derive(Debug, Default)]
+struct Sends {
+    count: u32,
+    last_at: Option<std::time::Instant>,
+}
+
+impl Sends {
+    /// A request goes out now (called right before the client sends it).
+    fn record(&mut self) {
+        self.count += 1;
+        self.last_at = Some(std::time::Instant::now());
+    }
+}
+
+async fn perform(env: &WriterEnv, request: Request, requests: &mut Sends) -> Report {
     let create_only = env.mode == WriteMode::CreateOnly;
     match request {
         Request::Twin { twin_id, body, .. } => {
             env.limiter.acquire(LimitClass::CreateDelete).await;
-            *requests += 1;
+            requests.record();
             let reply = env.client.put_twin(&twin_id, &body, create_only).await;
             chaos_after_send(env);
             Report::Single(reply)
@@ -223,7 +246,7 @@ async fn perform(env: &WriterEnv, request: Request, requests: &mut u32) -> Repor
         }
         Request::Relationship { source, relationship_id, body, .. } => {
             env.limiter.acquire(LimitClass::CreateDelete).await;
-            *requests += 1;
+            requests.record();
             let reply = env.client.put_relationship(&source, &relationship_id, &body, create_only).await;
             chaos_after_send(env);
             Report::Single(reply)
@@ -240,16 +263,16 @@ fn chaos_after_send(env: &WriterEnv) {
     }
 }
 
-async fn post_models(env: &WriterEnv, models: &[ModelToSend], requests: &mut u32) -> Reply {
+async fn post_models(env: &WriterEnv, models: &[ModelToSend], requests: &mut Sends) -> Reply {
     env.limiter.acquire(LimitClass::Models).await;
-    *requests += 1;
+    requests.record();
     let bodies: Vec<&RawValue> = models.iter().map(|m| m.body.as_ref()).collect();
     env.client.add_models(&bodies).await
 }
 
 /// A batch: POST it whole; on 409 drop the listed ids and resend the rest; on 400 go one at a
 /// time.
-async fn upload_models(env: &WriterEnv, mut remaining: Vec<ModelToSend>, requests: &mut u32) -> ModelReport {
+async fn upload_models(env: &WriterEnv, mut remaining: Vec<ModelToSend>, requests: &mut Sends) -> ModelReport {
     let mut report = ModelReport::default();
     // Each round settles at least one model or ends, so this is bounded by the batch size.
     for _ in 0..=remaining.len() {
@@ -304,7 +327,7 @@ async fn upload_models(env: &WriterEnv, mut remaining: Vec<ModelToSend>, request
 
 /// Uploads models one by one in (dependency) order; a model whose dependency failed here is
 /// not sent but failed with that reason.
-async fn one_at_a_time(env: &WriterEnv, models: Vec<ModelToSend>, requests: &mut u32, report: &mut ModelReport) {
+async fn one_at_a_time(env: &WriterEnv, models: Vec<ModelToSend>, requests: &mut Sends, report: &mut ModelReport) {
     let mut failed_ids: HashSet<String> = HashSet::new();
     let mut queue = models.into_iter();
     while let Some(m) = queue.next() {
