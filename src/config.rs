@@ -192,6 +192,19 @@ pub struct LoadConfig {
     pub summary_path: Option<PathBuf>,
     pub dead_letter_path: PathBuf,
     pub chaos: Chaos,
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics of a run (`[metrics]`, `--metrics-*`, `--pushgateway`). Off unless a
+/// listen address or a Pushgateway is given.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` here during the run (port 0: any free port, printed on stderr).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Push the final snapshot to this Pushgateway (base URL).
+    pub pushgateway: Option<String>,
+    /// Keep the listener up this long after the run, so the last scrape lands. Default 0.
+    pub linger: Duration,
 }
 
 impl LoadConfig {
@@ -213,6 +226,7 @@ impl LoadConfig {
             summary_path: None,
             dead_letter_path: PathBuf::from(DEFAULT_DEAD_LETTER_PATH),
             chaos: Chaos::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 
@@ -299,6 +313,16 @@ pub struct FileConfig {
     pub output: OutputFile,
     #[serde(default)]
     pub chaos: ChaosFile,
+    #[serde(default)]
+    pub metrics: MetricsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    pub listen: Option<std::net::SocketAddr>,
+    pub pushgateway: Option<String>,
+    pub linger_s: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -403,6 +427,16 @@ pub struct ConfigArgs {
     /// Write dead letters (NDJSON) here. Default twinload-dead-letters.ndjson.
     #[arg(long, env = "TWINLOAD_DEAD_LETTER")]
     pub dead_letter: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://<addr>/metrics during the run, e.g. 127.0.0.1:9184
+    /// (port 0: any free port; the bound address is printed on stderr). Default: off.
+    #[arg(long, env = "TWINLOAD_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Push the final metrics to this Prometheus Pushgateway, e.g. http://pushgateway:9091.
+    #[arg(long, env = "TWINLOAD_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+    /// Keep the metrics listener up this many seconds after the run, for the last scrape. Default 0.
+    #[arg(long, env = "TWINLOAD_METRICS_LINGER_S")]
+    pub metrics_linger_s: Option<f64>,
 }
 
 fn seconds(key: &str, value: f64) -> Result<Duration, ConfigError> {
@@ -481,6 +515,12 @@ impl ConfigArgs {
             config.dead_letter_path = p;
         }
         config.chaos.writer_crash_every = file.chaos.writer_crash_every;
+        config.metrics = MetricsConfig {
+            listen: self.metrics_listen.or(file.metrics.listen),
+            pushgateway: self.pushgateway.clone().or(file.metrics.pushgateway),
+            linger: opt_seconds("metrics.linger_s", self.metrics_linger_s.or(file.metrics.linger_s))?
+                .unwrap_or_default(),
+        };
         config.validate()?;
         Ok(config)
     }

@@ -19,6 +19,7 @@
 //! - [`limiter`]: the token buckets every writer shares (per limit class, per twin), with the
 //!   adaptive rate that backs off when ADT throttles.
 //! - [`run`]: the actors of a load (coordinator, writers, supervisor, journal) and the summary.
+//! - [`observe`]: Prometheus metrics of a run (names, `/metrics` listener, Pushgateway push).
 //! - [`config`]: the loader's configuration: TOML file, `TWINLOAD_*` environment, flags.
 //! - [`gen`]: the synthetic fleet generator.
 //!
@@ -44,6 +45,7 @@ pub mod demo;
 pub mod gen;
 pub mod item;
 pub mod limiter;
+pub mod observe;
 #[cfg(feature = "mock")]
 pub use twinload_mock as mock;
 pub mod plan;

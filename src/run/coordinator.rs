@@ -217,6 +217,12 @@ impl Coordinator {
             }
         }
         self.retry_ready.extend(deferred_retries);
+        crate::observe::catalog::queue_depths(
+            self.scheduler.pending(),
+            self.in_flight.len(),
+            self.retry_ready.len(),
+            self.retry_waiting.len(),
+        );
         if let Some(wait) = earliest_wait {
             if !self.pump_scheduled {
                 self.pump_scheduled = true;
