@@ -19,6 +19,17 @@ if ! "$pyenv/bin/python" -c 'import azure.digitaltwins.core' >/dev/null 2>&1; th
 fi
 export TWINLOAD_PYTHON="$pyenv/bin/python"
 
+# A real Prometheus, Pushgateway and promtool (tests/observe_prometheus.rs), from Debian's
+# packages. The packages' own services may start or not: the test runs its own instances on
+# free loopback ports. No install, no pass: the test fails saying what is missing.
+if ! command -v prometheus >/dev/null || ! command -v prometheus-pushgateway >/dev/null || ! command -v promtool >/dev/null; then
+    echo "tests/run.sh: installing prometheus and prometheus-pushgateway (apt-get)" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        prometheus prometheus-pushgateway >/dev/null; }; then
+        echo "tests/run.sh: cannot install prometheus and prometheus-pushgateway; the metrics tests will fail" >&2
+    fi
+fi
+
 # Formatting is part of the suite (settings in .rustfmt.toml).
 cargo fmt --check
 
