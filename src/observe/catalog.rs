@@ -8,8 +8,11 @@
 //! the Batch pool/job/task ids (global labels, see [`super::labels`]): never a twin id, so the
 //! series count stays small whatever the load.
 //!
+//! Each call also feeds [`super::tally`], the in-process counters the progress bars and the
+//! run report's timeline read.
+//!
 //! Without an installed recorder (no `--metrics-listen`, no `--pushgateway`) every call is a
-//! no-op of a few nanoseconds.
+//! no-op of a few nanoseconds (the tally's atomic adds remain).
 
 use std::time::Duration;
 
@@ -18,6 +21,8 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use crate::item::ItemKind;
 use crate::limits::LimitClass;
 use crate::plan::PlanCounts;
+
+use super::tally;
 
 pub const ITEMS: &str = "twinload_items_total";
 pub const ITEMS_PLANNED: &str = "twinload_items_planned";
@@ -84,6 +89,7 @@ pub fn describe() {
 /// One answered (or failed) request, from the client's stats: `status` is the HTTP status or
 /// the transport failure kind ("timeout", "connection").
 pub fn request(class: LimitClass, status: &str, throttled: bool) {
+    tally::request(class, status, throttled);
     counter!(REQUESTS, "class" => class.as_str(), "status" => status.to_string()).increment(1);
     if throttled {
         counter!(THROTTLED, "class" => class.as_str()).increment(1);
@@ -99,6 +105,7 @@ pub struct RequestTimer {
 
 impl RequestTimer {
     pub fn start(class: LimitClass, operation: &'static str) -> RequestTimer {
+        tally::in_flight(1);
         gauge!(IN_FLIGHT, "class" => class.as_str()).increment(1.0);
         RequestTimer { class, operation, started: std::time::Instant::now() }
     }
@@ -106,15 +113,19 @@ impl RequestTimer {
 
 impl Drop for RequestTimer {
     fn drop(&mut self) {
+        let took = self.started.elapsed();
+        tally::in_flight(-1);
+        tally::duration(took);
         gauge!(IN_FLIGHT, "class" => self.class.as_str()).decrement(1.0);
         histogram!(REQUEST_DURATION, "operation" => self.operation, "class" => self.class.as_str())
-            .record(self.started.elapsed().as_secs_f64());
+            .record(took.as_secs_f64());
     }
 }
 
 /// An item ended (from the journal). `outcome`: landed, already_existed, dead_lettered,
 /// not_attempted.
 pub fn item(kind: ItemKind, outcome: &'static str) {
+    tally::item(kind, outcome);
     counter!(ITEMS, "kind" => kind.singular(), "outcome" => outcome).increment(1);
 }
 
@@ -137,6 +148,7 @@ pub fn operation(class: LimitClass, relationship: bool) -> &'static str {
 
 /// The supervisor decided to retry, after `wait`.
 pub fn retry(reason: &'static str, wait: Duration) {
+    tally::retry();
     counter!(RETRIES, "reason" => reason).increment(1);
     // A histogram rather than a counter of seconds: `metrics` counters are integers, and its
     // `_sum` is the float total a counter would have been.
@@ -146,6 +158,7 @@ pub fn retry(reason: &'static str, wait: Duration) {
 /// What the plan will write, per kind.
 pub fn planned(counts: &PlanCounts) {
     for kind in ItemKind::ALL {
+        tally::planned(kind, counts.of(kind).to_write);
         gauge!(ITEMS_PLANNED, "kind" => kind.singular()).set(counts.of(kind).to_write as f64);
     }
 }

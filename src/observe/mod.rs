@@ -6,21 +6,28 @@
 //! - [`listener`]: the `/metrics` HTTP listener (`--metrics-listen`).
 //! - [`push`]: the final push to a Pushgateway (`--pushgateway`).
 //! - [`sampler`]: once a second, the limiter's gauges and the exporter's upkeep.
+//! - [`tally`]: in-process counters fed by the same calls, for progress bars and the timeline.
+//! - [`progress`]: progress bars per kind when stderr is a terminal.
+//! - [`timeline`]: the per-second timeline next to the summary, for `twinload report`.
 //!
-//! [`RunObserver`] ties them to one run: started before the run prepares, finished after the
-//! summary is built (final sample, push, linger so the last scrape lands, listener down).
+//! [`RunObserver`] ties them to one run: started before the run prepares, told when writing
+//! starts, finished after the summary is built (final sample, push, linger so the last scrape
+//! lands, listener down).
 
 pub mod catalog;
 pub mod labels;
 pub mod listener;
+pub mod progress;
 pub mod push;
 pub mod sampler;
+pub mod tally;
+pub mod timeline;
 
 use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::config::MetricsConfig;
+use crate::config::LoadConfig;
 use crate::limiter::Limiter;
 use crate::limits::Limits;
 
@@ -68,13 +75,16 @@ pub struct RunObserver {
     sampler: Option<tokio::task::JoinHandle<()>>,
     limiter: Arc<Limiter>,
     limits: Limits,
+    timeline: Option<timeline::Timeline>,
+    bars: Option<progress::Bars>,
 }
 
 impl RunObserver {
     /// Starts the listener (printing the bound address on stderr) and the sampler, when
-    /// metrics are asked for; otherwise an observer that does nothing. Call inside the run's
-    /// actix System.
-    pub fn start(config: &MetricsConfig, limiter: &Arc<Limiter>, limits: &Limits) -> Result<RunObserver, ObserveError> {
+    /// metrics are asked for, and the timeline when there is a summary path. Call inside the
+    /// run's actix System.
+    pub fn start(load: &LoadConfig, limiter: &Arc<Limiter>) -> Result<RunObserver, ObserveError> {
+        let (config, limits) = (&load.metrics, &load.limits);
         let push_url = config.pushgateway.as_deref().map(|u| push::group_url(u, &labels::instance())).transpose()?;
         let wanted = config.listen.is_some() || push_url.is_some();
         let handle = if wanted { handle() } else { None };
@@ -93,6 +103,14 @@ impl RunObserver {
             catalog::run_started(now.as_secs_f64());
         }
         let sampler = handle.map(|h| sampler::spawn(h.clone(), Arc::clone(limiter), limits.clone()));
+        let timeline = load.summary_path.as_deref().and_then(|summary| {
+            let path = timeline::path_for(summary);
+            timeline::Timeline::start(&path, Arc::clone(limiter), limits.clone())
+                .map_err(|e| {
+                    tracing::warn!("cannot write the timeline {}: {e}; the report will lack it", path.display())
+                })
+                .ok()
+        });
         Ok(RunObserver {
             handle,
             listener,
@@ -101,7 +119,15 @@ impl RunObserver {
             sampler,
             limiter: Arc::clone(limiter),
             limits: limits.clone(),
+            timeline,
+            bars: None,
         })
+    }
+
+    /// Writing starts (the plan is known): the phase, and the progress bars on a terminal.
+    pub fn writing(&mut self) {
+        catalog::phase("write");
+        self.bars = progress::Bars::start_if_terminal();
     }
 
     /// The address the listener bound, if any.
@@ -112,6 +138,12 @@ impl RunObserver {
     /// Ends the run's metrics: the phase, a last sample, the push (a failure is logged, not
     /// fatal: the load itself is done), then the linger, then the listener stops.
     pub async fn finish(mut self) {
+        if let Some(bars) = self.bars.take() {
+            bars.finish();
+        }
+        if let Some(t) = self.timeline.take() {
+            t.finish();
+        }
         let Some(handle) = self.handle else { return };
         if let Some(s) = self.sampler.take() {
             s.abort();

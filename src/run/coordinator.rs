@@ -524,6 +524,9 @@ impl Coordinator {
 
     fn log_progress(&mut self) {
         self.limiter.twins().prune();
+        if crate::observe::progress::bars_shown() {
+            return;
+        }
         let Some(j) = self.journal.as_ref() else { return };
         let landed = j.landed_total();
         let failed = j.dead_letters_total();

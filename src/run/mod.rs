@@ -53,12 +53,12 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
     let signals = supervisor::StopSignals::install();
     let client = AdtClient::new(&config).map_err(|e| LoadError::Setup(e.to_string()))?;
     let limiter = Arc::new(Limiter::new(&config.limits, &config.adaptive));
-    let observer = crate::observe::RunObserver::start(&config.metrics, &limiter, &config.limits)
-        .map_err(|e| LoadError::Setup(e.to_string()))?;
+    let mut observer =
+        crate::observe::RunObserver::start(&config, &limiter).map_err(|e| LoadError::Setup(e.to_string()))?;
     let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
     let prepared = prepare::prepare(&config, &inputs, &client, &limiter, &mut journal).await?;
 
-    crate::observe::catalog::phase("write");
+    observer.writing();
     let (done, finished) = oneshot::channel();
     let coordinator = Coordinator::start(CoordinatorSetup {
         scheduler: prepared.scheduler,
