@@ -31,6 +31,7 @@
 //!
 //! Entry points
 //! - [`cli`]: the command line; `src/main.rs` only calls [`cli::main`].
+//! - [`report`]: `twinload report`: a run's summary and timeline as one HTML page with SVG charts.
 //! - [`demo`]: `twinload demo`: mock, generated fleet, full load, check, summary.
 
 // The ADT facts shared with the mock live in their own crate (crates/adt).
@@ -49,6 +50,7 @@ pub mod observe;
 #[cfg(feature = "mock")]
 pub use twinload_mock as mock;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod source;
 pub mod verify;
