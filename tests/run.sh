@@ -30,6 +30,15 @@ if ! command -v prometheus >/dev/null || ! command -v prometheus-pushgateway >/d
     fi
 fi
 
+# Headless Chromium opens the run report and takes its screenshot (tests/report_chromium.rs).
+if ! command -v chromium >/dev/null; then
+    echo "tests/run.sh: installing chromium (apt-get)" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        chromium >/dev/null; }; then
+        echo "tests/run.sh: cannot install chromium; the report test will fail" >&2
+    fi
+fi
+
 # Formatting is part of the suite (settings in .rustfmt.toml).
 cargo fmt --check
 
