@@ -17,6 +17,10 @@ if ! "$pyenv/bin/python" -c 'import azure.digitaltwins.core' >/dev/null 2>&1; th
     python3 -m venv "$pyenv"
     "$pyenv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
+# The load-test peers (load-tests/peers, run by tests/load_suite.rs) use the SDK's asyncio client.
+if ! "$pyenv/bin/python" -c 'import aiohttp' >/dev/null 2>&1; then
+    "$pyenv/bin/pip" install --quiet --disable-pip-version-check -r load-tests/peers/requirements.txt
+fi
 export TWINLOAD_PYTHON="$pyenv/bin/python"
 
 # A real Prometheus, Pushgateway and promtool (tests/observe_prometheus.rs), from Debian's
