@@ -8,8 +8,18 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 10] =
-    ["fleet-10k", "fleet-100k", "hubs", "loaders-1", "loaders-2", "loaders-4", "loaders-8", "faults", "capacity", "peers"];
+const SCENARIOS: [&str; 10] = [
+    "fleet-10k",
+    "fleet-100k",
+    "hubs",
+    "loaders-1",
+    "loaders-2",
+    "loaders-4",
+    "loaders-8",
+    "faults",
+    "capacity",
+    "peers",
+];
 
 #[test]
 fn every_load_test_scenario_runs_at_its_tiny_size() {
@@ -36,7 +46,8 @@ fn every_load_test_scenario_runs_at_its_tiny_size() {
     assert!(text.contains("k = 2"), "the results state the scale");
     for scenario in SCENARIOS {
         let json: Value =
-            serde_json::from_str(&std::fs::read_to_string(out.path().join(format!("{scenario}.json"))).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(out.path().join(format!("{scenario}.json"))).unwrap())
+                .unwrap();
         assert!(out.path().join(format!("{scenario}.md")).is_file(), "{scenario}.md");
         assert!(text.contains(&format!("### {scenario}")), "RESULTS.md has {scenario}");
         let rows = json["rows"].as_array().unwrap();
