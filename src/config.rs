@@ -565,6 +565,24 @@ mod tests {
         assert_eq!(config.request_timeout, defaults.request_timeout);
         assert_eq!(config.dead_letter_path, defaults.dead_letter_path);
         assert_eq!(config.chaos, defaults.chaos);
+        assert_eq!(config.metrics.listen, None, "metrics are off unless asked for");
+        assert_eq!(config.metrics.linger, defaults.metrics.linger);
+    }
+
+    #[test]
+    fn metrics_settings_come_from_flags_and_the_file() {
+        let file = FileConfig::parse(
+            "[metrics]\nlisten = \"127.0.0.1:9184\"\npushgateway = \"http://pg:9091\"\nlinger_s = 5\n",
+            "t.toml",
+        )
+        .unwrap();
+        let config =
+            args(&["--endpoint", "https://x.example", "--metrics-listen", "127.0.0.1:0"]).resolve_with(file).unwrap();
+        assert_eq!(config.metrics.listen, Some("127.0.0.1:0".parse().unwrap()), "flag wins");
+        assert_eq!(config.metrics.pushgateway.as_deref(), Some("http://pg:9091"));
+        assert_eq!(config.metrics.linger, Duration::from_secs(5));
+        let err = FileConfig::parse("[metrics]\nlisten = \"nowhere\"\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
     }
 
     #[test]
