@@ -244,6 +244,19 @@ pub struct LoadConfig {
     pub identity_client_id: Option<String>,
     /// ADF's `outputs.json` (the summary trimmed under 2 MB); set inside a Batch task.
     pub outputs_path: Option<PathBuf>,
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics of a run (`[metrics]`, `--metrics-*`, `--pushgateway`). Off unless a
+/// listen address or a Pushgateway is given.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` here during the run (port 0: any free port, printed on stderr).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Push the final snapshot to this Pushgateway (base URL).
+    pub pushgateway: Option<String>,
+    /// Keep the listener up this long after the run, so the last scrape lands. Default 0.
+    pub linger: Duration,
 }
 
 impl LoadConfig {
@@ -274,6 +287,7 @@ impl LoadConfig {
             archive: None,
             identity_client_id: None,
             outputs_path: None,
+            metrics: MetricsConfig::default(),
         }
     }
 
@@ -401,6 +415,16 @@ pub struct FileConfig {
     pub model_check_max: Option<usize>,
     pub archive: Option<String>,
     pub identity_client_id: Option<String>,
+    #[serde(default)]
+    pub metrics: MetricsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    pub listen: Option<std::net::SocketAddr>,
+    pub pushgateway: Option<String>,
+    pub linger_s: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -556,6 +580,16 @@ pub struct ConfigArgs {
     /// Client id of the user-assigned managed identity to use.
     #[arg(long, env = "TWINLOAD_IDENTITY_CLIENT_ID")]
     pub identity_client_id: Option<String>,
+    /// Serve Prometheus metrics at http://<addr>/metrics during the run, e.g. 127.0.0.1:9184
+    /// (port 0: any free port; the bound address is printed on stderr). Default: off.
+    #[arg(long, env = "TWINLOAD_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Push the final metrics to this Prometheus Pushgateway, e.g. http://pushgateway:9091.
+    #[arg(long, env = "TWINLOAD_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+    /// Keep the metrics listener up this many seconds after the run, for the last scrape. Default 0.
+    #[arg(long, env = "TWINLOAD_METRICS_LINGER_S")]
+    pub metrics_linger_s: Option<f64>,
 }
 
 fn seconds(key: &str, value: f64) -> Result<Duration, ConfigError> {
@@ -673,6 +707,12 @@ impl ConfigArgs {
         config.model_check_max = file.model_check_max.unwrap_or(DEFAULT_MODEL_CHECK_MAX);
         config.archive = self.archive.clone().or(file.archive);
         config.identity_client_id = self.identity_client_id.clone().or(file.identity_client_id);
+        config.metrics = MetricsConfig {
+            listen: self.metrics_listen.or(file.metrics.listen),
+            pushgateway: self.pushgateway.clone().or(file.metrics.pushgateway),
+            linger: opt_seconds("metrics.linger_s", self.metrics_linger_s.or(file.metrics.linger_s))?
+                .unwrap_or_default(),
+        };
         config.validate()?;
         Ok(config)
     }
@@ -734,6 +774,24 @@ mod tests {
         assert_eq!(config.request_timeout, defaults.request_timeout);
         assert_eq!(config.dead_letter_path, defaults.dead_letter_path);
         assert_eq!(config.chaos, defaults.chaos);
+        assert_eq!(config.metrics.listen, None, "metrics are off unless asked for");
+        assert_eq!(config.metrics.linger, defaults.metrics.linger);
+    }
+
+    #[test]
+    fn metrics_settings_come_from_flags_and_the_file() {
+        let file = FileConfig::parse(
+            "[metrics]\nlisten = \"127.0.0.1:9184\"\npushgateway = \"http://pg:9091\"\nlinger_s = 5\n",
+            "t.toml",
+        )
+        .unwrap();
+        let config =
+            args(&["--endpoint", "https://x.example", "--metrics-listen", "127.0.0.1:0"]).resolve_with(file).unwrap();
+        assert_eq!(config.metrics.listen, Some("127.0.0.1:0".parse().unwrap()), "flag wins");
+        assert_eq!(config.metrics.pushgateway.as_deref(), Some("http://pg:9091"));
+        assert_eq!(config.metrics.linger, Duration::from_secs(5));
+        let err = FileConfig::parse("[metrics]\nlisten = \"nowhere\"\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
     }
 
     #[test]

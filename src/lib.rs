@@ -21,6 +21,7 @@
 //! - [`limiter`]: the token buckets every writer shares (per limit class, per twin), with the
 //!   adaptive rate that backs off when ADT throttles.
 //! - [`run`]: the actors of a load (coordinator, writers, supervisor, journal) and the summary.
+//! - [`observe`]: Prometheus metrics of a run (names, `/metrics` listener, Pushgateway push).
 //! - [`config`]: the loader's configuration: TOML file, `TWINLOAD_*` environment, flags.
 //! - [`adf`]: the Azure Data Factory Custom-activity contract: settings from `activity.json`
 //!   (extended properties, SecureStrings, the reference prototype's properties) and the summary
@@ -35,6 +36,7 @@
 //!
 //! Entry points
 //! - [`cli`]: the command line; `src/main.rs` only calls [`cli::main`].
+//! - [`report`]: `twinload report`: a run's summary and timeline as one HTML page with SVG charts.
 //! - [`demo`]: `twinload demo`: mock, generated fleet, full load, check, summary.
 
 // The ADT facts shared with the mock live in their own crate (crates/adt).
@@ -50,9 +52,11 @@ pub mod demo;
 pub mod gen;
 pub mod item;
 pub mod limiter;
+pub mod observe;
 #[cfg(feature = "mock")]
 pub use twinload_mock as mock;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod source;
 pub mod verify;

@@ -17,7 +17,31 @@ if ! "$pyenv/bin/python" -c 'import azure.digitaltwins.core' >/dev/null 2>&1; th
     python3 -m venv "$pyenv"
     "$pyenv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
+# The load-test peers (load-tests/peers, run by tests/load_suite.rs) use the SDK's asyncio client.
+if ! "$pyenv/bin/python" -c 'import aiohttp' >/dev/null 2>&1; then
+    "$pyenv/bin/pip" install --quiet --disable-pip-version-check -r load-tests/peers/requirements.txt
+fi
 export TWINLOAD_PYTHON="$pyenv/bin/python"
+
+# A real Prometheus, Pushgateway and promtool (tests/observe_prometheus.rs), from Debian's
+# packages. The packages' own services may start or not: the test runs its own instances on
+# free loopback ports. No install, no pass: the test fails saying what is missing.
+if ! command -v prometheus >/dev/null || ! command -v prometheus-pushgateway >/dev/null || ! command -v promtool >/dev/null; then
+    echo "tests/run.sh: installing prometheus and prometheus-pushgateway (apt-get)" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        prometheus prometheus-pushgateway >/dev/null; }; then
+        echo "tests/run.sh: cannot install prometheus and prometheus-pushgateway; the metrics tests will fail" >&2
+    fi
+fi
+
+# Headless Chromium opens the run report and takes its screenshot (tests/report_chromium.rs).
+if ! command -v chromium >/dev/null; then
+    echo "tests/run.sh: installing chromium (apt-get)" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        chromium >/dev/null; }; then
+        echo "tests/run.sh: cannot install chromium; the report test will fail" >&2
+    fi
+fi
 
 # Formatting and lints are part of the suite (settings in .rustfmt.toml).
 cargo fmt --all --check

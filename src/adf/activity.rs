@@ -40,6 +40,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "adaptive",
     "output",
     "chaos",
+    "metrics",
     "mapping",
     "model",
     "shard",

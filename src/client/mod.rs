@@ -191,6 +191,10 @@ impl AdtClient {
 
     /// Sends one request and classifies what came back. Counts it in the stats.
     async fn send(&self, class: LimitClass, req: reqwest::RequestBuilder, sent: Sent) -> Reply {
+        let _timer = crate::observe::catalog::RequestTimer::start(
+            class,
+            crate::observe::catalog::operation(class, sent.relationship),
+        );
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status();
@@ -318,6 +322,7 @@ impl AdtClient {
     /// A GET whose non-2xx answers become [`ClientError`]s.
     async fn get_ok(&self, class: LimitClass, url: Url) -> Result<bytes::Bytes, ClientError> {
         let shown = url.to_string();
+        let _timer = crate::observe::catalog::RequestTimer::start(class, "get");
         let result = self.request(Method::GET, url).send().await;
         let resp = match result {
             Ok(r) => r,

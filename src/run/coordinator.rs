@@ -265,6 +265,12 @@ impl Coordinator {
             }
         }
         self.retry_ready.extend(deferred_retries);
+        crate::observe::catalog::queue_depths(
+            self.scheduler.pending(),
+            self.in_flight.len(),
+            self.retry_ready.len(),
+            self.retry_waiting.len(),
+        );
         if let Some(wait) = earliest_wait {
             if !self.pump_scheduled {
                 self.pump_scheduled = true;
@@ -630,6 +636,9 @@ impl Coordinator {
 
     fn log_progress(&mut self) {
         self.limiter.twins().prune();
+        if crate::observe::progress::bars_shown() {
+            return;
+        }
         let Some(j) = self.journal.as_ref() else { return };
         let landed = j.landed_total();
         let failed = j.dead_letters_total();

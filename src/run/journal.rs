@@ -128,6 +128,7 @@ impl Journal {
 
     /// An item landed or was already there.
     pub fn completed(&mut self, kind: ItemKind, how: Completion) {
+        crate::observe::catalog::item(kind, if how == Completion::Landed { "landed" } else { "already_existed" });
         let c = self.counts.entry(kind).or_default();
         match how {
             Completion::Landed => c.landed += 1,
@@ -137,6 +138,7 @@ impl Journal {
 
     /// An item will not land: writes its line and flushes.
     pub fn dead_letter(&mut self, letter: &DeadLetter) -> Result<(), JournalError> {
+        crate::observe::catalog::dead_letter_item(letter.key.kind(), &letter.reason_code, NOT_ATTEMPTED);
         let c = self.counts.entry(letter.key.kind()).or_default();
         if letter.reason_code == NOT_ATTEMPTED {
             c.not_attempted += 1;

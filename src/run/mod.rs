@@ -53,9 +53,12 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
     let signals = supervisor::StopSignals::install();
     let client = AdtClient::new(&config).map_err(|e| LoadError::Setup(e.to_string()))?;
     let limiter = Arc::new(Limiter::new(&config.limits, &config.adaptive));
+    let mut observer =
+        crate::observe::RunObserver::start(&config, &limiter).map_err(|e| LoadError::Setup(e.to_string()))?;
     let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
     let prepared = prepare::prepare(&config, &inputs, &client, &limiter, &mut journal).await?;
 
+    observer.writing();
     let (done, finished) = oneshot::channel();
     let coordinator = Coordinator::start(CoordinatorSetup {
         scheduler: prepared.scheduler,
@@ -84,5 +87,6 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
             .write_json(path)
             .map_err(|e| LoadError::Internal(anyhow::anyhow!("cannot write the summary {}: {e}", path.display())))?;
     }
+    observer.finish().await;
     Ok(summary)
 }

@@ -59,6 +59,7 @@ pub async fn prepare(
         written.map_err(|e| LoadError::Setup(e.to_string()))?;
     }
     let counts = serde_json::to_value(plan.counts()).unwrap_or_default();
+    crate::observe::catalog::planned(&plan.counts());
     let makespan = serde_json::to_value(plan.makespan()).unwrap_or_default();
     let t_star_s = makespan.get("t_star_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
     Ok(Prepared {

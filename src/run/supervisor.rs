@@ -155,6 +155,7 @@ impl Supervisor {
     pub fn on_writer_restart(&mut self) {
         self.stats.writer_restarts += 1;
         self.count_retry("writer_restart");
+        crate::observe::catalog::retry("writer_restart", Duration::ZERO);
     }
 
     fn count_retry(&mut self, reason: &'static str) {
@@ -224,6 +225,7 @@ impl Supervisor {
             };
         }
         self.count_retry(retry_reason);
+        crate::observe::catalog::retry(retry_reason, wait);
         Decision::Retry { after: wait, reason: retry_reason, budgeted }
     }
 

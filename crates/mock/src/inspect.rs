@@ -298,6 +298,12 @@ async fn metrics_handler(stats: web::Data<Stats>, store: web::Data<Store>, fault
 
 /// The Prometheus text exposition of the mock's metrics. Label values are limit classes,
 /// statuses and fault kinds only, never ids, so the series count stays small.
+///
+/// Naming: the mock's own prefix `twinload_mock_` (not shared names with a `side` label), so a
+/// query never mixes the two sides by accident and either side's dashboard works alone. Where
+/// both count the same thing, the rest of the name and the labels are the loader's
+/// (`requests_total{class,status}`, `throttled_requests_total`, `requests_in_flight`; see
+/// src/observe/catalog.rs), so the two can be set side by side on one panel.
 pub fn render_prometheus(stats: &Stats, store: &Store, faults: &Faults) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -320,7 +326,7 @@ pub fn render_prometheus(stats: &Stats, store: &Store, faults: &Faults) -> Strin
         &requests,
     );
     family(
-        "throttled_total",
+        "throttled_requests_total",
         "counter",
         "Requests answered 429, by a limit or an injected fault.",
         &[(String::new(), stats.throttled_total())],
