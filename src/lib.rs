@@ -43,6 +43,7 @@ pub mod config;
 pub mod demo;
 pub mod gen;
 pub mod item;
+pub mod ledger;
 pub mod limiter;
 #[cfg(feature = "mock")]
 pub use twinload_mock as mock;
