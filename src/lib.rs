@@ -20,6 +20,10 @@
 //!   adaptive rate that backs off when ADT throttles.
 //! - [`run`]: the actors of a load (coordinator, writers, supervisor, journal) and the summary.
 //! - [`config`]: the loader's configuration: TOML file, `TWINLOAD_*` environment, flags.
+//! - [`ledger`]: what landed, per item (content hash, target), kept across runs: resume after a
+//!   crash, skip what is unchanged, scope a prune.
+//! - [`sync`]: `--mode sync` (only differences: JSON Patch diff, creates, replaces), reading
+//!   ADT's state by query, `--prune` planning with its `--max-deletes` guard.
 //! - [`gen`]: the synthetic fleet generator.
 //!
 //! The mock ADT (`twinload mock-adt`)
@@ -50,4 +54,5 @@ pub use twinload_mock as mock;
 pub mod plan;
 pub mod run;
 pub mod source;
+pub mod sync;
 pub mod verify;

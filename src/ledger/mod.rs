@@ -7,10 +7,11 @@
 //! - [`identity`]: the instance and inputs a ledger belongs to; any other is refused.
 //! - [`store`]: where the bytes live (a local file; Blob Storage plugs in behind the trait).
 //!
-//! An item is recorded only after ADT confirmed it, appended as the run goes and made durable
-//! in batches ([`SYNC_EVERY_RECORDS`], [`SYNC_EVERY`]): a crash loses at most the last batch,
-//! whose items are then sent again, which is safe; it never leaves a record of an item that did
-//! not land. Opening and finishing compact the ledger (one line per item) atomically.
+//! An item is recorded only after ADT confirmed it, appended as the run goes (handed to the OS
+//! at once, so a killed loader loses nothing recorded) and fsynced in batches
+//! ([`SYNC_EVERY_RECORDS`], [`SYNC_EVERY`]), so a machine crash loses at most the last batch,
+//! whose items are then sent again, which is safe. It never records an item that did not
+//! land. Opening and finishing compact the ledger (one line per item) atomically.
 
 pub mod identity;
 pub mod record;

@@ -1,8 +1,9 @@
 //! Where a ledger's bytes live, behind [`LedgerStore`] so a Blob Storage store can plug in
 //! beside the local file. A store only moves bytes; [`super::Ledger`] decides what they say.
 //!
-//! The local store appends to the file through a buffer, and [`LedgerStore::sync`] writes the
-//! buffer and fsyncs (the ledger calls it in batches). Compaction writes the whole content to
+//! The local store hands every append to the OS at once (so a kill -9 of the loader loses
+//! nothing recorded), and [`LedgerStore::sync`] fsyncs (the ledger calls it in batches, which
+//! bounds what a machine crash can lose). Compaction writes the whole content to
 //! `<path>.tmp`, fsyncs it, renames it over the ledger and fsyncs the folder: a crash at any
 //! point leaves either the old ledger or the new one, never a mix.
 
@@ -25,7 +26,7 @@ pub trait LedgerStore: Send {
     fn location(&self) -> String;
     /// The whole ledger, or `None` when there is none yet.
     fn read(&mut self) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Appends bytes; durable only after [`LedgerStore::sync`].
+    /// Appends bytes; they survive the process at once, a machine crash only after [`LedgerStore::sync`].
     fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
     /// Makes everything appended so far durable.
     fn sync(&mut self) -> Result<(), StoreError>;
@@ -80,7 +81,13 @@ impl LedgerStore for LocalStore {
     fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         let location = self.location();
         let out = self.appender()?;
-        out.write_all(bytes).map_err(|source| StoreError { location, action: "append to it", source })
+        // Handed to the OS at once: a killed process loses nothing recorded; fsync (in
+        // batches) is what a machine crash needs.
+        out.write_all(bytes).and_then(|()| out.flush()).map_err(|source| StoreError {
+            location,
+            action: "append to it",
+            source,
+        })
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {

@@ -33,6 +33,7 @@ pub async fn prepare(
     client: &AdtClient,
     limiter: &Arc<Limiter>,
     journal: &mut Journal,
+    stage: &mut crate::sync::Stage,
 ) -> Result<Prepared, LoadError> {
     let sources =
         crate::source::open_inputs(inputs).map_err(|e| LoadError::Setup(format!("cannot open the inputs: {e}")))?;
@@ -51,10 +52,14 @@ pub async fn prepare(
 
     let options =
         PlanOptions { limits: config.limits.clone(), model_batch_size: config.model_batch_size, keep_bodies: true };
-    let mut plan = Plan::build(crate::source::read_all(sources), &options);
+    // The sync stage keeps out what is unchanged or what it writes itself (crate::sync).
+    let mut plan = Plan::build(stage.filter(crate::source::read_all(sources)), &options);
 
-    let external_twins = plan.external_twins();
-    let twins_in_adt = find_twins(config, client, limiter, external_twins).await?;
+    // Twins the sync stage knows ADT holds (ledger or query) need no GET.
+    let (known, external_twins): (Vec<String>, Vec<String>) =
+        plan.external_twins().into_iter().partition(|t| stage.known_twin(t));
+    let mut twins_in_adt = find_twins(config, client, limiter, external_twins).await?;
+    twins_in_adt.extend(known);
     plan.resolve_external(&models_in_adt, &twins_in_adt);
 
     for rejected in plan.rejected() {
@@ -107,7 +112,7 @@ async fn find_twins(
 
 /// Runs a setup call, retrying throttles and transient failures within the retry policy's
 /// attempt limit (waiting the larger of Retry-After and the backoff).
-async fn with_retries<T, F, Fut>(config: &LoadConfig, mut call: F) -> Result<T, ClientError>
+pub(crate) async fn with_retries<T, F, Fut>(config: &LoadConfig, mut call: F) -> Result<T, ClientError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
