@@ -53,6 +53,7 @@ pub async fn prepare(
     let options =
         PlanOptions { limits: config.limits.clone(), model_batch_size: config.model_batch_size, keep_bodies: true };
     // The sync stage keeps out what is unchanged or what it writes itself (crate::sync).
+    stage.set_models_in_adt(&models_in_adt);
     let mut plan = Plan::build(stage.filter(crate::source::read_all(sources)), &options);
 
     // Twins the sync stage knows ADT holds (ledger or query) need no GET.

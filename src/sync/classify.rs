@@ -45,6 +45,8 @@ pub struct Classifier<'a> {
     pub sync: bool,
     pub ledger: Option<&'a mut Ledger>,
     pub adt: Option<&'a AdtState>,
+    /// Models the instance holds: a sync does not upload them again (ADT models are immutable).
+    pub models_in_adt: &'a HashSet<String>,
     pub report: &'a mut SyncReport,
     /// Twin and relationship keys the source holds (what prune must not delete).
     pub seen: &'a mut HashSet<ItemKey>,
@@ -66,7 +68,10 @@ pub enum Verdict {
 impl Classifier<'_> {
     pub fn classify(&mut self, item: &Item) -> Verdict {
         let key = item.key();
-        if matches!(item, Item::Model(_)) || key.is_unnamed() {
+        if let Item::Model(m) = item {
+            return if self.sync && self.models_in_adt.contains(&m.id) { Verdict::Handled } else { Verdict::Plan };
+        }
+        if key.is_unnamed() {
             return Verdict::Plan;
         }
         self.seen.insert(key.clone());

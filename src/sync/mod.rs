@@ -50,6 +50,7 @@ pub struct Stage {
     active: bool,
     ledger: Option<Ledger>,
     adt: Option<AdtState>,
+    models_in_adt: HashSet<String>,
     seen: HashSet<ItemKey>,
     before: Vec<Work>,
     after: Vec<Work>,
@@ -65,6 +66,7 @@ impl Stage {
             active: false,
             ledger: None,
             adt: None,
+            models_in_adt: HashSet::new(),
             seen: HashSet::new(),
             before: Vec::new(),
             after: Vec::new(),
@@ -115,14 +117,29 @@ impl Stage {
     where
         I: IntoIterator<Item = Result<Item, SourceError>> + 'a,
     {
-        let Stage { sync, active, ledger, adt, seen, before, after, report, .. } = self;
-        let mut classifier =
-            Classifier { sync: *sync, ledger: ledger.as_mut(), adt: adt.as_ref(), report, seen, before, after };
+        let Stage { sync, active, ledger, adt, models_in_adt, seen, before, after, report, .. } = self;
+        let mut classifier = Classifier {
+            sync: *sync,
+            ledger: ledger.as_mut(),
+            adt: adt.as_ref(),
+            models_in_adt,
+            report,
+            seen,
+            before,
+            after,
+        };
         let active = *active;
         items.into_iter().filter(move |result| match result {
             Ok(item) if active => classifier.classify(item) == Verdict::Plan,
             _ => true,
         })
+    }
+
+    /// The models the instance holds (from the plan's model listing).
+    pub fn set_models_in_adt(&mut self, models: &HashSet<String>) {
+        if self.sync {
+            self.models_in_adt = models.clone();
+        }
     }
 
     /// True when ADT is known to hold the twin (the plan need not ask).
