@@ -85,7 +85,11 @@ fn a_load_killed_ten_times_resumes_from_its_ledger_to_the_exact_graph() {
     let resumed = requests_total(&mock);
     let extra = resumed.saturating_sub(clean) as f64 / clean as f64;
     eprintln!("clean run {clean} requests; killed {KILLS} times and resumed: {resumed} ({:.2}% extra)", extra * 100.0);
-    assert!(extra <= 0.05, "resuming cost {resumed} requests against {clean} for a clean run ({:.2}% extra)", extra * 100.0);
+    assert!(
+        extra <= 0.05,
+        "resuming cost {resumed} requests against {clean} for a clean run ({:.2}% extra)",
+        extra * 100.0
+    );
 
     // A last run finds everything in the ledger: nothing to write.
     let before = stats(&mock);
