@@ -193,6 +193,29 @@ fn a_sync_with_a_ledger_sends_exactly_the_differences_and_prunes_what_left() {
 
     // The source changes; the next sync prunes too.
     change.fleet.write(&input);
+    // `twinload plan --ledger` shows what the sync will send, offline, leaving the ledger as it is.
+    let ledger_bytes = std::fs::read(&ledger).unwrap();
+    let plan = std::process::Command::new(env!("CARGO_BIN_EXE_twinload"))
+        .args([
+            "plan",
+            "--input",
+            input.to_str().unwrap(),
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--endpoint",
+            &mock.url,
+        ])
+        .output()
+        .expect("twinload plan runs");
+    let text = String::from_utf8_lossy(&plan.stderr);
+    let changed = change.patched.len() + change.replaced.len();
+    let unchanged = change.fleet.twins.len() - changed;
+    assert!(
+        text.contains(&format!("twins 0 create / {changed} patch / 0 replace / 0 delete / {unchanged} unchanged")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("relationships 0 create / 0 patch / {} replace", change.retargeted)), "{text}");
+    assert_eq!(std::fs::read(&ledger).unwrap(), ledger_bytes, "plan never writes the ledger");
     let mut config = sync_config(&mock, dir.path(), Some(&ledger));
     config.sync.prune = true;
     let before = stats(&mock);

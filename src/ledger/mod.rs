@@ -66,8 +66,26 @@ impl Ledger {
         Ledger::open_store(Box::new(LocalStore::new(location)), identity)
     }
 
+    /// Reads the ledger at `location` without writing to it (for a dry run); absent is empty.
+    pub fn read_only(location: &str, identity: Identity) -> Result<Ledger, LedgerError> {
+        if location.starts_with("https://") || location.starts_with("http://") {
+            let shown = location.split('?').next().unwrap_or(location).to_string();
+            return Err(LedgerError::BlobUnsupported(shown));
+        }
+        let mut ledger = Ledger::read(Box::new(LocalStore::new(location)), identity)?;
+        // Anything recorded by mistake is never written.
+        ledger.failed = Some("opened read-only".into());
+        Ok(ledger)
+    }
+
     /// Opens a ledger in any store: reads it, refuses a foreign one, compacts it.
-    pub fn open_store(mut store: Box<dyn LedgerStore>, identity: Identity) -> Result<Ledger, LedgerError> {
+    pub fn open_store(store: Box<dyn LedgerStore>, identity: Identity) -> Result<Ledger, LedgerError> {
+        let mut ledger = Ledger::read(store, identity)?;
+        ledger.compact()?;
+        Ok(ledger)
+    }
+
+    fn read(mut store: Box<dyn LedgerStore>, identity: Identity) -> Result<Ledger, LedgerError> {
         let location = store.location();
         let parsed = match store.read()? {
             Some(bytes) => record::parse(&bytes, &location)?,
@@ -79,10 +97,7 @@ impl Ledger {
         if parsed.dropped_torn_tail {
             tracing::warn!("ledger {location}: the last line was cut short by a crash; its item will be sent again");
         }
-        let mut ledger =
-            Ledger { store, identity, entries: parsed.entries, unsynced: 0, last_sync: Instant::now(), failed: None };
-        ledger.compact()?;
-        Ok(ledger)
+        Ok(Ledger { store, identity, entries: parsed.entries, unsynced: 0, last_sync: Instant::now(), failed: None })
     }
 
     pub fn location(&self) -> String {

@@ -75,6 +75,17 @@ impl Stage {
         }
     }
 
+    /// A dry run's stage (`twinload plan --ledger`): what a sync would do, judged by the ledger
+    /// alone, without contacting ADT.
+    pub fn offline(ledger: Ledger) -> Stage {
+        let mut stage = Stage::inert();
+        stage.sync = true;
+        stage.active = true;
+        stage.ledger = Some(ledger);
+        stage.report.state_from = "ledger";
+        stage
+    }
+
     /// Opens the ledger and reads ADT's state as the settings ask. Nothing is written.
     pub async fn open(
         config: &LoadConfig,
