@@ -302,7 +302,7 @@ fn max_deletes_stops_a_prune_before_any_write() {
     config.sync.prune = true;
     config.sync.max_deletes = MaxDeletes::Count(5);
     let before = stats(&mock);
-    let err = load(config, input_of(&input)).err().expect("the prune is refused");
+    let err = load(config, input_of(&input)).expect_err("the prune is refused");
     let after = stats(&mock);
     let LoadError::Setup(message) = err else { panic!("a setup failure (exit 4), got {err:?}") };
     assert!(message.contains("--max-deletes") && message.contains("Nothing was written"), "{message}");

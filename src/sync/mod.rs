@@ -2,8 +2,8 @@
 //! crash. A [`Stage`] wraps one load:
 //!
 //! 1. [`Stage::open`]: opens the ledger (`--ledger`, see [`crate::ledger`]) and, in sync mode
-//!    without a ledger or with `--verify` (or for a prune scope stated by model or prefix),
-//!    reads ADT's state through the query API ([`state`]).
+//!    without a ledger (or with an empty one) or with `--verify` (or for a prune scope stated by
+//!    model or prefix), reads ADT's state through the query API ([`state`]).
 //! 2. [`Stage::filter`] sits between the source and the plan: [`classify`] keeps out what is
 //!    unchanged and what the sync writes itself (patches, replaces, checks); new items go on
 //!    to the plan and are created (`If-None-Match: *`) by the usual writers.
@@ -107,7 +107,10 @@ impl Stage {
             stage.ledger = Some(ledger);
         }
         let stated_scope = settings.prune && settings.prune_scope != PruneScope::Ledger;
-        if (stage.sync && (stage.ledger.is_none() || settings.verify)) || stated_scope {
+        // A new (empty) ledger knows nothing: what ADT holds is read, as without one, so an
+        // item loaded before the ledger existed is compared, not assumed.
+        let ledger_knows = stage.ledger.as_ref().is_some_and(|l| !l.is_empty());
+        if (stage.sync && (!ledger_knows || settings.verify)) || stated_scope {
             let adt = state::read(config, client, limiter)
                 .await
                 .map_err(|e| LoadError::Setup(format!("cannot read ADT's state through the query API: {e}")))?;
