@@ -26,6 +26,10 @@
 //! - [`adf`]: the Azure Data Factory Custom-activity contract: settings from `activity.json`
 //!   (extended properties, SecureStrings, the reference prototype's properties) and the summary
 //!   as `outputs.json`.
+//! - [`ledger`]: what landed, per item (content hash, target), kept across runs: resume after a
+//!   crash, skip what is unchanged, scope a prune.
+//! - [`sync`]: `--mode sync` (only differences: JSON Patch diff, creates, replaces), reading
+//!   ADT's state by query, `--prune` planning with its `--max-deletes` guard.
 //! - [`gen`]: the synthetic fleet generator.
 //!
 //! The mock ADT (`twinload mock-adt`)
@@ -51,6 +55,7 @@ pub mod config;
 pub mod demo;
 pub mod gen;
 pub mod item;
+pub mod ledger;
 pub mod limiter;
 pub mod observe;
 #[cfg(feature = "mock")]
@@ -59,4 +64,5 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod source;
+pub mod sync;
 pub mod verify;

@@ -54,3 +54,19 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast "$@"
 fi
+
+# Fuzzing (fuzz/): every target for FUZZ_SECONDS (default 10; 0 skips), after the tests and
+# only for a whole-suite run. cargo-fuzz is installed into the target dir once; its nightly
+# flags are accepted by the stable toolchain under RUSTC_BOOTSTRAP=1. `-s none`: no
+# AddressSanitizer (the parsers are safe Rust, and an instrumented build would double the build
+# time); libFuzzer still finds panics, hangs and runaway memory.
+fuzz_seconds="${FUZZ_SECONDS:-10}"
+if [ $# -eq 0 ] && [ "$fuzz_seconds" != 0 ]; then
+    tools="$target_dir/tools"
+    [ -x "$tools/bin/cargo-fuzz" ] || cargo install --quiet --locked cargo-fuzz --root "$tools"
+    for target in ndjson dtdl_file config_toml retry_after ledger twin_diff; do
+        echo "tests/run.sh: fuzzing $target for ${fuzz_seconds} s" >&2
+        (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir/fuzz" \
+            "$tools/bin/cargo-fuzz" run -s none "$target" -- -max_total_time="$fuzz_seconds" -rss_limit_mb=1024 -timeout=10)
+    done
+fi

@@ -9,6 +9,7 @@
 pub mod outcome;
 pub mod retry_after;
 pub mod stats;
+mod sync_calls;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,6 +25,7 @@ use crate::limits::LimitClass;
 
 pub use outcome::{Outcome, Reply, Sent};
 pub use stats::{RequestCounts, RequestStats};
+pub use sync_calls::QueryPage;
 
 /// Most pages `list_models` follows (100 models a page: a million models), so a server that
 /// hands out nextLinks forever cannot keep the loader looping.

@@ -354,10 +354,6 @@ impl Coordinator {
         })
     }
 
-    fn journal(&mut self) -> Option<&mut Journal> {
-        self.journal.as_mut()
-    }
-
     fn write_dead_letter(&mut self, letter: DeadLetter) {
         let Some(journal) = self.journal.as_mut() else { return };
         if let Err(e) = journal.dead_letter(&letter) {
@@ -368,11 +364,12 @@ impl Coordinator {
 
     fn land(&mut self, id: ItemId, how: Completion) {
         self.last_landed = Instant::now();
-        let kind = self.scheduler.item(id).kind();
-        self.scheduler.landed(id);
-        if let Some(j) = self.journal() {
-            j.completed(kind, how);
+        // The journal (and the ledger behind it) reads the item before the scheduler releases
+        // its body.
+        if let Some(j) = self.journal.as_mut() {
+            j.landed_item(self.scheduler.item(id), how);
         }
+        self.scheduler.landed(id);
     }
 
     /// Fails one item for good: its dead letter, then its dependents'.
