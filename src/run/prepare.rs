@@ -90,7 +90,11 @@ fn input_options(config: &LoadConfig) -> Result<crate::source::InputOptions, Loa
 }
 
 /// Every model the instance holds (one paged listing).
-async fn list_models(config: &LoadConfig, client: &AdtClient, limiter: &Arc<Limiter>) -> Result<HashSet<String>, LoadError> {
+async fn list_models(
+    config: &LoadConfig,
+    client: &AdtClient,
+    limiter: &Arc<Limiter>,
+) -> Result<HashSet<String>, LoadError> {
     let listed: HashSet<String> = with_retries(config, || async {
         limiter.acquire(LimitClass::Models).await;
         client.list_models().await

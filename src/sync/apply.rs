@@ -25,10 +25,6 @@ use super::classify::Work;
 use super::diff::{self, PatchOp, RelationshipChange, TwinChange};
 use super::report::SyncReport;
 
-/// Throttled answers one write may wait through (429s never count as attempts; this bounds a
-/// server that throttles forever).
-pub const MAX_THROTTLED_WAITS: u32 = 1_000;
-
 /// What the sync's writes run with.
 pub struct Env<'a> {
     pub config: &'a LoadConfig,
@@ -253,16 +249,30 @@ where
     let mut backoff = Supervisor::new(env.config.retry.clone());
     let mut failures = 0u32;
     let mut throttled = 0u32;
+    // 429s never count as attempts: a throttled write waits, as the coordinator's do, for as
+    // long as the no-progress watchdog allows a run to land nothing.
+    let mut throttled_since: Option<std::time::Instant> = None;
     loop {
         env.limiter.acquire(class).await;
         env.limiter.twins().acquire(&twins).await;
         out.writes += 1;
+        let sent_at = std::time::Instant::now();
         let reply = call().await;
         match &reply.outcome {
-            Outcome::Throttled { retry_after } if throttled < MAX_THROTTLED_WAITS => {
+            Outcome::Throttled { retry_after }
+                if throttled_since.get_or_insert(sent_at).elapsed() < env.config.no_progress_timeout =>
+            {
                 throttled += 1;
-                env.limiter.on_throttle(class);
-                tokio::time::sleep(retry_after.unwrap_or_else(|| backoff.backoff(1))).await;
+                env.limiter.on_throttle(class, Some(sent_at));
+                let wait = match retry_after {
+                    Some(asked) => {
+                        let wait = backoff.server_wait(*asked);
+                        env.limiter.pause(class, wait);
+                        wait
+                    }
+                    None => backoff.backoff(throttled.min(5)),
+                };
+                tokio::time::sleep(wait).await;
             }
             Outcome::Transient { .. } if failures + 1 < env.config.retry.max_attempts => {
                 failures += 1;
