@@ -882,12 +882,16 @@ async fn relationships_per_twin_are_capped_in_and_out() {
     client.put_relationship("hub", "2", "b", "locatedIn").await.ok(200);
     let message = client.put_relationship("hub", "3", "c", "locatedIn").await.refused(400, "LimitExceeded");
     assert!(message.contains("outgoing"), "{message}");
-    client.put_relationship("hub", "2", "c", "locatedIn").await.ok(200); // replacing is not adding
+    client.put_relationship("hub", "2", "b", "locatedIn").await.ok(200); // replacing is not adding
+    // ADT cannot move a relationship to another target: delete it and create it again.
+    client.put_relationship("hub", "2", "c", "locatedIn").await.refused(400, "OperationNotAllowed");
+    client.delete(&rel_path("hub", "2")).await.ok(204);
+    client.put_relationship("hub", "2", "c", "locatedIn").await.ok(200);
     client.put_relationship("a", "1", "d", "locatedIn").await.ok(200);
     client.put_relationship("b", "1", "d", "locatedIn").await.ok(200);
     let message = client.put_relationship("c", "1", "d", "locatedIn").await.refused(400, "LimitExceeded");
     assert!(message.contains("incoming"), "{message}");
-    // The replaced relationship moved its incoming mark from b to c.
+    // The re-created relationship moved its incoming mark from b to c.
     let incoming_b = client.get(&format!("{}/incomingrelationships", twin_path("b"))).await;
     assert_eq!(incoming_b.ok(200)["value"], json!([]));
     assert_eq!(mock.store.relationship_count(), 4);
