@@ -19,6 +19,9 @@
 //! - [`limiter`]: the token buckets every writer shares (per limit class, per twin), with the
 //!   adaptive rate that backs off when ADT throttles.
 //! - [`run`]: the actors of a load (coordinator, writers, supervisor, journal) and the summary.
+//! - [`import_job`]: big first loads through ADT's Import Jobs API (`--mode import-job`, and
+//!   `auto`'s choice between it and the per-item API): NDJSON to a staging blob, poll, follow
+//!   the job's log back into dead letters with file and line, cancel on SIGTERM.
 //! - [`config`]: the loader's configuration: TOML file, `TWINLOAD_*` environment, flags.
 //! - [`gen`]: the synthetic fleet generator.
 //!
@@ -42,6 +45,7 @@ pub mod config;
 #[cfg(feature = "mock")]
 pub mod demo;
 pub mod gen;
+pub mod import_job;
 pub mod item;
 pub mod limiter;
 #[cfg(feature = "mock")]

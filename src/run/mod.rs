@@ -55,6 +55,15 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
     let limiter = Arc::new(Limiter::new(&config.limits, &config.adaptive));
     let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
     let prepared = prepare::prepare(&config, &inputs, &client, &limiter, &mut journal).await?;
+    // Import Jobs (`--mode import-job`, or `auto` for a big first load): crate::import_job.
+    let parts = crate::import_job::LoadParts { config: &config, inputs: &inputs, client: &client, limiter: &limiter };
+    let (prepared, journal, signals) =
+        match crate::import_job::maybe_run(parts, prepared, journal, signals, started).await? {
+            crate::import_job::Run::Done { end, prepared } => {
+                return finish(&config, &end, prepared.plan_report, prepared.t_star_s, &client, &limiter, started)
+            }
+            crate::import_job::Run::PerItem { prepared, journal, signals } => (prepared, journal, signals),
+        };
 
     let (done, finished) = oneshot::channel();
     let coordinator = Coordinator::start(CoordinatorSetup {
@@ -69,13 +78,26 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
     signals.forward_to(coordinator);
     let end =
         finished.await.map_err(|_| LoadError::Internal(anyhow::anyhow!("the coordinator ended without reporting")))?;
+    finish(&config, &end, prepared.plan_report, prepared.t_star_s, &client, &limiter, started)
+}
+
+/// The summary of a run that ended (per item or by import job), written where configured.
+fn finish(
+    config: &LoadConfig,
+    end: &coordinator::RunEnd,
+    plan: serde_json::Value,
+    t_star_s: f64,
+    client: &AdtClient,
+    limiter: &Limiter,
+    started: Instant,
+) -> Result<RunSummary, LoadError> {
     let summary = RunSummary::build(
-        &end,
+        end,
         SummaryInputs {
             requests: client.stats().snapshot(),
             limiter: limiter.stats(),
-            plan: prepared.plan_report,
-            t_star_s: prepared.t_star_s,
+            plan,
+            t_star_s,
             elapsed: started.elapsed(),
         },
     );
