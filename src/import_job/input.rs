@@ -2,31 +2,45 @@
 //! Twins, Relationships, each item on one line, in the order the planner releases them (models
 //! before the twins that use them, twins before their relationships). [`LineMap`] remembers
 //! which item each line holds, so an error line of the job's log comes back to the item's own
-//! file and line.
+//! file and line; it also keeps where each line is in the file, because the scheduler may
+//! release an item's body once it counts as landed (the dead letter shows the line as sent).
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde_json::{Map, Value};
 
 use crate::item::{Item, ItemKind};
 use crate::plan::{ItemId, Scheduler, Work};
 
-/// Which item each NDJSON line holds, and the line numbers of the section markers.
+/// One item's line: its number, the item, and where its text is in the file.
+#[derive(Debug, Clone)]
+struct ItemLine {
+    number: u64,
+    id: ItemId,
+    kind: ItemKind,
+    bytes: Range<usize>,
+}
+
+/// Which item each NDJSON line holds.
 #[derive(Debug, Default)]
 pub struct LineMap {
-    /// (line, item), by line.
-    items: Vec<(u64, ItemId)>,
+    /// By line number.
+    items: Vec<ItemLine>,
 }
 
 impl LineMap {
     /// The item on a 1-based line of the file, if that line is an item.
     pub fn item_at(&self, line: u64) -> Option<ItemId> {
-        self.items.binary_search_by_key(&line, |&(l, _)| l).ok().map(|i| self.items[i].1)
+        self.items.binary_search_by_key(&line, |l| l.number).ok().map(|i| self.items[i].id)
     }
 
-    /// Every item, in file order.
-    pub fn items(&self) -> impl Iterator<Item = ItemId> + '_ {
-        self.items.iter().map(|&(_, id)| id)
+    /// Every item with its kind and its line's text in `ndjson` (the file this map was made
+    /// with), in file order.
+    pub fn items<'a>(&'a self, ndjson: &'a [u8]) -> impl Iterator<Item = (ItemId, ItemKind, &'a str)> + 'a {
+        self.items.iter().map(move |l| {
+            (l.id, l.kind, ndjson.get(l.bytes.clone()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or(""))
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -40,14 +54,15 @@ impl LineMap {
 
 /// The file's bytes and its line map.
 pub struct JobInput {
-    pub ndjson: Vec<u8>,
+    pub ndjson: bytes::Bytes,
     pub lines: LineMap,
 }
 
 /// Takes every item from the scheduler in release order (each counted as released at once:
 /// the job, not this process, writes them) and lays them out as an import file.
 pub fn write(scheduler: &mut Scheduler) -> JobInput {
-    let mut by_kind: [Vec<ItemId>; 3] = Default::default();
+    // Per section: its lines' text, and (item, range in that text) per line.
+    let mut sections: [(Vec<u8>, Vec<(ItemId, Range<usize>)>); 3] = Default::default();
     // Bounded: each call hands out at least one item or returns None, and items are finite.
     while let Some(work) = scheduler.next() {
         let ids = match work {
@@ -55,32 +70,35 @@ pub fn write(scheduler: &mut Scheduler) -> JobInput {
             Work::Twin(id) | Work::Relationship(id) => vec![id],
         };
         for id in ids {
-            by_kind[kind_index(scheduler.item(id).kind())].push(id);
+            let item = scheduler.item(id);
+            let (text, entries) = &mut sections[kind_index(item.kind())];
+            let start = text.len();
+            text.extend_from_slice(item_line(item).as_bytes());
+            entries.push((id, start..text.len()));
+            text.push(b'\n');
+            // The job writes it, not this process: its dependents are released for the file.
             scheduler.landed(id);
         }
     }
     let mut ndjson = Vec::new();
+    ndjson.extend_from_slice(b"{\"Section\": \"Header\"}\n");
+    ndjson.extend_from_slice(b"{\"fileVersion\": \"1.0.0\", \"author\": \"twinload\", \"organization\": \"\"}\n");
+    let mut number = 2u64;
     let mut lines = LineMap::default();
-    let mut line = 0u64;
-    let mut push = |ndjson: &mut Vec<u8>, text: &str| {
-        ndjson.extend_from_slice(text.as_bytes());
-        ndjson.push(b'\n');
-        line += 1;
-        line
-    };
-    push(&mut ndjson, r#"{"Section": "Header"}"#);
-    push(&mut ndjson, r#"{"fileVersion": "1.0.0", "author": "twinload", "organization": ""}"#);
-    for (kind, ids) in ItemKind::ALL.iter().zip(&by_kind) {
-        if ids.is_empty() {
+    for (kind, (text, entries)) in ItemKind::ALL.into_iter().zip(sections) {
+        if entries.is_empty() {
             continue;
         }
-        push(&mut ndjson, &format!(r#"{{"Section": "{}"}}"#, section_name(*kind)));
-        for &id in ids {
-            let number = push(&mut ndjson, &item_line(scheduler.item(id)));
-            lines.items.push((number, id));
+        ndjson.extend_from_slice(format!("{{\"Section\": \"{}\"}}\n", section_name(kind)).as_bytes());
+        number += 1;
+        let base = ndjson.len();
+        ndjson.extend_from_slice(&text);
+        for (id, range) in entries {
+            number += 1;
+            lines.items.push(ItemLine { number, id, kind, bytes: base + range.start..base + range.end });
         }
     }
-    JobInput { ndjson, lines }
+    JobInput { ndjson: ndjson.into(), lines }
 }
 
 fn kind_index(kind: ItemKind) -> usize {
@@ -172,7 +190,7 @@ mod tests {
         let mut scheduler = plan.into_scheduler();
         let input = write(&mut scheduler);
         assert!(scheduler.is_finished());
-        let text = String::from_utf8(input.ndjson).unwrap();
+        let text = String::from_utf8(input.ndjson.to_vec()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], r#"{"Section": "Header"}"#);
         assert_eq!(lines[2], r#"{"Section": "Models"}"#);
@@ -188,6 +206,8 @@ mod tests {
         assert_eq!(scheduler.origin(id).line, 9);
         assert_eq!(scheduler.key(id).to_string(), "relationship a/r");
         assert_eq!(input.lines.item_at(5), None, "a section marker holds no item");
+        let (_, kind, text) = input.lines.items(&input.ndjson).last().unwrap();
+        assert_eq!((kind, text), (ItemKind::Relationship, lines[8]));
     }
 
     #[test]

@@ -137,6 +137,8 @@ pub struct Following<'a> {
     pub job_id: &'a str,
     pub log_blob: &'a str,
     pub lines: &'a LineMap,
+    /// The file the job was given (the dead letters show each refused line as sent).
+    pub ndjson: &'a [u8],
     pub scheduler: &'a Scheduler,
 }
 
@@ -235,14 +237,12 @@ fn account(
 ) -> Result<(), String> {
     let job_problem =
         if findings.job_errors.is_empty() { String::new() } else { format!(" ({})", findings.job_errors.join("; ")) };
-    for id in f.lines.items() {
-        let item = f.scheduler.item(id);
-        let kind = item.kind();
+    for (id, kind, text) in f.lines.items(f.ndjson) {
         let section = section_of(kind);
         let letter = |reason_code: &str, error_code: Option<String>, reason: String| DeadLetter {
-            key: item.key(),
-            origin: item.origin().clone(),
-            item_json: Some(item.body().get().to_string()),
+            key: f.scheduler.key(id),
+            origin: f.scheduler.origin(id),
+            item_json: Some(text.to_string()),
             status: None,
             error_code,
             reason_code: reason_code.to_string(),

@@ -88,7 +88,7 @@ pub async fn maybe_run(
         input.ndjson.len(),
         staging.shown(&input_blob)
     );
-    staging.put(&input_blob, input.ndjson).await.map_err(|e| LoadError::Setup(e.to_string()))?;
+    staging.put(&input_blob, input.ndjson.clone()).await.map_err(|e| LoadError::Setup(e.to_string()))?;
     let wait = (config.mode == WriteMode::ImportJob).then_some(config.import_job.busy_wait);
     let start = job::start(
         config,
@@ -121,6 +121,7 @@ pub async fn maybe_run(
         job_id: &job_id,
         log_blob: &log_blob,
         lines: &input.lines,
+        ndjson: &input.ndjson,
         scheduler: &prepared.scheduler,
     };
     let deadline = config.deadline.map(|d| d.saturating_sub(started.elapsed()));

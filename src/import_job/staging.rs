@@ -61,7 +61,7 @@ impl Staging {
     }
 
     /// Put Blob (a block blob), replacing what is there.
-    pub async fn put(&self, name: &str, data: Vec<u8>) -> Result<(), StagingError> {
+    pub async fn put(&self, name: &str, data: bytes::Bytes) -> Result<(), StagingError> {
         let what = "cannot upload";
         let response = self
             .http
