@@ -58,11 +58,13 @@ pub struct JobInput {
     pub lines: LineMap,
 }
 
+/// One section's lines' text, and (item, range in that text) per line.
+type SectionText = (Vec<u8>, Vec<(ItemId, Range<usize>)>);
+
 /// Takes every item from the scheduler in release order (each counted as released at once:
 /// the job, not this process, writes them) and lays them out as an import file.
 pub fn write(scheduler: &mut Scheduler) -> JobInput {
-    // Per section: its lines' text, and (item, range in that text) per line.
-    let mut sections: [(Vec<u8>, Vec<(ItemId, Range<usize>)>); 3] = Default::default();
+    let mut sections: [SectionText; 3] = Default::default();
     // Bounded: each call hands out at least one item or returns None, and items are finite.
     while let Some(work) = scheduler.next() {
         let ids = match work {
