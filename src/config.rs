@@ -67,6 +67,20 @@ pub const DEFAULT_MAX_SERVER_WAIT: Duration = Duration::from_secs(60);
 /// long: throttling never fails an item, so this bounds a load against an instance that
 /// answers 429 to everything.
 pub const DEFAULT_NO_PROGRESS_TIMEOUT: Duration = Duration::from_secs(900);
+/// `--mode auto` uses an import job only for loads of at least this many items (models, twins,
+/// relationships): below it the per-item API's T* is a couple of minutes at 500 writes/s, and
+/// a job's fixed costs (upload, one-request-per-second polling) and its lack of resume do not pay.
+pub const DEFAULT_IMPORT_JOB_AUTO_MIN_ITEMS: u64 = 50_000;
+/// The import rate `--mode auto` expects of the service, in items per second: Microsoft's
+/// published figure, about 1,000,000 twins in about 10 minutes (MS Learn, "Azure Digital Twins
+/// APIs and SDKs", bulk import with the Jobs API).
+pub const DEFAULT_IMPORT_JOB_EXPECTED_RATE: f64 = 1_000_000.0 / 600.0;
+/// Seconds between polls of a running import job (its status and its log). The Jobs API allows
+/// 1 request/s per instance, shared with every other client.
+pub const DEFAULT_IMPORT_JOB_POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// How long `--mode import-job` waits for another bulk job (import or delete) to end before it
+/// gives up with a clear error. `--mode auto` does not wait: it writes per item instead.
+pub const DEFAULT_IMPORT_JOB_BUSY_WAIT: Duration = Duration::from_secs(600);
 /// Where the dead-letter NDJSON goes unless told.
 pub const DEFAULT_DEAD_LETTER_PATH: &str = "twinload-dead-letters.ndjson";
 /// How long a relationship whose source or target twin is neither in this task's input nor yet
@@ -129,6 +143,12 @@ pub enum Auth {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum WriteMode {
+    /// An import job (`crate::import_job`) for a big first load into an empty instance, the
+    /// per-item API (upsert) otherwise; the summary's `plan.load_mode` says which and why.
+    Auto,
+    /// ADT's Import Jobs API: the planned input as one NDJSON blob in the staging container
+    /// (`--staging`), loaded server-side. For first loads: a job has no resume.
+    ImportJob,
     /// `PUT` creates or replaces (ADT's default; re-runs are idempotent).
     Upsert,
     /// `PUT` with `If-None-Match: *`: an existing twin or relationship is left alone and
@@ -197,6 +217,69 @@ impl Default for AdaptiveRate {
     }
 }
 
+/// A container URL that may carry a SAS: `Debug` and `Display` show it without its query string.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> SecretUrl {
+        SecretUrl(url.into())
+    }
+    /// The URL with its SAS, for requests only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// The URL without its query string: safe to print.
+    pub fn redacted(&self) -> &str {
+        self.0.split('?').next().unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}?<redacted>", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.redacted())
+    }
+}
+
+impl FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretUrl(s.to_string()))
+    }
+}
+
+/// Import Jobs (`--mode import-job`, `--mode auto`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportJobConfig {
+    /// The Blob Storage container for the job's input and log, with a SAS that lets the loader
+    /// write and read (e.g. `https://acct.blob.core.windows.net/staging?sv=…&sig=…`). The ADT
+    /// instance reads and writes it with its managed identity. `None`: no import jobs.
+    pub staging: Option<SecretUrl>,
+    pub auto_min_items: u64,
+    pub expected_rate_per_s: f64,
+    pub poll_interval: Duration,
+    pub busy_wait: Duration,
+}
+
+impl Default for ImportJobConfig {
+    fn default() -> Self {
+        ImportJobConfig {
+            staging: None,
+            auto_min_items: DEFAULT_IMPORT_JOB_AUTO_MIN_ITEMS,
+            expected_rate_per_s: DEFAULT_IMPORT_JOB_EXPECTED_RATE,
+            poll_interval: DEFAULT_IMPORT_JOB_POLL_INTERVAL,
+            busy_wait: DEFAULT_IMPORT_JOB_BUSY_WAIT,
+        }
+    }
+}
+
 /// Test-only fault switches in the loader itself. Never set them in production.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Chaos {
@@ -234,6 +317,7 @@ pub struct LoadConfig {
     /// Ledger, `--verify`, `--prune` (see `crate::sync`).
     pub sync: SyncSettings,
     pub chaos: Chaos,
+    pub import_job: ImportJobConfig,
     /// The reference prototype's mapping file for per-twin documents and CSV rows.
     pub mapping: Option<PathBuf>,
     /// The model of twins whose input names none (with a mapping: build full twins, not patches).
@@ -275,7 +359,7 @@ impl LoadConfig {
             limits: Limits::adt_default(),
             writers: DEFAULT_WRITERS,
             model_batch_size: DEFAULT_MODEL_BATCH_SIZE,
-            mode: WriteMode::Upsert,
+            mode: WriteMode::Auto,
             retry: RetryPolicy::default(),
             adaptive: AdaptiveRate::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -295,6 +379,7 @@ impl LoadConfig {
             identity_client_id: None,
             outputs_path: None,
             metrics: MetricsConfig::default(),
+            import_job: ImportJobConfig::default(),
         }
     }
 
@@ -361,6 +446,26 @@ impl LoadConfig {
             return bad(
                 "prune_scope",
                 "--prune needs a ledger (--ledger) to know what this source loaded, or a stated --prune-scope model:<dtmi> or prefix:<id-prefix>".into(),
+            );
+        }
+        let j = &self.import_job;
+        if !(j.expected_rate_per_s.is_finite() && j.expected_rate_per_s > 0.0) {
+            return bad("import_job.expected_rate_per_s", "must be a positive number of items per second".into());
+        }
+        if j.poll_interval < Duration::from_secs(1) {
+            return bad("import_job.poll_interval_s", "must be at least 1 (the Jobs API allows 1 request/s)".into());
+        }
+        if let Some(staging) = &j.staging {
+            let url = staging.expose();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return bad("import_job.staging", format!("'{}' is not an http(s) container URL", staging.redacted()));
+            }
+        }
+        if self.mode == WriteMode::ImportJob && j.staging.is_none() {
+            return bad(
+                "mode",
+                "import-job needs a staging container: give --staging <container URL with a SAS> (or import_job.staging)"
+                    .into(),
             );
         }
         if self.chaos.writer_crash_every == Some(0) {
@@ -435,6 +540,8 @@ pub struct FileConfig {
     pub identity_client_id: Option<String>,
     #[serde(default)]
     pub metrics: MetricsFile,
+    #[serde(default)]
+    pub import_job: ImportJobFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -443,6 +550,16 @@ pub struct MetricsFile {
     pub listen: Option<std::net::SocketAddr>,
     pub pushgateway: Option<String>,
     pub linger_s: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportJobFile {
+    pub staging: Option<SecretUrl>,
+    pub auto_min_items: Option<u64>,
+    pub expected_rate_per_s: Option<f64>,
+    pub poll_interval_s: Option<f64>,
+    pub busy_wait_s: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -537,9 +654,18 @@ pub struct ConfigArgs {
     /// Models per POST /models. Default 100.
     #[arg(long, env = "TWINLOAD_MODEL_BATCH_SIZE")]
     pub model_batch_size: Option<usize>,
-    /// upsert (default): PUT creates or replaces; create-only: PUT with If-None-Match: *.
+    /// auto (default): an import job for a big first load when --staging is given, else upsert;
+    /// upsert: PUT creates or replaces; create-only: PUT with If-None-Match: *; import-job: one
+    /// ADT import job through --staging.
     #[arg(long, env = "TWINLOAD_MODE", value_enum)]
     pub mode: Option<WriteMode>,
+    /// Blob container URL with a SAS (read, write, create) for import-job input and log
+    /// (prefer the TWINLOAD_STAGING variable: flags show in `ps`).
+    #[arg(long, env = "TWINLOAD_STAGING", hide_env_values = true)]
+    pub staging: Option<SecretUrl>,
+    /// --mode auto uses an import job only for loads of at least this many items. Default 50000.
+    #[arg(long, env = "TWINLOAD_IMPORT_JOB_AUTO_MIN_ITEMS")]
+    pub import_job_auto_min_items: Option<u64>,
     /// Attempts per item, the first included. Default 8.
     #[arg(long, env = "TWINLOAD_MAX_ATTEMPTS")]
     pub max_attempts: Option<u32>,
@@ -674,7 +800,19 @@ impl ConfigArgs {
         }
         config.writers = self.writers.or(file.writers).unwrap_or(DEFAULT_WRITERS);
         config.model_batch_size = self.model_batch_size.or(file.model_batch_size).unwrap_or(DEFAULT_MODEL_BATCH_SIZE);
-        config.mode = self.mode.or(file.mode).unwrap_or(WriteMode::Upsert);
+        config.mode = self.mode.or(file.mode).unwrap_or(WriteMode::Auto);
+        let j = &file.import_job;
+        let import_job = &mut config.import_job;
+        import_job.staging = self.staging.clone().or(j.staging.clone());
+        import_job.auto_min_items =
+            self.import_job_auto_min_items.or(j.auto_min_items).unwrap_or(DEFAULT_IMPORT_JOB_AUTO_MIN_ITEMS);
+        import_job.expected_rate_per_s = j.expected_rate_per_s.unwrap_or(DEFAULT_IMPORT_JOB_EXPECTED_RATE);
+        if let Some(t) = opt_seconds("import_job.poll_interval_s", j.poll_interval_s)? {
+            import_job.poll_interval = t;
+        }
+        if let Some(t) = opt_seconds("import_job.busy_wait_s", j.busy_wait_s)? {
+            import_job.busy_wait = t;
+        }
         if let Some(t) = opt_seconds("request_timeout_s", self.request_timeout_s.or(file.request_timeout_s))? {
             config.request_timeout = t;
         }
@@ -817,6 +955,8 @@ mod tests {
         assert_eq!(config.request_timeout, defaults.request_timeout);
         assert_eq!(config.dead_letter_path, defaults.dead_letter_path);
         assert_eq!(config.chaos, defaults.chaos);
+        assert_eq!(config.mode, defaults.mode);
+        assert_eq!(config.import_job, defaults.import_job);
         assert_eq!(config.metrics.listen, None, "metrics are off unless asked for");
         assert_eq!(config.metrics.linger, defaults.metrics.linger);
     }
@@ -835,6 +975,25 @@ mod tests {
         assert_eq!(config.metrics.linger, Duration::from_secs(5));
         let err = FileConfig::parse("[metrics]\nlisten = \"nowhere\"\n", "t.toml").unwrap_err().to_string();
         assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn import_job_needs_staging_and_the_staging_sas_is_never_shown() {
+        let err = args(&["--endpoint", "https://x.example", "--mode", "import-job"]).resolve().unwrap_err().to_string();
+        assert!(err.contains("--staging"), "{err}");
+        let config = args(&[
+            "--endpoint",
+            "https://x.example",
+            "--mode",
+            "import-job",
+            "--staging",
+            "https://acct.blob.core.windows.net/stage?sv=2020&sig=SECRET",
+        ])
+        .resolve()
+        .unwrap();
+        let staging = config.import_job.staging.as_ref().unwrap();
+        assert_eq!(staging.expose(), "https://acct.blob.core.windows.net/stage?sv=2020&sig=SECRET");
+        assert!(!format!("{config:?} {staging}").contains("SECRET"));
     }
 
     #[test]

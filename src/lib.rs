@@ -22,6 +22,9 @@
 //!   adaptive rate that backs off when ADT throttles.
 //! - [`run`]: the actors of a load (coordinator, writers, supervisor, journal) and the summary.
 //! - [`observe`]: Prometheus metrics of a run (names, `/metrics` listener, Pushgateway push).
+//! - [`import_job`]: big first loads through ADT's Import Jobs API (`--mode import-job`, and
+//!   `auto`'s choice between it and the per-item API): NDJSON to a staging blob, poll, follow
+//!   the job's log back into dead letters with file and line, cancel on SIGTERM.
 //! - [`config`]: the loader's configuration: TOML file, `TWINLOAD_*` environment, flags.
 //! - [`adf`]: the Azure Data Factory Custom-activity contract: settings from `activity.json`
 //!   (extended properties, SecureStrings, the reference prototype's properties) and the summary
@@ -54,6 +57,7 @@ pub mod config;
 #[cfg(feature = "mock")]
 pub mod demo;
 pub mod gen;
+pub mod import_job;
 pub mod item;
 pub mod ledger;
 pub mod limiter;

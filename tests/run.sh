@@ -23,6 +23,17 @@ if ! "$pyenv/bin/python" -c 'import aiohttp' >/dev/null 2>&1; then
 fi
 export TWINLOAD_PYTHON="$pyenv/bin/python"
 
+# Azurite (Blob Storage) for the Import Jobs tests (tests/support/azurite.rs). 3.35.0 is the
+# newest that runs on Node 20.
+azurite_dir="$target_dir/azurite"
+if [ ! -x "$azurite_dir/node_modules/.bin/azurite-blob" ]; then
+    echo "tests/run.sh: installing Azurite 3.35.0 into $azurite_dir" >&2
+    mkdir -p "$azurite_dir"
+    (cd "$azurite_dir" && npm install --silent --no-audit --no-fund azurite@3.35.0)
+fi
+export TWINLOAD_AZURITE_BLOB="$azurite_dir/node_modules/.bin/azurite-blob"
+
+
 # A real Prometheus, Pushgateway and promtool (tests/observe_prometheus.rs), from Debian's
 # packages. The packages' own services may start or not: the test runs its own instances on
 # free loopback ports. No install, no pass: the test fails saying what is missing.

@@ -46,6 +46,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "prune",
     "prune_scope",
     "max_deletes",
+    "import_job",
     "mapping",
     "model",
     "shard",

@@ -6,6 +6,7 @@
 //! The bearer token goes into the `Authorization` header and nowhere else: no error or log
 //! line carries it.
 
+mod jobs;
 pub mod outcome;
 pub mod retry_after;
 pub mod stats;
@@ -23,6 +24,7 @@ use crate::adt::{paths, ErrorBody, API_VERSION};
 use crate::config::{Auth, LoadConfig};
 use crate::limits::LimitClass;
 
+pub use jobs::ImportJobInfo;
 pub use outcome::{Outcome, Reply, Sent};
 pub use stats::{RequestCounts, RequestStats};
 pub use sync_calls::QueryPage;

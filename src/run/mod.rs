@@ -58,6 +58,18 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
     let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
     let mut stage = crate::sync::Stage::open(&config, &inputs, &client, &limiter).await?;
     let prepared = prepare::prepare(&config, &inputs, &client, &limiter, &mut journal, &mut stage).await?;
+    // Import Jobs (`--mode import-job`, or `auto` for a big first load): crate::import_job.
+    let parts = crate::import_job::LoadParts { config: &config, inputs: &inputs, client: &client, limiter: &limiter };
+    let (prepared, mut journal, signals) =
+        match crate::import_job::maybe_run(parts, prepared, journal, signals, started).await? {
+            crate::import_job::Run::Done { end, prepared } => {
+                let summary =
+                    finish(&config, &end, prepared.plan_report, prepared.t_star_s, &client, &limiter, started, None)?;
+                observer.finish().await;
+                return Ok(summary);
+            }
+            crate::import_job::Run::PerItem { prepared, journal, signals } => (prepared, journal, signals),
+        };
     stage.before_writes(&config, &client, &limiter, &mut journal).await?;
     journal.attach_ledger(stage.take_ledger());
 
@@ -77,22 +89,47 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
         finished.await.map_err(|_| LoadError::Internal(anyhow::anyhow!("the coordinator ended without reporting")))?;
     stage.put_ledger(end.journal.take_ledger());
     stage.after_writes(&config, &client, &limiter, &mut end.journal, end.stop.is_some()).await;
-    let mut summary = RunSummary::build(
+    let summary = finish(
+        &config,
         &end,
+        prepared.plan_report,
+        prepared.t_star_s,
+        &client,
+        &limiter,
+        started,
+        stage.report().cloned(),
+    )?;
+    observer.finish().await;
+    Ok(summary)
+}
+
+/// The summary of a run that ended (per item or by import job), written where configured.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    config: &LoadConfig,
+    end: &coordinator::RunEnd,
+    plan: serde_json::Value,
+    t_star_s: f64,
+    client: &AdtClient,
+    limiter: &Limiter,
+    started: Instant,
+    sync: Option<crate::sync::report::SyncReport>,
+) -> Result<RunSummary, LoadError> {
+    let mut summary = RunSummary::build(
+        end,
         SummaryInputs {
             requests: client.stats().snapshot(),
             limiter: limiter.stats(),
-            plan: prepared.plan_report,
-            t_star_s: prepared.t_star_s,
+            plan,
+            t_star_s,
             elapsed: started.elapsed(),
         },
     );
-    summary.sync = stage.report().cloned();
+    summary.sync = sync;
     if let Some(path) = &config.summary_path {
         summary
             .write_json(path)
             .map_err(|e| LoadError::Internal(anyhow::anyhow!("cannot write the summary {}: {e}", path.display())))?;
     }
-    observer.finish().await;
     Ok(summary)
 }

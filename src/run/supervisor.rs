@@ -300,7 +300,7 @@ impl StopSignals {
     }
 
     #[cfg(unix)]
-    async fn wait(self) -> &'static str {
+    pub async fn wait(self) -> &'static str {
         let Some((mut term, mut int)) = self.listeners else { return std::future::pending().await };
         tokio::select! {
             _ = term.recv() => "SIGTERM",
@@ -309,7 +309,7 @@ impl StopSignals {
     }
 
     #[cfg(not(unix))]
-    async fn wait(self) -> &'static str {
+    pub async fn wait(self) -> &'static str {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
     }

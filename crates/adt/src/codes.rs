@@ -30,6 +30,8 @@ pub const TWIN_LIMIT_REACHED: &str = "TwinLimitReached";
 pub const RELATIONSHIP_ALREADY_EXISTS: &str = "RelationshipAlreadyExists";
 pub const JOB_LIMIT_REACHED: &str = "JobLimitReached";
 pub const IMPORT_JOB_NOT_FOUND: &str = "ImportJobNotFound";
+/// The mock's answer for an unknown delete job, by analogy with `ImportJobNotFound` (unverified).
+pub const DELETE_JOB_NOT_FOUND: &str = "DeleteJobNotFound";
 pub const COMPONENT_NOT_FOUND: &str = "ComponentNotFound";
 /// Query throttling (spec); other 429s use the same code in the mock.
 pub const QUOTA_REACHED_ERROR: &str = "QuotaReachedError";

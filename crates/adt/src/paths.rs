@@ -26,6 +26,16 @@ pub fn relationship(source: &str, relationship_id: &str) -> String {
     format!("/digitaltwins/{}/relationships/{}", encode_segment(source), encode_segment(relationship_id))
 }
 
+/// `/jobs/imports/{id}`.
+pub fn import_job(id: &str) -> String {
+    format!("/jobs/imports/{}", encode_segment(id))
+}
+
+/// `/jobs/imports/{id}/cancel`.
+pub fn import_job_cancel(id: &str) -> String {
+    format!("{}/cancel", import_job(id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 
 use super::auth::AuthConfig;
 use super::faults::FaultConfig;
+use super::jobs::JobsConfig;
 use super::server::{self, MockConfig};
 use super::tls::TlsMode;
 use crate::limits::Limits;
@@ -96,6 +97,13 @@ pub struct MockAdtArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+
+    /// Items (models, twins, relationships) an import job applies per second, server-side.
+    /// Default: Microsoft's published Import Jobs figure, about 1,000,000 twins in about 10
+    /// minutes (MS Learn, "Azure Digital Twins APIs and SDKs", bulk import with the Jobs API),
+    /// i.e. ≈1,667/s. 0 = as fast as the mock's store takes them.
+    #[arg(long, default_value_t = crate::jobs::DEFAULT_IMPORT_RATE_PER_S, value_parser = parse_items_per_s)]
+    pub import_rate: f64,
 }
 
 impl MockAdtArgs {
@@ -139,8 +147,17 @@ impl MockAdtArgs {
             tls,
             faults,
             workers: self.workers.unwrap_or_else(server::default_workers),
+            jobs: JobsConfig { import_rate_per_s: self.import_rate, ..JobsConfig::default() },
             ..MockConfig::default()
         })
+    }
+}
+
+/// A rate in items per second: a finite number ≥ 0.
+fn parse_items_per_s(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!("'{text}' is not a rate in items per second (a number ≥ 0)")),
     }
 }
 

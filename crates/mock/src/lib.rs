@@ -7,7 +7,9 @@
 //! - [`store`]: the graph (models, twins, relationships), eventual consistency, export.
 //! - [`validate`]: property values against DTDL schemas.
 //! - [`query`]: the subset of the ADT query language the mock answers.
-//! - [`api`]: the actix-web handlers of the data plane (`api::configure`).
+//! - [`api`]: the actix-web handlers of the data plane (`api::configure`), the Jobs API included.
+//! - [`jobs`]: Import and Delete Jobs: the one-bulk-job slot, the job runner (NDJSON input from
+//!   Blob Storage, applied through the store at a server-side rate), the output log blob.
 //! - [`throttle`]: rate limits per class and per twin, and the 429 answer.
 //! - [`faults`]: seeded 429/5xx, latency, dropped connections.
 //! - [`auth`]: the bearer-token check.
@@ -23,6 +25,7 @@ pub mod auth;
 pub mod cli;
 pub mod faults;
 pub mod inspect;
+pub mod jobs;
 pub mod query;
 pub mod server;
 pub mod store;

@@ -23,6 +23,7 @@ use anyhow::Context as _;
 use super::auth::{self, AuthConfig};
 use super::faults::{self, FaultConfig, Faults};
 use super::inspect::{self, Stats};
+use super::jobs::{Jobs, JobsConfig};
 use super::store::{Store, StoreOptions};
 use super::throttle::{self, Throttle};
 use super::tls::{self, TlsMode};
@@ -52,6 +53,8 @@ pub struct MockConfig {
     /// HTTP worker threads (each runs its own single-threaded runtime).
     pub workers: usize,
     pub shutdown_timeout: Duration,
+    /// Import and Delete Jobs: the server-side import rate.
+    pub jobs: JobsConfig,
 }
 
 impl Default for MockConfig {
@@ -64,6 +67,7 @@ impl Default for MockConfig {
             faults: FaultConfig::default(),
             workers: default_workers(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -193,6 +197,7 @@ pub fn start(config: MockConfig) -> anyhow::Result<MockHandle> {
         stats: web::Data::new(Stats::new()),
         faults: web::Data::new(Faults::new(config.faults.clone())),
         auth: web::Data::new(config.auth.clone()),
+        jobs: web::Data::new(Jobs::new(store.clone(), config.jobs.clone())),
     };
     let stats = shared.stats.clone();
 
@@ -245,6 +250,7 @@ struct Shared {
     stats: web::Data<Stats>,
     faults: web::Data<Faults>,
     auth: web::Data<AuthConfig>,
+    jobs: web::Data<Jobs>,
 }
 
 /// Binds the listening socket (so the port accepts connections when this returns) and builds
@@ -266,6 +272,7 @@ fn bind(
             .app_data(shared.stats.clone())
             .app_data(shared.faults.clone())
             .app_data(shared.auth.clone())
+            .app_data(shared.jobs.clone())
             .configure(inspect::configure)
             .service(
                 // `.wrap` runs the last-added layer first: stats, auth, faults, class throttle.

@@ -1,10 +1,11 @@
 //! The ADT data plane over HTTP: actix-web handlers for models, twins, relationships and
-//! query (ADT-REFERENCE.md §1), registered by [`configure`]. Handlers extract
+//! query, and the bulk Jobs API (ADT-REFERENCE.md §1), registered by [`configure`]. Handlers extract
 //! `web::Data<Store>` and `web::Data<Throttle>`; the server (mock-ops' `server.rs`) provides both.
 //!
 //! Every route needs `?api-version=` with a version ADT serves ([`ApiVersion`]). Ids in paths
 //! are percent-encoded; they are decoded with `crate::adt::paths::decode_segment`.
 
+mod jobs;
 mod models;
 mod query;
 mod relationships;
@@ -68,7 +69,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/digitaltwins/{id}/incomingrelationships")
                 .route(web::get().to(relationships::list_incoming)),
         )
-        .service(web::resource("/query").route(web::post().to(query::run)));
+        .service(web::resource("/query").route(web::post().to(query::run)))
+        .service(web::resource("/jobs/imports").route(web::get().to(jobs::list_imports)))
+        .service(
+            web::resource("/jobs/imports/{id}")
+                .route(web::put().to(jobs::create_import))
+                .route(web::get().to(jobs::get_import))
+                .route(web::delete().to(jobs::delete_import)),
+        )
+        .service(web::resource("/jobs/imports/{id}/cancel").route(web::post().to(jobs::cancel_import)))
+        .service(
+            web::resource("/jobs/deletions")
+                .route(web::post().to(jobs::create_deletion))
+                .route(web::get().to(jobs::list_deletions)),
+        )
+        .service(web::resource("/jobs/deletions/{id}").route(web::get().to(jobs::get_deletion)));
 }
 
 /// A write refused by the per-twin limits; answered by the shared 429 builder

@@ -203,6 +203,18 @@ impl Store {
         })
     }
 
+    /// An import job's Models section: as `add_models`, under the job's own limits (an import
+    /// job may carry up to 10,000 models, a `POST /models` call 250).
+    pub fn import_models(&self, docs: &[Value], limits: &Limits) -> Result<Vec<Arc<ModelEntry>>, AdtFailure> {
+        let now = models_timestamp();
+        self.inner.models.add_batch(docs, limits, &now).map_err(|refused| {
+            if refused.order_violation {
+                self.count_order_violation();
+            }
+            refused.failure
+        })
+    }
+
     pub fn model(&self, id: &str) -> Result<Arc<ModelEntry>, AdtFailure> {
         self.models().get(id).cloned().ok_or_else(|| AdtFailure::model_not_found(id))
     }

@@ -1,0 +1,281 @@
+//! One import job's life, from the loader's side: start it (waiting, or not, while another bulk
+//! job runs), poll it and follow its log within the Jobs API's 1 request/s, cancel it on
+//! SIGTERM/SIGINT or at the deadline, and account for every item it was given.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::adt::codes;
+use crate::client::{AdtClient, ClientError, ImportJobInfo};
+use crate::config::LoadConfig;
+use crate::item::ItemKind;
+use crate::limiter::Limiter;
+use crate::limits::LimitClass;
+use crate::plan::{ItemId, Scheduler};
+use crate::run::coordinator::{RunEnd, StopReason};
+use crate::run::journal::{Completion, DeadLetter, Journal, NOT_ATTEMPTED};
+use crate::run::supervisor::{RetryStats, StopSignals};
+
+use super::input::LineMap;
+use super::log::{LogEvent, LogFollower};
+use super::staging::Staging;
+
+/// Reason code of an item the job refused (its error line names the item's input line).
+pub const IMPORT_REJECTED: &str = "import_rejected";
+/// Reason code of an item a failed job never reached.
+pub const IMPORT_JOB_FAILED: &str = "import_job_failed";
+
+/// How a job start ended.
+pub enum Started {
+    Running,
+    /// Another bulk job holds the instance's one slot (`JobLimitReached`).
+    Busy(String),
+}
+
+/// A Jobs API call under the jobs class budget, retried on 429, 5xx and transport failures
+/// (waiting the larger of Retry-After and one second) up to `retry.max_attempts`.
+pub async fn jobs_call<T, F, Fut>(config: &LoadConfig, limiter: &Limiter, mut call: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let mut attempt = 1;
+    loop {
+        limiter.acquire(LimitClass::Jobs).await;
+        match call().await {
+            Err(e) if e.is_retryable() && attempt < config.retry.max_attempts => {
+                let wait = e.retry_after().unwrap_or_default().max(Duration::from_secs(1));
+                tracing::debug!("jobs call: {e}; again in {:.1} s", wait.as_secs_f64());
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn is_job_limit(e: &ClientError) -> bool {
+    matches!(e, ClientError::Status(s) if s.code.as_deref() == Some(codes::JOB_LIMIT_REACHED))
+}
+
+/// Creates the job. While another bulk job runs: waits up to `wait_if_busy` (polling every
+/// `poll_interval`), or reports `Busy` at once when there is no wait.
+pub async fn start(
+    config: &LoadConfig,
+    client: &AdtClient,
+    limiter: &Limiter,
+    job_id: &str,
+    input_url: &str,
+    log_url: &str,
+    wait_if_busy: Option<Duration>,
+) -> Result<Started, String> {
+    let began = Instant::now();
+    loop {
+        match jobs_call(config, limiter, || client.create_import_job(job_id, input_url, log_url)).await {
+            Ok(_) => return Ok(Started::Running),
+            Err(e) if is_job_limit(&e) => {
+                let busy = "another bulk job (import or delete) is running on the instance (JobLimitReached); ADT runs one at a time";
+                match wait_if_busy {
+                    None => return Ok(Started::Busy(busy.into())),
+                    Some(limit) if began.elapsed() < limit => {
+                        tracing::warn!("{busy}: waiting for it to end ({:.0} s so far)", began.elapsed().as_secs_f64());
+                        tokio::time::sleep(config.import_job.poll_interval).await;
+                    }
+                    Some(limit) => {
+                        return Err(format!(
+                            "{busy}, and it did not end within {:.0} s (import_job.busy_wait_s). Wait for it (GET /jobs/imports), cancel it, or load with --mode upsert",
+                            limit.as_secs_f64()
+                        ))
+                    }
+                }
+            }
+            Err(e) => return Err(format!("cannot start import job {job_id}: {e}")),
+        }
+    }
+}
+
+/// What the log and the job said by the end.
+#[derive(Default)]
+struct Findings {
+    rejected: HashMap<ItemId, (u64, String, String)>,
+    started: HashSet<String>,
+    ended: HashSet<String>,
+    job_errors: Vec<String>,
+}
+
+impl Findings {
+    fn take(&mut self, events: Vec<LogEvent>, lines: &LineMap) {
+        for event in events {
+            match event {
+                LogEvent::SectionStarted(s) => {
+                    self.started.insert(s);
+                }
+                LogEvent::SectionEnded(s) => {
+                    self.ended.insert(s);
+                }
+                LogEvent::LineError { line, code, message } => match lines.item_at(line) {
+                    Some(id) => {
+                        self.rejected.insert(id, (line, code, message));
+                    }
+                    None => self.job_errors.push(format!("line {line}: {code}: {message}")),
+                },
+                LogEvent::JobError { code, message } => self.job_errors.push(format!("{code}: {message}")),
+                LogEvent::Other => {}
+            }
+        }
+    }
+}
+
+/// Everything `follow` needs.
+pub struct Following<'a> {
+    pub config: &'a LoadConfig,
+    pub client: &'a AdtClient,
+    pub limiter: &'a Arc<Limiter>,
+    pub staging: &'a Staging,
+    pub job_id: &'a str,
+    pub log_blob: &'a str,
+    pub lines: &'a LineMap,
+    /// The file the job was given (the dead letters show each refused line as sent).
+    pub ndjson: &'a [u8],
+    pub scheduler: &'a Scheduler,
+}
+
+/// Polls the job until it ends (or, after a cancel, until it ends or the shutdown grace is
+/// over), reading the log as it grows; then journals every item. `deadline` counts from now.
+pub async fn follow(
+    f: Following<'_>,
+    mut journal: Journal,
+    signals: StopSignals,
+    deadline: Option<Duration>,
+) -> RunEnd {
+    let began = Instant::now();
+    let mut findings = Findings::default();
+    let mut follower = LogFollower::default();
+    let mut stop: Option<StopReason> = None;
+    let mut cancelled_at: Option<Instant> = None;
+    let mut last: Option<ImportJobInfo> = None;
+    let mut lost: Option<String> = None;
+    let signal = signals.wait();
+    tokio::pin!(signal);
+    let deadline_sleep = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(u64::from(u32::MAX))));
+    tokio::pin!(deadline_sleep);
+    loop {
+        tokio::select! {
+            name = &mut signal, if stop.is_none() => stop = Some(StopReason::Signal(name)),
+            _ = &mut deadline_sleep, if stop.is_none() && deadline.is_some() => stop = Some(StopReason::Deadline),
+            _ = tokio::time::sleep(f.config.import_job.poll_interval) => {}
+        }
+        if stop.is_some() && cancelled_at.is_none() {
+            tracing::warn!(
+                "{}: cancelling import job {}",
+                stop.as_ref().map(ToString::to_string).unwrap_or_default(),
+                f.job_id
+            );
+            cancelled_at = Some(Instant::now());
+            if let Err(e) = jobs_call(f.config, f.limiter, || f.client.cancel_import_job(f.job_id)).await {
+                tracing::error!("cannot cancel import job {}: {e}", f.job_id);
+            }
+        }
+        read_log(&f, &mut follower, &mut findings).await;
+        match jobs_call(f.config, f.limiter, || f.client.import_job(f.job_id)).await {
+            Ok(job) => {
+                let done = job.is_finished();
+                last = Some(job);
+                if done {
+                    break;
+                }
+            }
+            Err(e) => {
+                lost =
+                    Some(format!("lost track of import job {}: {e}; check GET /jobs/imports/{}", f.job_id, f.job_id));
+                break;
+            }
+        }
+        if cancelled_at.is_some_and(|at| at.elapsed() > f.config.shutdown_grace) {
+            lost = Some(format!(
+                "import job {} was still cancelling {:.0} s after the cancel; check GET /jobs/imports/{}",
+                f.job_id,
+                f.config.shutdown_grace.as_secs_f64(),
+                f.job_id
+            ));
+            break;
+        }
+    }
+    read_log(&f, &mut follower, &mut findings).await;
+    let status = last.as_ref().map_or("unknown", |j| j.status.as_str()).to_string();
+    if let Some(error) = last.as_ref().and_then(|j| j.error.as_ref()) {
+        tracing::info!("import job {} ended {status}: {}: {}", f.job_id, error.code, error.message);
+    }
+    let journal_error = account(&f, &findings, &status, lost.as_deref(), &mut journal).err();
+    RunEnd { journal, retries: RetryStats::default(), stop, write_elapsed: began.elapsed(), journal_error }
+}
+
+async fn read_log(f: &Following<'_>, follower: &mut LogFollower, findings: &mut Findings) {
+    match f.staging.read_from(f.log_blob, follower.offset).await {
+        Ok(bytes) => findings.take(follower.feed(&bytes), f.lines),
+        Err(e) => tracing::warn!("{e}"),
+    }
+}
+
+fn section_of(kind: ItemKind) -> &'static str {
+    match kind {
+        ItemKind::Model => "Models",
+        ItemKind::Twin => "Twins",
+        ItemKind::Relationship => "Relationships",
+    }
+}
+
+/// Every item the job was given ends landed, rejected (its error line), or not landed with why.
+fn account(
+    f: &Following<'_>,
+    findings: &Findings,
+    status: &str,
+    lost: Option<&str>,
+    journal: &mut Journal,
+) -> Result<(), String> {
+    let job_problem =
+        if findings.job_errors.is_empty() { String::new() } else { format!(" ({})", findings.job_errors.join("; ")) };
+    for (id, kind, text) in f.lines.items(f.ndjson) {
+        let section = section_of(kind);
+        let letter = |reason_code: &str, error_code: Option<String>, reason: String| DeadLetter {
+            key: f.scheduler.key(id),
+            origin: f.scheduler.origin(id),
+            item_json: Some(text.to_string()),
+            status: None,
+            error_code,
+            reason_code: reason_code.to_string(),
+            reason,
+        };
+        let outcome = if let Some((line, code, message)) = findings.rejected.get(&id) {
+            Some(letter(
+                IMPORT_REJECTED,
+                Some(code.clone()),
+                format!("import job {} refused it (line {line} of its input): {message}", f.job_id),
+            ))
+        } else if findings.ended.contains(section) {
+            None
+        } else if let Some(lost) = lost {
+            Some(letter(NOT_ATTEMPTED, None, format!("{lost}; whether it landed is unknown")))
+        } else if status == "cancelled" {
+            let reason = if findings.started.contains(section) {
+                "the import job was cancelled while loading this section; it may or may not have landed (import jobs do not roll back): load again with --mode upsert to make sure"
+            } else {
+                "the import job was cancelled before this section"
+            };
+            Some(letter(NOT_ATTEMPTED, None, reason.into()))
+        } else {
+            Some(letter(
+                IMPORT_JOB_FAILED,
+                None,
+                format!("import job {} ended {status} before this section{job_problem}", f.job_id),
+            ))
+        };
+        match outcome {
+            None => journal.completed(kind, Completion::Landed),
+            Some(letter) => journal.dead_letter(&letter).map_err(|e| e.to_string())?,
+        }
+    }
+    Ok(())
+}

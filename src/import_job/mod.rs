@@ -1,0 +1,158 @@
+//! Big first loads through ADT's Import Jobs API (`--mode import-job`, and `--mode auto` when
+//! it pays): the planned input (validated and ordered by the planner) becomes one Import-Jobs
+//! NDJSON blob in the staging container, ADT loads it server-side (about 1,000,000 twins in 10
+//! minutes against at least 100 minutes through the per-item API's 500 creates/s), and the
+//! job's log comes back as the run's dead letters, each with its source file and line.
+//!
+//! - [`choice`]: per-item or import job, and why (the summary's `plan.load_mode`).
+//! - [`input`]: the plan as an import file, and the map from its lines back to the items.
+//! - [`staging`]: the staging container (upload, read the growing log).
+//! - [`job`]: start (one bulk job at a time), poll, follow the log, cancel on SIGTERM, account.
+//! - [`log`]: the job's log lines.
+//!
+//! [`maybe_run`] is the entry from `run::load`. Import jobs have no resume and are not
+//! atomic: a cancelled or failed job leaves what it wrote; the dead letters say which items are
+//! in doubt. (Recording what landed in the sync ledger waits for the ledger, issue 9.)
+
+pub mod choice;
+pub mod input;
+pub mod job;
+pub mod log;
+pub mod staging;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::client::AdtClient;
+use crate::config::{LoadConfig, WriteMode};
+use crate::limiter::Limiter;
+use crate::limits::LimitClass;
+use crate::run::coordinator::RunEnd;
+use crate::run::journal::Journal;
+use crate::run::prepare::{self, Prepared};
+use crate::run::supervisor::StopSignals;
+use crate::run::LoadError;
+
+use choice::{Instance, ModeChoice};
+use job::{Following, Started};
+use staging::Staging;
+
+/// How long the upload of the job's input may take.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// What the load does next.
+pub enum Run {
+    /// The import job ran; the summary is built from its end.
+    Done { end: RunEnd, prepared: Prepared },
+    /// Write per item, with the coordinator.
+    PerItem { prepared: Prepared, journal: Journal, signals: StopSignals },
+}
+
+/// The inputs of one load, for the fallback that plans again.
+pub struct LoadParts<'a> {
+    pub config: &'a LoadConfig,
+    pub inputs: &'a [String],
+    pub client: &'a AdtClient,
+    pub limiter: &'a Arc<Limiter>,
+}
+
+/// Chooses the way to write, and when it is an import job, runs it. The choice goes into
+/// `prepared.plan_report["load_mode"]`.
+pub async fn maybe_run(
+    parts: LoadParts<'_>,
+    mut prepared: Prepared,
+    journal: Journal,
+    signals: StopSignals,
+    started: Instant,
+) -> Result<Run, LoadError> {
+    let LoadParts { config, inputs, client, limiter } = parts;
+    let counts = prepared.scheduler.plan().counts();
+    let items = counts.models.to_write + counts.twins.to_write + counts.relationships.to_write;
+    let choice = choice::choose(config, items, prepared.t_star_s, || instance(config, client, limiter)).await;
+    tracing::info!("writing {}: {}", choice.mode, choice.reason);
+    record(&mut prepared, &choice, None);
+    if !choice.uses_job() {
+        return Ok(Run::PerItem { prepared, journal, signals });
+    }
+    let Some(container) = config.import_job.staging.clone() else {
+        return Err(LoadError::Setup("import jobs need --staging <container URL with a SAS>".into()));
+    };
+    let staging = Staging::new(container, UPLOAD_TIMEOUT);
+    let job_id = format!("twinload-{}", uuid::Uuid::new_v4());
+    let (input_blob, log_blob) = (format!("{job_id}/input.ndjson"), format!("{job_id}/log.ndjson"));
+
+    let input = input::write(&mut prepared.scheduler);
+    tracing::info!(
+        "uploading {} lines ({} bytes) to {}",
+        input.lines.len(),
+        input.ndjson.len(),
+        staging.shown(&input_blob)
+    );
+    staging.put(&input_blob, input.ndjson.clone()).await.map_err(|e| LoadError::Setup(e.to_string()))?;
+    let wait = (config.mode == WriteMode::ImportJob).then_some(config.import_job.busy_wait);
+    let start = job::start(
+        config,
+        client,
+        limiter,
+        &job_id,
+        &staging.blob_url(&input_blob),
+        &staging.blob_url(&log_blob),
+        wait,
+    )
+    .await
+    .map_err(LoadError::Setup)?;
+    if let Started::Busy(why) = start {
+        // Auto: per-item instead. The scheduler gave its items to the import file, so plan again.
+        tracing::warn!("{why}: writing per item instead");
+        let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
+        let mut prepared = prepare::prepare(config, inputs, client, limiter, &mut journal).await?;
+        let fallback =
+            ModeChoice { mode: "per-item", reason: format!("{why}; fell back to per-item writes"), ..choice };
+        record(&mut prepared, &fallback, None);
+        return Ok(Run::PerItem { prepared, journal, signals });
+    }
+    tracing::info!("import job {job_id} started; its log is {}", staging.shown(&log_blob));
+    record(&mut prepared, &choice, Some((&job_id, &staging.shown(&log_blob))));
+    let following = Following {
+        config,
+        client,
+        limiter,
+        staging: &staging,
+        job_id: &job_id,
+        log_blob: &log_blob,
+        lines: &input.lines,
+        ndjson: &input.ndjson,
+        scheduler: &prepared.scheduler,
+    };
+    let deadline = config.deadline.map(|d| d.saturating_sub(started.elapsed()));
+    let end = job::follow(following, journal, signals, deadline).await;
+    Ok(Run::Done { end, prepared })
+}
+
+/// Whether the instance holds twins (auto's "first load" test).
+async fn instance(config: &LoadConfig, client: &AdtClient, limiter: &Limiter) -> Instance {
+    let mut attempt = 1;
+    loop {
+        limiter.acquire(LimitClass::Query).await;
+        match client.count_twins().await {
+            Ok(0) => return Instance::Empty,
+            Ok(n) => return Instance::Holds(n),
+            Err(e) if e.is_retryable() && attempt < config.retry.max_attempts => {
+                tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_secs(1))).await;
+                attempt += 1;
+            }
+            Err(e) => return Instance::Unknown(e.to_string()),
+        }
+    }
+}
+
+fn record(prepared: &mut Prepared, choice: &ModeChoice, job: Option<(&str, &str)>) {
+    let mut value = serde_json::to_value(choice).unwrap_or_default();
+    if let (Some((id, log)), Some(object)) = (job, value.as_object_mut()) {
+        object.insert("import_job_id".into(), id.into());
+        object.insert("import_job_log".into(), log.into());
+    }
+    if let Some(report) = prepared.plan_report.as_object_mut() {
+        report.insert("load_mode".into(), value);
+    }
+}
