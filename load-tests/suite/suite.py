@@ -263,7 +263,7 @@ def scenario_capacity(args, out):
         try:
             dur = "2s" if args.size == "tiny" else "10s"
             w = subprocess.run(["wrk", "-t1", "-c64", "-d" + dur, "-s", os.path.join(ROOT, "load-tests", "wrk", "ping.lua"),
-                                mock.url], capture_output=True, text=True, timeout=120)
+                                f"{mock.url}/_mock/ping"], capture_output=True, text=True, timeout=120)
             m = re.search(r"Requests/sec:\s+([\d.]+)", w.stdout)
             result["wrk_ping_per_s"] = float(m.group(1)) if m else None
         finally:
