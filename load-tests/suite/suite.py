@@ -4,8 +4,9 @@ loopback and writes <out>/<scenario>.md, <scenario>.json and the run report's HT
 
     load-tests/suite/suite.py <scenario|all> [--size tiny|full] [--scale K] [--out DIR] [--results FILE]
 
-Scenarios: fleet-10k, fleet-100k, hubs, loaders-1, loaders-2, loaders-4, loaders-8, faults,
-capacity, peers. `all` runs them in that order and writes load-tests/RESULTS.md (or --results).
+Scenarios: fleet-10k, hubs, loaders-1, loaders-2, loaders-4, loaders-8, faults, capacity, peers,
+fleet-100k. `all` runs them in that order and writes load-tests/RESULTS.md (or --results) after
+each one, listing those not run yet, so a run cut short still leaves what it measured.
 
 --scale K multiplies every rate limit of the profile (adt-2025 by default, --profile) by K, for
 the mock and the loaders alike, keeping their ratios: an hour at real limits runs in minutes.
@@ -36,8 +37,9 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCENARIOS = ["fleet-10k", "fleet-100k", "hubs", "loaders-1", "loaders-2", "loaders-4", "loaders-8", "faults",
-             "capacity", "peers"]
+# `all` runs them in this order: the longest last, so a time limit cuts the fewest.
+SCENARIOS = ["fleet-10k", "hubs", "loaders-1", "loaders-2", "loaders-4", "loaders-8", "faults", "capacity", "peers",
+             "fleet-100k"]
 # Bounds every wait of the suite (a mock starting, a load finishing).
 LOAD_TIMEOUT_S = 4 * 3600
 
@@ -261,7 +263,7 @@ def scenario_capacity(args, out):
         try:
             dur = "2s" if args.size == "tiny" else "10s"
             w = subprocess.run(["wrk", "-t1", "-c64", "-d" + dur, "-s", os.path.join(ROOT, "load-tests", "wrk", "ping.lua"),
-                                mock.url], capture_output=True, text=True, timeout=120)
+                                f"{mock.url}/_mock/ping"], capture_output=True, text=True, timeout=120)
             m = re.search(r"Requests/sec:\s+([\d.]+)", w.stdout)
             result["wrk_ping_per_s"] = float(m.group(1)) if m else None
         finally:
@@ -369,18 +371,26 @@ def main():
     out = args.out or os.path.join(tempfile.gettempdir(), f"twinload-suite-{args.size}")
     os.makedirs(out, exist_ok=True)
     names = SCENARIOS if args.scenario == "all" else [args.scenario]
-    results = [run(args, s, out) for s in names]
-    if args.scenario == "all":
-        path = args.results or os.path.join(ROOT, "load-tests", "RESULTS.md")
-        cmd = " ".join(["load-tests/suite/suite.py"] + sys.argv[1:])
-        text = ["# Load-test results", "", "Written by `load-tests/suite/suite.py all` (do not edit by hand).", "",
-                f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
-                f"- Machine: {machine()}; shared with other engineers' builds, so times are a ceiling.",
-                f"- Command: `{cmd}`", f"- Size: {args.size}; limits {args.profile} x k, k = {args.scale:g}",
-                f"- Output (JSON, Markdown, report pages): {out}", ""]
-        text += [markdown(r) for r in results]
-        open(path, "w").write("\n".join(text))
-        print(f"wrote {path}")
+    results = []
+    for name in names:
+        results.append(run(args, name, out))
+        if args.scenario == "all":
+            write_results(args, out, results, names[len(results):])
+
+
+def write_results(args, out, results, pending):
+    path = args.results or os.path.join(ROOT, "load-tests", "RESULTS.md")
+    cmd = " ".join(["load-tests/suite/suite.py"] + sys.argv[1:])
+    text = ["# Load-test results", "", "Written by `load-tests/suite/suite.py all` (do not edit by hand).", "",
+            f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
+            f"- Machine: {machine()}; shared with other engineers' builds, so times are a ceiling.",
+            f"- Binary: {binary()}",
+            f"- Command: `{cmd}`", f"- Size: {args.size}; limits {args.profile} x k, k = {args.scale:g}",
+            f"- Output (JSON, Markdown, report pages): {out}",
+            f"- Not run (yet): {', '.join(pending) if pending else 'none'}", ""]
+    text += [markdown(r) for r in results]
+    open(path, "w").write("\n".join(text))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
