@@ -33,6 +33,8 @@ pub const CONFIG_KEYS: &[&str] = &[
     "mode",
     "request_timeout_s",
     "deadline_s",
+    "no_progress_timeout_s",
+    "max_server_wait_s",
     "shutdown_grace_s",
     "retry",
     "adaptive",

@@ -37,7 +37,7 @@ pub enum ClientError {
     CaCert { path: String, detail: String },
     #[error("cannot build the HTTP client: {0}")]
     Build(String),
-    #[error("{method} {url} failed: {detail}. Check the endpoint URL, that the instance is reachable, and --ca-cert for a self-signed server")]
+    #[error("{method} {url} failed: {detail}. Check the endpoint URL, that the instance is reachable, and --ca-cert for a self-signed server{}", if cannot_heal(detail) { " (waiting cannot fix this, so it was not retried)" } else { "" })]
     Transport { method: String, url: String, detail: String },
     #[error(transparent)]
     Status(Box<StatusError>),
@@ -59,12 +59,24 @@ pub struct StatusError {
 }
 
 impl ClientError {
-    /// True when a retry may help (throttled or a server error).
+    /// True when a retry may help (throttled, a server error, a connection that may come
+    /// back). Not for what waiting cannot heal: a certificate the client does not trust, a
+    /// host name that does not resolve.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Transport { .. } => true,
+            ClientError::Transport { detail, .. } => !cannot_heal(detail),
             ClientError::Status(e) => {
                 e.status == 429 || e.status >= 500 || e.code.as_deref().is_some_and(crate::adt::codes::is_throttle_code)
+            }
+            _ => false,
+        }
+    }
+
+    /// True when the server throttled the call (429 or a throttling code).
+    pub fn is_throttle(&self) -> bool {
+        match self {
+            ClientError::Status(e) => {
+                e.status == 429 || e.code.as_deref().is_some_and(crate::adt::codes::is_throttle_code)
             }
             _ => false,
         }
@@ -76,6 +88,14 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+/// Whether a transport failure is one that waiting cannot heal, from its error chain (reqwest
+/// and rustls expose these only as text): the server's certificate refused, or a host name
+/// that does not resolve.
+fn cannot_heal(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    d.contains("certificate") || d.contains("dns error") || d.contains("failed to lookup address")
 }
 
 /// What to check for a failing setup call, by status.

@@ -197,23 +197,35 @@ async fn check_twins(
     Ok(found)
 }
 
-/// Runs a setup call, retrying throttles and transient failures within the retry policy's
-/// attempt limit (waiting the larger of Retry-After and the backoff).
+/// Runs a setup call, retrying transient failures within the retry policy's attempt limit
+/// (waiting the larger of Retry-After and the backoff). Throttles do not use attempts: they
+/// wait (Retry-After capped by `max_server_wait`, else the backoff) for as long as the
+/// no-progress timeout allows. What waiting cannot heal (an untrusted certificate, a name that
+/// does not resolve) fails at once.
 async fn with_retries<T, F, Fut>(config: &LoadConfig, mut call: F) -> Result<T, ClientError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
 {
     let mut backoff = Supervisor::new(config.retry.clone());
-    let mut attempt = 1;
+    let mut failures = 0;
+    let mut throttles = 0;
+    let started = tokio::time::Instant::now();
     loop {
         match call().await {
             Ok(v) => return Ok(v),
-            Err(e) if e.is_retryable() && attempt < config.retry.max_attempts => {
-                let wait = backoff.backoff(attempt).max(e.retry_after().unwrap_or_default());
+            Err(e) if e.is_throttle() && started.elapsed() < config.no_progress_timeout => {
+                throttles += 1;
+                let steps = throttles.min(super::supervisor::THROTTLE_BACKOFF_STEPS);
+                let wait = backoff.backoff(steps).max(backoff.server_wait(e.retry_after().unwrap_or_default()));
+                tracing::info!("{e}; waiting {:.1} s", wait.as_secs_f64());
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) if e.is_retryable() && !e.is_throttle() && failures + 1 < config.retry.max_attempts => {
+                failures += 1;
+                let wait = backoff.backoff(failures).max(backoff.server_wait(e.retry_after().unwrap_or_default()));
                 tracing::warn!("{e}; retrying in {:.1} s", wait.as_secs_f64());
                 tokio::time::sleep(wait).await;
-                attempt += 1;
             }
             Err(e) => return Err(e),
         }
