@@ -239,7 +239,7 @@ async fn perform(env: &WriterEnv, request: Request, requests: &mut Sends) -> Rep
         }
         Request::TwinPatch { twin_id, body, .. } => {
             env.limiter.acquire(LimitClass::Patch).await;
-            *requests += 1;
+            requests.record();
             let reply = env.client.patch_twin(&twin_id, &body).await;
             chaos_after_send(env);
             Report::Single(reply)
