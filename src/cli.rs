@@ -40,6 +40,8 @@ pub enum Command {
     Plan(crate::plan::cli::PlanArgs),
     /// Generate a synthetic fleet as Import-Jobs NDJSON.
     Gen(crate::gen::GenArgs),
+    /// Render a finished run's summary and timeline as one HTML page with charts.
+    Report(crate::report::cli::ReportArgs),
     /// Run a whole load against an in-process mock ADT and print the summary.
     #[cfg(feature = "mock")]
     Demo(crate::demo::DemoArgs),
@@ -61,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Load(args) => crate::run::cli::run(args),
         Command::Plan(args) => crate::plan::cli::run(args),
         Command::Gen(args) => crate::gen::run(args),
+        Command::Report(args) => crate::report::cli::run(args),
         #[cfg(feature = "mock")]
         Command::Demo(args) => crate::demo::run(args),
         #[cfg(feature = "mock")]

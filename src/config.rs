@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::limits::Limits;
 use crate::source::select::{Phase, Selection, Shard};
+use crate::sync::settings::{MaxDeletes, PruneScope, SyncSettings, DEFAULT_MAX_DELETES};
 
 /// Writer actors, i.e. HTTP requests in flight at once. 500 writes/s at ~50 ms per request
 /// needs ~25; the rest is slack for slow responses.
@@ -133,6 +134,9 @@ pub enum WriteMode {
     /// `PUT` with `If-None-Match: *`: an existing twin or relationship is left alone and
     /// counted as "already existed".
     CreateOnly,
+    /// Send only differences from what ADT holds (ledger or query): new items created with
+    /// `If-None-Match: *`, changed twins and relationships patched, unchanged ones left alone.
+    Sync,
 }
 
 /// Retry policy (owned by the supervisor).
@@ -227,6 +231,8 @@ pub struct LoadConfig {
     /// The JSON summary; `None` writes only the human summary on stderr.
     pub summary_path: Option<PathBuf>,
     pub dead_letter_path: PathBuf,
+    /// Ledger, `--verify`, `--prune` (see `crate::sync`).
+    pub sync: SyncSettings,
     pub chaos: Chaos,
     /// The reference prototype's mapping file for per-twin documents and CSV rows.
     pub mapping: Option<PathBuf>,
@@ -244,6 +250,19 @@ pub struct LoadConfig {
     pub identity_client_id: Option<String>,
     /// ADF's `outputs.json` (the summary trimmed under 2 MB); set inside a Batch task.
     pub outputs_path: Option<PathBuf>,
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics of a run (`[metrics]`, `--metrics-*`, `--pushgateway`). Off unless a
+/// listen address or a Pushgateway is given.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` here during the run (port 0: any free port, printed on stderr).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Push the final snapshot to this Pushgateway (base URL).
+    pub pushgateway: Option<String>,
+    /// Keep the listener up this long after the run, so the last scrape lands. Default 0.
+    pub linger: Duration,
 }
 
 impl LoadConfig {
@@ -265,6 +284,7 @@ impl LoadConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             summary_path: None,
             dead_letter_path: PathBuf::from(DEFAULT_DEAD_LETTER_PATH),
+            sync: SyncSettings::default(),
             chaos: Chaos::default(),
             mapping: None,
             model: None,
@@ -274,6 +294,7 @@ impl LoadConfig {
             archive: None,
             identity_client_id: None,
             outputs_path: None,
+            metrics: MetricsConfig::default(),
         }
     }
 
@@ -336,6 +357,12 @@ impl LoadConfig {
         if self.chaos.writer_panic_every == Some(0) {
             return bad("chaos.writer_panic_every", "must be at least 1 (or unset)".into());
         }
+        if self.sync.prune && self.sync.prune_scope == PruneScope::Ledger && self.sync.ledger.is_none() {
+            return bad(
+                "prune_scope",
+                "--prune needs a ledger (--ledger) to know what this source loaded, or a stated --prune-scope model:<dtmi> or prefix:<id-prefix>".into(),
+            );
+        }
         if self.chaos.writer_crash_every == Some(0) {
             return bad("chaos.writer_crash_every", "must be at least 1 (or unset)".into());
         }
@@ -385,6 +412,11 @@ pub struct FileConfig {
     pub max_server_wait_s: Option<f64>,
     pub rate_share: Option<f64>,
     pub shutdown_grace_s: Option<f64>,
+    pub ledger: Option<String>,
+    pub verify: Option<bool>,
+    pub prune: Option<bool>,
+    pub prune_scope: Option<PruneScope>,
+    pub max_deletes: Option<MaxDeletes>,
     #[serde(default)]
     pub retry: RetryFile,
     #[serde(default)]
@@ -401,6 +433,16 @@ pub struct FileConfig {
     pub model_check_max: Option<usize>,
     pub archive: Option<String>,
     pub identity_client_id: Option<String>,
+    #[serde(default)]
+    pub metrics: MetricsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    pub listen: Option<std::net::SocketAddr>,
+    pub pushgateway: Option<String>,
+    pub linger_s: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -556,6 +598,33 @@ pub struct ConfigArgs {
     /// Client id of the user-assigned managed identity to use.
     #[arg(long, env = "TWINLOAD_IDENTITY_CLIENT_ID")]
     pub identity_client_id: Option<String>,
+    /// Serve Prometheus metrics at http://<addr>/metrics during the run, e.g. 127.0.0.1:9184
+    /// (port 0: any free port; the bound address is printed on stderr). Default: off.
+    #[arg(long, env = "TWINLOAD_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Push the final metrics to this Prometheus Pushgateway, e.g. http://pushgateway:9091.
+    #[arg(long, env = "TWINLOAD_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+    /// Keep the metrics listener up this many seconds after the run, for the last scrape. Default 0.
+    #[arg(long, env = "TWINLOAD_METRICS_LINGER_S")]
+    pub metrics_linger_s: Option<f64>,
+    /// Ledger of what landed (local path): skips what it records unchanged, resumes after a
+    /// crash, scopes --prune. Default: none.
+    #[arg(long, env = "TWINLOAD_LEDGER")]
+    pub ledger: Option<String>,
+    /// With --mode sync: read ADT's current state through the query API even with a ledger.
+    #[arg(long, env = "TWINLOAD_VERIFY", num_args = 0..=1, default_missing_value = "true")]
+    pub verify: Option<bool>,
+    /// Delete what left the source within --prune-scope (relationships before their twins).
+    #[arg(long, env = "TWINLOAD_PRUNE", num_args = 0..=1, default_missing_value = "true")]
+    pub prune: Option<bool>,
+    /// ledger (default: what the ledger records this source loaded), model:<dtmi> or prefix:<id-prefix>.
+    #[arg(long, env = "TWINLOAD_PRUNE_SCOPE")]
+    pub prune_scope: Option<PruneScope>,
+    /// Most deletions a prune may make: a count or a percentage of its scope; more stops the
+    /// run before any write (exit 4). Default 10%.
+    #[arg(long, env = "TWINLOAD_MAX_DELETES")]
+    pub max_deletes: Option<MaxDeletes>,
 }
 
 fn seconds(key: &str, value: f64) -> Result<Duration, ConfigError> {
@@ -654,6 +723,13 @@ impl ConfigArgs {
         if let Some(p) = self.dead_letter.clone().or(file.output.dead_letter) {
             config.dead_letter_path = p;
         }
+        config.sync = SyncSettings {
+            ledger: self.ledger.clone().or(file.ledger),
+            verify: self.verify.or(file.verify).unwrap_or(false),
+            prune: self.prune.or(file.prune).unwrap_or(false),
+            prune_scope: self.prune_scope.clone().or(file.prune_scope).unwrap_or(PruneScope::Ledger),
+            max_deletes: self.max_deletes.or(file.max_deletes).unwrap_or(DEFAULT_MAX_DELETES),
+        };
         config.chaos.writer_crash_every = file.chaos.writer_crash_every;
         config.chaos.writer_panic_every = file.chaos.writer_panic_every;
 
@@ -673,6 +749,12 @@ impl ConfigArgs {
         config.model_check_max = file.model_check_max.unwrap_or(DEFAULT_MODEL_CHECK_MAX);
         config.archive = self.archive.clone().or(file.archive);
         config.identity_client_id = self.identity_client_id.clone().or(file.identity_client_id);
+        config.metrics = MetricsConfig {
+            listen: self.metrics_listen.or(file.metrics.listen),
+            pushgateway: self.pushgateway.clone().or(file.metrics.pushgateway),
+            linger: opt_seconds("metrics.linger_s", self.metrics_linger_s.or(file.metrics.linger_s))?
+                .unwrap_or_default(),
+        };
         config.validate()?;
         Ok(config)
     }
@@ -727,6 +809,7 @@ mod tests {
         let config = args(&["--endpoint", "https://x.example"]).resolve_with(file).expect("resolves");
         let defaults = LoadConfig::new("https://x.example");
         assert_eq!(config.writers, defaults.writers);
+        assert_eq!(config.sync, defaults.sync);
         assert_eq!(config.model_batch_size, defaults.model_batch_size);
         assert_eq!(config.retry, defaults.retry);
         assert_eq!(config.adaptive, defaults.adaptive);
@@ -734,6 +817,24 @@ mod tests {
         assert_eq!(config.request_timeout, defaults.request_timeout);
         assert_eq!(config.dead_letter_path, defaults.dead_letter_path);
         assert_eq!(config.chaos, defaults.chaos);
+        assert_eq!(config.metrics.listen, None, "metrics are off unless asked for");
+        assert_eq!(config.metrics.linger, defaults.metrics.linger);
+    }
+
+    #[test]
+    fn metrics_settings_come_from_flags_and_the_file() {
+        let file = FileConfig::parse(
+            "[metrics]\nlisten = \"127.0.0.1:9184\"\npushgateway = \"http://pg:9091\"\nlinger_s = 5\n",
+            "t.toml",
+        )
+        .unwrap();
+        let config =
+            args(&["--endpoint", "https://x.example", "--metrics-listen", "127.0.0.1:0"]).resolve_with(file).unwrap();
+        assert_eq!(config.metrics.listen, Some("127.0.0.1:0".parse().unwrap()), "flag wins");
+        assert_eq!(config.metrics.pushgateway.as_deref(), Some("http://pg:9091"));
+        assert_eq!(config.metrics.linger, Duration::from_secs(5));
+        let err = FileConfig::parse("[metrics]\nlisten = \"nowhere\"\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
     }
 
     #[test]

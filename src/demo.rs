@@ -113,5 +113,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
     if args.keep.is_some() {
         eprintln!("demo: fleet, summary.json and dead-letters.ndjson are in {}", workdir.display());
     }
+    // The report outlives a temporary work folder: without --keep it goes to a folder of its own.
+    let report_dir = match &args.keep {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("twinload-demo-{}", uuid::Uuid::new_v4())),
+    };
+    std::fs::create_dir_all(&report_dir).with_context(|| format!("creating {}", report_dir.display()))?;
+    let report = report_dir.join("report.html");
+    let page = crate::report::render_files(&workdir.join("summary.json"))?;
+    std::fs::write(&report, page).with_context(|| format!("writing {}", report.display()))?;
+    eprintln!("demo: run report: {}", report.display());
     Ok(summary.exit_code)
 }

@@ -51,7 +51,7 @@ impl ItemKind {
 }
 
 /// The stable identity of an item in ADT: two items with the same key write the same thing.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ItemKey {
     Model { id: String },

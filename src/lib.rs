@@ -21,10 +21,15 @@
 //! - [`limiter`]: the token buckets every writer shares (per limit class, per twin), with the
 //!   adaptive rate that backs off when ADT throttles.
 //! - [`run`]: the actors of a load (coordinator, writers, supervisor, journal) and the summary.
+//! - [`observe`]: Prometheus metrics of a run (names, `/metrics` listener, Pushgateway push).
 //! - [`config`]: the loader's configuration: TOML file, `TWINLOAD_*` environment, flags.
 //! - [`adf`]: the Azure Data Factory Custom-activity contract: settings from `activity.json`
 //!   (extended properties, SecureStrings, the reference prototype's properties) and the summary
 //!   as `outputs.json`.
+//! - [`ledger`]: what landed, per item (content hash, target), kept across runs: resume after a
+//!   crash, skip what is unchanged, scope a prune.
+//! - [`sync`]: `--mode sync` (only differences: JSON Patch diff, creates, replaces), reading
+//!   ADT's state by query, `--prune` planning with its `--max-deletes` guard.
 //! - [`gen`]: the synthetic fleet generator.
 //!
 //! The mock ADT (`twinload mock-adt`)
@@ -35,6 +40,7 @@
 //!
 //! Entry points
 //! - [`cli`]: the command line; `src/main.rs` only calls [`cli::main`].
+//! - [`report`]: `twinload report`: a run's summary and timeline as one HTML page with SVG charts.
 //! - [`demo`]: `twinload demo`: mock, generated fleet, full load, check, summary.
 
 // The ADT facts shared with the mock live in their own crate (crates/adt).
@@ -49,10 +55,14 @@ pub mod config;
 pub mod demo;
 pub mod gen;
 pub mod item;
+pub mod ledger;
 pub mod limiter;
+pub mod observe;
 #[cfg(feature = "mock")]
 pub use twinload_mock as mock;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod source;
+pub mod sync;
 pub mod verify;

@@ -17,7 +17,31 @@ if ! "$pyenv/bin/python" -c 'import azure.digitaltwins.core' >/dev/null 2>&1; th
     python3 -m venv "$pyenv"
     "$pyenv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
+# The load-test peers (load-tests/peers, run by tests/load_suite.rs) use the SDK's asyncio client.
+if ! "$pyenv/bin/python" -c 'import aiohttp' >/dev/null 2>&1; then
+    "$pyenv/bin/pip" install --quiet --disable-pip-version-check -r load-tests/peers/requirements.txt
+fi
 export TWINLOAD_PYTHON="$pyenv/bin/python"
+
+# A real Prometheus, Pushgateway and promtool (tests/observe_prometheus.rs), from Debian's
+# packages. The packages' own services may start or not: the test runs its own instances on
+# free loopback ports. No install, no pass: the test fails saying what is missing.
+if ! command -v prometheus >/dev/null || ! command -v prometheus-pushgateway >/dev/null || ! command -v promtool >/dev/null; then
+    echo "tests/run.sh: installing prometheus and prometheus-pushgateway (apt-get)" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        prometheus prometheus-pushgateway >/dev/null; }; then
+        echo "tests/run.sh: cannot install prometheus and prometheus-pushgateway; the metrics tests will fail" >&2
+    fi
+fi
+
+# Headless Chromium opens the run report and takes its screenshot (tests/report_chromium.rs).
+if ! command -v chromium >/dev/null; then
+    echo "tests/run.sh: installing chromium (apt-get)" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        chromium >/dev/null; }; then
+        echo "tests/run.sh: cannot install chromium; the report test will fail" >&2
+    fi
+fi
 
 # Formatting and lints are part of the suite (settings in .rustfmt.toml).
 cargo fmt --all --check
@@ -29,4 +53,20 @@ if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else
     cargo test --workspace --no-fail-fast "$@"
+fi
+
+# Fuzzing (fuzz/): every target for FUZZ_SECONDS (default 10; 0 skips), after the tests and
+# only for a whole-suite run. cargo-fuzz is installed into the target dir once; its nightly
+# flags are accepted by the stable toolchain under RUSTC_BOOTSTRAP=1. `-s none`: no
+# AddressSanitizer (the parsers are safe Rust, and an instrumented build would double the build
+# time); libFuzzer still finds panics, hangs and runaway memory.
+fuzz_seconds="${FUZZ_SECONDS:-10}"
+if [ $# -eq 0 ] && [ "$fuzz_seconds" != 0 ]; then
+    tools="$target_dir/tools"
+    [ -x "$tools/bin/cargo-fuzz" ] || cargo install --quiet --locked cargo-fuzz --root "$tools"
+    for target in ndjson dtdl_file config_toml retry_after ledger twin_diff; do
+        echo "tests/run.sh: fuzzing $target for ${fuzz_seconds} s" >&2
+        (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir/fuzz" \
+            "$tools/bin/cargo-fuzz" run -s none "$target" -- -max_total_time="$fuzz_seconds" -rss_limit_mb=1024 -timeout=10)
+    done
 fi

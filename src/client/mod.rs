@@ -9,6 +9,7 @@
 pub mod outcome;
 pub mod retry_after;
 pub mod stats;
+mod sync_calls;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,6 +25,7 @@ use crate::limits::LimitClass;
 
 pub use outcome::{Outcome, Reply, Sent};
 pub use stats::{RequestCounts, RequestStats};
+pub use sync_calls::QueryPage;
 
 /// Most pages `list_models` follows (100 models a page: a million models), so a server that
 /// hands out nextLinks forever cannot keep the loader looping.
@@ -191,6 +193,10 @@ impl AdtClient {
 
     /// Sends one request and classifies what came back. Counts it in the stats.
     async fn send(&self, class: LimitClass, req: reqwest::RequestBuilder, sent: Sent) -> Reply {
+        let _timer = crate::observe::catalog::RequestTimer::start(
+            class,
+            crate::observe::catalog::operation(class, sent.relationship),
+        );
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status();
@@ -318,6 +324,7 @@ impl AdtClient {
     /// A GET whose non-2xx answers become [`ClientError`]s.
     async fn get_ok(&self, class: LimitClass, url: Url) -> Result<bytes::Bytes, ClientError> {
         let shown = url.to_string();
+        let _timer = crate::observe::catalog::RequestTimer::start(class, "get");
         let result = self.request(Method::GET, url).send().await;
         let resp = match result {
             Ok(r) => r,

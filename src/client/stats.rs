@@ -35,6 +35,7 @@ impl RequestStats {
     pub fn record(&self, class: LimitClass, status: &str, throttled: bool) {
         self.by_class[class_index(class)].fetch_add(1, Ordering::Relaxed);
         *self.by_status.lock().entry(status.to_string()).or_default() += 1;
+        crate::observe::catalog::request(class, status, throttled);
         if throttled {
             self.throttled.fetch_add(1, Ordering::Relaxed);
         }

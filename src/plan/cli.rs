@@ -47,6 +47,13 @@ pub struct PlanArgs {
     /// Model of twins whose input names none (as `load`).
     #[arg(long)]
     pub model: Option<String>,
+    /// A ledger (`load --ledger`): also show what `load --mode sync` would send, judged by the
+    /// ledger alone (read, never written). Needs --endpoint, the instance the ledger belongs to.
+    #[arg(long, requires = "endpoint")]
+    pub ledger: Option<String>,
+    /// The instance of --ledger (only checked against the ledger; plan never contacts ADT).
+    #[arg(long, env = "TWINLOAD_ENDPOINT")]
+    pub endpoint: Option<String>,
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
@@ -84,11 +91,27 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
     };
     let files: Vec<String> = sources.iter().map(|s| s.name().to_string()).collect();
     let opts = PlanOptions { limits, model_batch_size: args.model_batch_size, keep_bodies: false };
+    let mut stage = match (&args.ledger, &args.endpoint) {
+        (Some(ledger), Some(endpoint)) => {
+            let identity = crate::ledger::Identity::new(endpoint, &args.inputs);
+            match crate::ledger::Ledger::read_only(ledger, identity) {
+                Ok(l) => crate::sync::Stage::offline(l),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(exit::SETUP_FAILED);
+                }
+            }
+        }
+        _ => crate::sync::Stage::inert(),
+    };
     let started = Instant::now();
-    let plan = Plan::build(read_all(sources), &opts);
+    let plan = Plan::build(stage.filter(read_all(sources)), &opts);
     let elapsed_s = started.elapsed().as_secs_f64();
 
     eprint!("{}", report(&plan, &files, elapsed_s, args.examples));
+    if let Some(sync) = stage.report() {
+        eprintln!("{}", sync.plan_line());
+    }
     if let Some(path) = &args.json {
         let document = PlanDocument::of(&plan, files, elapsed_s);
         let file = std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;

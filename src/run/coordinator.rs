@@ -265,6 +265,12 @@ impl Coordinator {
             }
         }
         self.retry_ready.extend(deferred_retries);
+        crate::observe::catalog::queue_depths(
+            self.scheduler.pending(),
+            self.in_flight.len(),
+            self.retry_ready.len(),
+            self.retry_waiting.len(),
+        );
         if let Some(wait) = earliest_wait {
             if !self.pump_scheduled {
                 self.pump_scheduled = true;
@@ -348,10 +354,6 @@ impl Coordinator {
         })
     }
 
-    fn journal(&mut self) -> Option<&mut Journal> {
-        self.journal.as_mut()
-    }
-
     fn write_dead_letter(&mut self, letter: DeadLetter) {
         let Some(journal) = self.journal.as_mut() else { return };
         if let Err(e) = journal.dead_letter(&letter) {
@@ -362,11 +364,12 @@ impl Coordinator {
 
     fn land(&mut self, id: ItemId, how: Completion) {
         self.last_landed = Instant::now();
-        let kind = self.scheduler.item(id).kind();
-        self.scheduler.landed(id);
-        if let Some(j) = self.journal() {
-            j.completed(kind, how);
+        // The journal (and the ledger behind it) reads the item before the scheduler releases
+        // its body.
+        if let Some(j) = self.journal.as_mut() {
+            j.landed_item(self.scheduler.item(id), how);
         }
+        self.scheduler.landed(id);
     }
 
     /// Fails one item for good: its dead letter, then its dependents'.
@@ -630,6 +633,9 @@ impl Coordinator {
 
     fn log_progress(&mut self) {
         self.limiter.twins().prune();
+        if crate::observe::progress::bars_shown() {
+            return;
+        }
         let Some(j) = self.journal.as_ref() else { return };
         let landed = j.landed_total();
         let failed = j.dead_letters_total();

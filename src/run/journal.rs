@@ -2,8 +2,8 @@
 //! per kind (for the summary) and writes the dead-letter file: NDJSON, one line per item that
 //! did not land, with the item, where it came from, the HTTP status and ADT error code if any,
 //! a stable reason code and a reason a person can act on. Lines are flushed as they happen, so
-//! a killed run still leaves what it knew. (A crash-safe checkpoint of what landed hooks in at
-//! [`Journal::completed`].)
+//! a killed run still leaves what it knew. With a ledger attached, every landed item is also
+//! recorded there ([`Journal::landed_item`]), which is what makes a re-run resume.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::item::{ItemKey, ItemKind, Origin};
+use crate::item::{Item, ItemKey, ItemKind, Origin};
+use crate::ledger::Ledger;
 use crate::plan::Rejected;
 
 /// Reason code of the items a stop (deadline, signal) left unsent.
@@ -96,6 +97,7 @@ pub struct Journal {
     counts: BTreeMap<ItemKind, OutcomeCounts>,
     by_reason: BTreeMap<String, u64>,
     file_problems: u64,
+    ledger: Option<Ledger>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +121,7 @@ impl Journal {
             counts: BTreeMap::new(),
             by_reason: BTreeMap::new(),
             file_problems: 0,
+            ledger: None,
         })
     }
 
@@ -126,8 +129,26 @@ impl Journal {
         &self.path
     }
 
+    /// Records landed items in `ledger` from now on.
+    pub fn attach_ledger(&mut self, ledger: Option<Ledger>) {
+        self.ledger = ledger;
+    }
+
+    pub fn take_ledger(&mut self) -> Option<Ledger> {
+        self.ledger.take()
+    }
+
+    /// An item landed or was already there: counted, and recorded in the ledger if one is attached.
+    pub fn landed_item(&mut self, item: &Item, how: Completion) {
+        self.completed(item.kind(), how);
+        if let Some(ledger) = self.ledger.as_mut() {
+            ledger.landed(item, None);
+        }
+    }
+
     /// An item landed or was already there.
     pub fn completed(&mut self, kind: ItemKind, how: Completion) {
+        crate::observe::catalog::item(kind, if how == Completion::Landed { "landed" } else { "already_existed" });
         let c = self.counts.entry(kind).or_default();
         match how {
             Completion::Landed => c.landed += 1,
@@ -137,6 +158,7 @@ impl Journal {
 
     /// An item will not land: writes its line and flushes.
     pub fn dead_letter(&mut self, letter: &DeadLetter) -> Result<(), JournalError> {
+        crate::observe::catalog::dead_letter_item(letter.key.kind(), &letter.reason_code, NOT_ATTEMPTED);
         let c = self.counts.entry(letter.key.kind()).or_default();
         if letter.reason_code == NOT_ATTEMPTED {
             c.not_attempted += 1;

@@ -53,9 +53,15 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
     let signals = supervisor::StopSignals::install();
     let client = AdtClient::new(&config).map_err(|e| LoadError::Setup(e.to_string()))?;
     let limiter = Arc::new(Limiter::new(&config.limits, &config.adaptive));
+    let mut observer =
+        crate::observe::RunObserver::start(&config, &limiter).map_err(|e| LoadError::Setup(e.to_string()))?;
     let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
-    let prepared = prepare::prepare(&config, &inputs, &client, &limiter, &mut journal).await?;
+    let mut stage = crate::sync::Stage::open(&config, &inputs, &client, &limiter).await?;
+    let prepared = prepare::prepare(&config, &inputs, &client, &limiter, &mut journal, &mut stage).await?;
+    stage.before_writes(&config, &client, &limiter, &mut journal).await?;
+    journal.attach_ledger(stage.take_ledger());
 
+    observer.writing();
     let (done, finished) = oneshot::channel();
     let coordinator = Coordinator::start(CoordinatorSetup {
         scheduler: prepared.scheduler,
@@ -67,9 +73,11 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
         done,
     });
     signals.forward_to(coordinator);
-    let end =
+    let mut end =
         finished.await.map_err(|_| LoadError::Internal(anyhow::anyhow!("the coordinator ended without reporting")))?;
-    let summary = RunSummary::build(
+    stage.put_ledger(end.journal.take_ledger());
+    stage.after_writes(&config, &client, &limiter, &mut end.journal, end.stop.is_some()).await;
+    let mut summary = RunSummary::build(
         &end,
         SummaryInputs {
             requests: client.stats().snapshot(),
@@ -79,10 +87,12 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
             elapsed: started.elapsed(),
         },
     );
+    summary.sync = stage.report().cloned();
     if let Some(path) = &config.summary_path {
         summary
             .write_json(path)
             .map_err(|e| LoadError::Internal(anyhow::anyhow!("cannot write the summary {}: {e}", path.display())))?;
     }
+    observer.finish().await;
     Ok(summary)
 }

@@ -38,6 +38,7 @@ pub async fn prepare(
     client: &AdtClient,
     limiter: &Arc<Limiter>,
     journal: &mut Journal,
+    stage: &mut crate::sync::Stage,
 ) -> Result<Prepared, LoadError> {
     let input_options = input_options(config)?;
     let sources = crate::source::open_inputs_with(inputs, &input_options)
@@ -46,11 +47,19 @@ pub async fn prepare(
     let options =
         PlanOptions { limits: config.limits.clone(), model_batch_size: config.model_batch_size, keep_bodies: true };
     let items = config.selection.apply(crate::source::read_all(sources));
-    let mut plan = Plan::build(items, &options);
+    // A sync leaves out the input's models that the instance already holds (and what else is
+    // unchanged or written by crate::sync itself), so it needs the instance's models first.
+    if stage.is_sync() {
+        stage.set_models_in_adt(&list_models(config, client, limiter).await?);
+    }
+    let mut plan = Plan::build(stage.filter(items), &options);
 
     let models_in_adt = find_models(config, client, limiter, plan.external_models()).await?;
-    let external_twins = plan.external_twins();
-    let twins_in_adt = find_twins(config, client, limiter, external_twins).await?;
+    // Twins the sync stage knows ADT holds (ledger or query) need no GET.
+    let (known, external_twins): (Vec<String>, Vec<String>) =
+        plan.external_twins().into_iter().partition(|t| stage.known_twin(t));
+    let mut twins_in_adt = find_twins(config, client, limiter, external_twins).await?;
+    twins_in_adt.extend(known);
     plan.resolve_external(&models_in_adt, &twins_in_adt);
 
     for rejected in plan.rejected() {
@@ -59,6 +68,7 @@ pub async fn prepare(
         written.map_err(|e| LoadError::Setup(e.to_string()))?;
     }
     let counts = serde_json::to_value(plan.counts()).unwrap_or_default();
+    crate::observe::catalog::planned(&plan.counts());
     let makespan = serde_json::to_value(plan.makespan()).unwrap_or_default();
     let t_star_s = makespan.get("t_star_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
     Ok(Prepared {
@@ -77,6 +87,24 @@ fn input_options(config: &LoadConfig) -> Result<crate::source::InputOptions, Loa
         None => None,
     };
     Ok(crate::source::InputOptions { mapping, model: config.model.clone() })
+}
+
+/// Every model the instance holds (one paged listing).
+async fn list_models(
+    config: &LoadConfig,
+    client: &AdtClient,
+    limiter: &Arc<Limiter>,
+) -> Result<HashSet<String>, LoadError> {
+    let listed: HashSet<String> = with_retries(config, || async {
+        limiter.acquire(LimitClass::Models).await;
+        client.list_models().await
+    })
+    .await
+    .map_err(|e| LoadError::Setup(format!("cannot list the instance's models: {e}")))?
+    .into_iter()
+    .collect();
+    tracing::info!("{} models already in the instance", listed.len());
+    Ok(listed)
 }
 
 /// Which of the models the input needs (and does not hold) ADT has: a GET per model when at
@@ -99,16 +127,7 @@ async fn find_models(
         return Ok(HashSet::new());
     }
     if needed.len() > config.model_check_max {
-        let listed: HashSet<String> = with_retries(config, || async {
-            limiter.acquire(LimitClass::Models).await;
-            client.list_models().await
-        })
-        .await
-        .map_err(|e| LoadError::Setup(format!("cannot list the instance's models: {e}")))?
-        .into_iter()
-        .collect();
-        tracing::info!("{} models already in the instance", listed.len());
-        return Ok(listed);
+        return list_models(config, client, limiter).await;
     }
     let mut found = HashSet::new();
     for id in needed {
@@ -202,7 +221,7 @@ async fn check_twins(
 /// wait (Retry-After capped by `max_server_wait`, else the backoff) for as long as the
 /// no-progress timeout allows. What waiting cannot heal (an untrusted certificate, a name that
 /// does not resolve) fails at once.
-async fn with_retries<T, F, Fut>(config: &LoadConfig, mut call: F) -> Result<T, ClientError>
+pub(crate) async fn with_retries<T, F, Fut>(config: &LoadConfig, mut call: F) -> Result<T, ClientError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,

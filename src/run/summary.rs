@@ -56,6 +56,9 @@ pub struct RunSummary {
     pub limiter: LimiterStats,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_error: Option<String>,
+    /// What a sync or ledger run planned and did (`crate::sync`); absent for a plain load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::sync::report::SyncReport>,
 }
 
 /// What the summary is built from besides the coordinator's [`RunEnd`].
@@ -116,6 +119,7 @@ impl RunSummary {
             plan: inputs.plan,
             limiter: inputs.limiter,
             journal_error: end.journal_error.clone(),
+            sync: None,
         }
     }
 

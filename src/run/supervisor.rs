@@ -154,12 +154,14 @@ impl Supervisor {
     /// budget: the item must not be lost to a crash of ours).
     pub fn on_writer_restart(&mut self) {
         self.stats.writer_restarts += 1;
-        self.count_retry("writer_restart");
+        self.count_retry("writer_restart", Duration::ZERO);
     }
 
-    fn count_retry(&mut self, reason: &'static str) {
+    /// The one place a retry is counted: the summary's tally and the metrics.
+    fn count_retry(&mut self, reason: &'static str, wait: Duration) {
         self.stats.retries_total += 1;
         *self.stats.retries_by_reason.entry(reason).or_default() += 1;
+        crate::observe::catalog::retry(reason, wait);
     }
 
     /// Jittered exponential backoff for the given attempt ("equal jitter": half fixed, half
@@ -190,7 +192,7 @@ impl Supervisor {
                 // Back-pressure: always retried, outside the attempts and the budget.
                 let backoff = self.backoff(attempt.throttles.clamp(1, THROTTLE_BACKOFF_STEPS));
                 let wait = retry_after.map_or(backoff, |ra| self.server_wait(ra).max(backoff));
-                self.count_retry("throttled");
+                self.count_retry("throttled", wait);
                 return Decision::Retry { after: wait, reason: "throttled", budgeted: false };
             }
             Outcome::Transient { .. } => ("transient", self.backoff(attempt.failures), true),
@@ -223,7 +225,7 @@ impl Supervisor {
                 ),
             };
         }
-        self.count_retry(retry_reason);
+        self.count_retry(retry_reason, wait);
         Decision::Retry { after: wait, reason: retry_reason, budgeted }
     }
 

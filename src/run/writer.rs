@@ -228,7 +228,8 @@ impl Sends {
 }
 
 async fn perform(env: &WriterEnv, request: Request, requests: &mut Sends) -> Report {
-    let create_only = env.mode == WriteMode::CreateOnly;
+    // Sync sends through the writers only what it creates; changes go through crate::sync.
+    let create_only = matches!(env.mode, WriteMode::CreateOnly | WriteMode::Sync);
     match request {
         Request::Twin { twin_id, body, .. } => {
             env.limiter.acquire(LimitClass::CreateDelete).await;

@@ -195,6 +195,12 @@ def run(url, ca_path, token):
                  lambda: client.upsert_relationship("nobody", "r", {"$relationshipName": "contains",
                                                                     "$targetId": "room1"}),
                  404, "DigitalTwinNotFound", ResourceNotFoundError)
+    expect_error("upsert that moves an existing relationship to another target",
+                 lambda: client.upsert_relationship("floor1", "floor1-room1",
+                                                    {"$relationshipName": "contains", "$targetId": "room2"}),
+                 400, "OperationNotAllowed")
+    check(client.get_relationship("floor1", "floor1-room1")["$targetId"] == "room1",
+          "a refused move leaves the relationship where it was")
     expect_error("relationship name not in the model",
                  lambda: client.upsert_relationship("floor1", "bad-name",
                                                     {"$relationshipName": "owns", "$targetId": "room1"}),

@@ -32,6 +32,10 @@ const OTHER_CLASS: usize = LimitClass::ALL.len();
 const STATUS_SLOTS: usize = 600;
 const DROPPED_SLOT: usize = 0;
 
+/// The HTTP methods counted by operation (method and limit class), the last slot for any other.
+const METHODS: [&str; 5] = ["GET", "PUT", "PATCH", "DELETE", "POST"];
+const METHOD_SLOTS: usize = METHODS.len() + 1;
+
 /// How many one-second windows of per-class counts `/_mock/stats` keeps (the last minute).
 pub const RATE_WINDOW_SECONDS: u64 = 60;
 
@@ -44,6 +48,9 @@ pub struct DroppedConnection;
 pub struct Stats {
     started: Instant,
     by_class_status: Vec<[AtomicU64; STATUS_SLOTS]>,
+    /// Requests by (method, class): `requests_by_operation`, e.g. "DELETE create_delete", so a
+    /// test can tell creates from deletes and patches from reads.
+    by_method_class: [[AtomicU64; CLASS_SLOTS]; METHOD_SLOTS],
     in_flight: AtomicI64,
     windows: Vec<RateWindow>,
 }
@@ -71,6 +78,7 @@ impl Stats {
         Stats {
             started: Instant::now(),
             by_class_status: (0..CLASS_SLOTS).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
+            by_method_class: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             in_flight: AtomicI64::new(0),
             windows: (0..RATE_WINDOW_SECONDS)
                 .map(|_| RateWindow {
@@ -87,6 +95,26 @@ impl Stats {
         let status_slot = status.map_or(DROPPED_SLOT, |s| usize::from(s).min(STATUS_SLOTS - 1));
         self.by_class_status[class_slot][status_slot].fetch_add(1, Ordering::Relaxed);
         self.record_window(class_slot);
+    }
+
+    /// Counts one request by its method and class (any answer).
+    pub fn record_operation(&self, method: &str, class: Option<LimitClass>) {
+        let method_slot = METHODS.iter().position(|m| *m == method).unwrap_or(METHODS.len());
+        self.by_method_class[method_slot][class_slot(class)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn operations_json(&self) -> Value {
+        let mut map = Map::new();
+        for (m, by_class) in self.by_method_class.iter().enumerate() {
+            for (c, counter) in by_class.iter().enumerate() {
+                let n = counter.load(Ordering::Relaxed);
+                if n > 0 {
+                    let method = METHODS.get(m).copied().unwrap_or("OTHER");
+                    map.insert(format!("{method} {}", class_name(c)), json!(n));
+                }
+            }
+        }
+        Value::Object(map)
     }
 
     /// Bumps this second's window. A window slot is reused every `RATE_WINDOW_SECONDS`; the
@@ -137,6 +165,9 @@ impl Stats {
                 counter.store(0, Ordering::Relaxed);
             }
         }
+        for counter in self.by_method_class.iter().flatten() {
+            counter.store(0, Ordering::Relaxed);
+        }
         for window in &self.windows {
             window.second.store(u64::MAX, Ordering::Relaxed);
             for counter in &window.by_class {
@@ -172,6 +203,7 @@ impl Stats {
         map.insert("throttled_total".into(), json!(self.throttled_total()));
         map.insert("requests_by_class".into(), Value::Object(by_class));
         map.insert("requests_by_status".into(), Value::Object(by_status));
+        map.insert("requests_by_operation".into(), self.operations_json());
         map.insert("requests_in_flight".into(), json!(self.in_flight()));
         map.insert("uptime_seconds".into(), json!(self.started.elapsed().as_secs_f64()));
         map.insert("requests_per_second_by_class".into(), self.windows_json());
@@ -238,6 +270,7 @@ pub async fn record_stats(
         return pass_on(req, next).await;
     };
     let class = classify(req.method().as_str(), req.path()).map(|shape| shape.class);
+    stats.record_operation(req.method().as_str(), class);
     stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight(&stats.in_flight);
     let result = next.call(req).await;
@@ -298,6 +331,12 @@ async fn metrics_handler(stats: web::Data<Stats>, store: web::Data<Store>, fault
 
 /// The Prometheus text exposition of the mock's metrics. Label values are limit classes,
 /// statuses and fault kinds only, never ids, so the series count stays small.
+///
+/// Naming: the mock's own prefix `twinload_mock_` (not shared names with a `side` label), so a
+/// query never mixes the two sides by accident and either side's dashboard works alone. Where
+/// both count the same thing, the rest of the name and the labels are the loader's
+/// (`requests_total{class,status}`, `throttled_requests_total`, `requests_in_flight`; see
+/// src/observe/catalog.rs), so the two can be set side by side on one panel.
 pub fn render_prometheus(stats: &Stats, store: &Store, faults: &Faults) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -320,7 +359,7 @@ pub fn render_prometheus(stats: &Stats, store: &Store, faults: &Faults) -> Strin
         &requests,
     );
     family(
-        "throttled_total",
+        "throttled_requests_total",
         "counter",
         "Requests answered 429, by a limit or an injected fault.",
         &[(String::new(), stats.throttled_total())],

@@ -247,6 +247,20 @@ impl AdtFailure {
         )
     }
 
+    /// A PUT naming an existing relationship with another target. ADT-REFERENCE §1.3: source
+    /// and target cannot change, only delete and re-create. The status and code are the ones
+    /// ADT uses for the other refused relationship shape (source = target); the live answer to
+    /// this request is not recorded.
+    pub fn relationship_target_change(source: &str, id: &str, old: &str, new: &str) -> AdtFailure {
+        fail(
+            StatusCode::BAD_REQUEST,
+            codes::OPERATION_NOT_ALLOWED,
+            format!(
+                "Relationship {id} of twin {source} points at {old}; its target cannot be changed to {new}. Delete the relationship and create it again."
+            ),
+        )
+    }
+
     pub fn twin_limit_reached(max: usize) -> AdtFailure {
         fail(
             StatusCode::BAD_REQUEST,

@@ -143,7 +143,8 @@ impl Store {
     }
 
     /// Creates or replaces the relationship: first its mark at the target, then the record at
-    /// the source, then the replaced relationship's mark goes.
+    /// the source, then the replaced relationship's mark goes. A replace keeps the target: one
+    /// that names another target is refused (ADT cannot move a relationship).
     pub fn commit_relationship_put(&self, put: RelationshipPut) -> Result<Arc<RelationshipRecord>, AdtFailure> {
         let RelationshipPut { source, id, target, name, properties, if_none_match } = put;
         let max = self.inner.limits.max_relationships_per_twin;
@@ -164,7 +165,13 @@ impl Store {
                 self.detach(&target, &source, &id, mark);
                 return Err(AdtFailure::twin_not_found(&source));
             };
-            let exists = source_node.outgoing.contains_key(&id);
+            let existing_target = source_node.outgoing.get(&id).map(|r| r.target.clone());
+            let exists = existing_target.is_some();
+            if let Some(old) = existing_target.filter(|old| *old != target && !if_none_match) {
+                drop(source_node);
+                self.detach(&target, &source, &id, mark);
+                return Err(AdtFailure::relationship_target_change(&source, &id, &old, &target));
+            }
             if exists && if_none_match {
                 drop(source_node);
                 self.detach(&target, &source, &id, mark);

@@ -180,3 +180,24 @@ fn a_relationship_whose_target_was_deleted_after_the_check_is_not_created() {
     assert_consistent(&store);
     assert_eq!(store.relationship_count(), 0);
 }
+
+#[test]
+fn a_put_that_moves_a_relationship_is_refused_and_changes_nothing() {
+    let store = store();
+    for id in ["a", "b", "c"] {
+        put_twin(&store, id).unwrap();
+    }
+    put_relationship(&store, "a", "r", "b").unwrap();
+    put_relationship(&store, "a", "r", "b").expect("the same target: a replace");
+    let refused = put_relationship(&store, "a", "r", "c").unwrap_err();
+    assert_eq!(refused.status.as_u16(), 400);
+    assert_eq!(refused.body.error.code, crate::adt::codes::OPERATION_NOT_ALLOWED);
+    assert!(refused.body.error.message.contains("Delete the relationship and create it again"), "{refused}");
+    assert_eq!(store.get_relationship("a", "r").unwrap().target, "b", "the relationship did not move");
+    assert_consistent(&store);
+    // Delete and create again: the way to move it.
+    store.delete_relationship("a", "r", None).unwrap();
+    put_relationship(&store, "a", "r", "c").unwrap();
+    assert_eq!(store.get_relationship("a", "r").unwrap().target, "c");
+    assert_consistent(&store);
+}

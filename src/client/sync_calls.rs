@@ -1,0 +1,141 @@
+//! The calls a sync makes besides PUT: JSON Patch and DELETE of twins and relationships (as
+//! classified [`Reply`]s, for the supervisor's rules), GET of one document, and the query API
+//! (`POST /query`, paged by `continuationToken`) that reads what ADT holds.
+
+use std::time::SystemTime;
+
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::adt::ErrorBody;
+use crate::limits::LimitClass;
+
+use super::{error_chain, hint_for, retry_after, AdtClient, ClientError, Reply, Sent, StatusError};
+
+/// One page of a query's answer.
+#[derive(Debug, Deserialize)]
+pub struct QueryPage {
+    pub value: Vec<Value>,
+    #[serde(rename = "continuationToken", default)]
+    pub continuation_token: Option<String>,
+}
+
+impl AdtClient {
+    /// `PATCH` of a twin or relationship path with a JSON Patch document (`application/json-patch+json`).
+    pub async fn patch(&self, path: &str, patch: String, relationship: bool) -> Reply {
+        let req =
+            self.request(Method::PATCH, self.url(path)).header(CONTENT_TYPE, "application/json-patch+json").body(patch);
+        self.send(LimitClass::Patch, req, Sent { create_only: false, relationship }).await
+    }
+
+    /// `DELETE` of a twin or relationship path.
+    pub async fn delete(&self, path: &str) -> Reply {
+        let req = self.request(Method::DELETE, self.url(path));
+        self.send(LimitClass::CreateDelete, req, Sent::default()).await
+    }
+
+    /// `GET` of a twin or relationship: `None` when ADT says it is not there (404).
+    pub async fn get_document(&self, path: &str) -> Result<Option<Value>, ClientError> {
+        match self.get_ok(LimitClass::Read, self.url(path)).await {
+            Ok(body) => serde_json::from_slice(&body).map(Some).map_err(|e| ClientError::Unexpected {
+                url: self.url(path).to_string(),
+                detail: format!("not a JSON document: {e}"),
+            }),
+            Err(ClientError::Status(e)) if e.status == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The (source, relationship id) of every relationship leaving (`incoming` false) or
+    /// reaching (`incoming` true) a twin, following `nextLink`; empty when the twin is gone.
+    pub async fn list_relationships(&self, twin: &str, incoming: bool) -> Result<Vec<(String, String)>, ClientError> {
+        #[derive(Deserialize)]
+        struct Page {
+            value: Vec<Value>,
+            #[serde(rename = "nextLink", default)]
+            next_link: Option<String>,
+        }
+        let suffix = if incoming { "incomingrelationships" } else { "relationships" };
+        let mut url = self.url(&format!("{}/{suffix}", crate::adt::paths::twin(twin)));
+        let mut found = Vec::new();
+        for _ in 0..super::MAX_LIST_PAGES {
+            let body = match self.get_ok(LimitClass::Read, url.clone()).await {
+                Ok(b) => b,
+                Err(ClientError::Status(e)) if e.status == 404 => return Ok(found),
+                Err(e) => return Err(e),
+            };
+            let page: Page = serde_json::from_slice(&body).map_err(|e| ClientError::Unexpected {
+                url: url.to_string(),
+                detail: format!("not a relationship list: {e}"),
+            })?;
+            for row in page.value {
+                let source = row.get("$sourceId").and_then(Value::as_str);
+                let id = row.get("$relationshipId").and_then(Value::as_str);
+                if let (Some(s), Some(i)) = (source, id) {
+                    found.push((s.to_string(), i.to_string()));
+                }
+            }
+            match page.next_link {
+                Some(link) if !link.is_empty() => url = self.next_link(&link)?,
+                _ => return Ok(found),
+            }
+        }
+        Err(ClientError::Unexpected { url: url.to_string(), detail: "too many pages of relationships".into() })
+    }
+
+    /// One page of `query` (first page: `token` is `None`), `page_size` rows at most.
+    pub async fn query_page(
+        &self,
+        query: &str,
+        token: Option<&str>,
+        page_size: usize,
+    ) -> Result<QueryPage, ClientError> {
+        let url = self.url("/query");
+        let shown = url.to_string();
+        let body = match token {
+            Some(t) => serde_json::json!({ "continuationToken": t }),
+            None => serde_json::json!({ "query": query }),
+        };
+        let req = self
+            .request(Method::POST, url)
+            .header(CONTENT_TYPE, "application/json")
+            .header("max-items-per-page", page_size.to_string())
+            .body(body.to_string());
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.record(LimitClass::Query, if e.is_timeout() { "timeout" } else { "connection" }, false);
+                return Err(ClientError::Transport { method: "POST".into(), url: shown, detail: error_chain(&e) });
+            }
+        };
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
+            method: "POST".into(),
+            url: shown.clone(),
+            detail: error_chain(&e),
+        })?;
+        let error = ErrorBody::parse(&bytes).map(|b| b.error);
+        let throttled = status == StatusCode::TOO_MANY_REQUESTS
+            || error.as_ref().is_some_and(|e| crate::adt::codes::is_throttle_code(&e.code));
+        self.stats.record(LimitClass::Query, status.as_str(), throttled);
+        if status.is_success() && !throttled {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::Unexpected { url: shown, detail: format!("not a query page: {e}") });
+        }
+        Err(ClientError::Status(Box::new(StatusError {
+            method: "POST".into(),
+            url: shown,
+            status: status.as_u16(),
+            message: match &error {
+                Some(e) => format!("{}: {}", e.code, e.message),
+                None => String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).trim().to_string(),
+            },
+            code: error.map(|e| e.code),
+            hint: hint_for(status).to_string(),
+            retry_after: retry_after::parse(&headers, SystemTime::now()),
+        })))
+    }
+}

@@ -1,0 +1,31 @@
+//! `twinload report <summary.json> [--out page.html]`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::cli::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The run's JSON summary (`twinload load --summary`); its timeline is read from next to it.
+    pub summary: PathBuf,
+    /// Where to write the page. Default: the summary's path with `.html`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Renders the page and prints its path on stdout.
+pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
+    let page = match super::render_files(&args.summary) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let out = args.out.unwrap_or_else(|| args.summary.with_extension("html"));
+    std::fs::write(&out, page).with_context(|| format!("writing the report {}", out.display()))?;
+    println!("{}", out.display());
+    Ok(exit::OK)
+}

@@ -1,0 +1,292 @@
+//! Sending the sync's own writes: JSON Patches, replaces, checks against ADT and deletes, as
+//! many at once as there are writers, each under the limiter (its limit class and the per-twin
+//! budget). A 429 is back-pressure: the limiter slows the class and the request waits its turn
+//! (Retry-After or backoff), without spending an attempt; a transient failure is retried up to
+//! `retry.max_attempts`; a delete that finds the item gone counts as done. What lands is
+//! recorded in the ledger as it lands; what fails goes to the dead-letter file with its reason.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use crate::adt::paths;
+use crate::client::{AdtClient, Outcome, Reply};
+use crate::config::LoadConfig;
+use crate::item::{Item, ItemKey, Origin};
+use crate::ledger::Ledger;
+use crate::limiter::Limiter;
+use crate::limits::LimitClass;
+use crate::run::journal::{Completion, DeadLetter, Journal};
+use crate::run::prepare::with_retries;
+use crate::run::supervisor::Supervisor;
+
+use super::classify::Work;
+use super::diff::{self, PatchOp, RelationshipChange, TwinChange};
+use super::report::SyncReport;
+
+/// Throttled answers one write may wait through (429s never count as attempts; this bounds a
+/// server that throttles forever).
+pub const MAX_THROTTLED_WAITS: u32 = 1_000;
+
+/// What the sync's writes run with.
+pub struct Env<'a> {
+    pub config: &'a LoadConfig,
+    pub client: &'a AdtClient,
+    pub limiter: &'a Arc<Limiter>,
+}
+
+/// What became of one piece of work.
+enum Done {
+    Landed(Item),
+    Unchanged(Item),
+    Deleted(ItemKey),
+    Failed { key: ItemKey, item: Option<Item>, reply: Option<Reply>, reason: String },
+}
+
+#[derive(Default)]
+struct Outcomes {
+    done: Vec<Done>,
+    writes: u64,
+    reads: u64,
+}
+
+/// Runs `works` and records their outcomes.
+pub async fn run(
+    works: Vec<Work>,
+    env: &Env<'_>,
+    mut ledger: Option<&mut Ledger>,
+    journal: &mut Journal,
+    report: &mut SyncReport,
+) {
+    if works.is_empty() {
+        return;
+    }
+    let mut results = futures::stream::iter(works).map(|w| perform(w, env)).buffer_unordered(env.config.writers.max(1));
+    while let Some(outcomes) = results.next().await {
+        report.writes += outcomes.writes;
+        report.reads += outcomes.reads;
+        for done in outcomes.done {
+            match done {
+                Done::Landed(item) => {
+                    journal.completed(item.kind(), Completion::Landed);
+                    if let Some(l) = ledger.as_deref_mut() {
+                        l.landed(&item, None);
+                    }
+                }
+                Done::Unchanged(item) => {
+                    if let Some(l) = ledger.as_deref_mut() {
+                        l.landed(&item, None);
+                    }
+                }
+                Done::Deleted(key) => {
+                    if let Some(l) = ledger.as_deref_mut() {
+                        l.deleted(&key);
+                    }
+                }
+                Done::Failed { key, item, reply, reason } => {
+                    report.failed += 1;
+                    let letter = DeadLetter {
+                        origin: item
+                            .as_ref()
+                            .map(|i| i.origin().clone())
+                            .unwrap_or_else(|| Origin { file: Arc::from("(prune: not in the inputs)"), line: 0 }),
+                        item_json: item.as_ref().map(|i| i.body().get().to_string()),
+                        status: reply.as_ref().and_then(|r| r.status),
+                        error_code: reply.as_ref().and_then(|r| r.code.clone()),
+                        reason_code: "sync_write_failed".into(),
+                        reason: format!("{key}: {reason}"),
+                        key,
+                    };
+                    if let Err(e) = journal.dead_letter(&letter) {
+                        tracing::error!("{e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn path_of(item: &Item) -> String {
+    match item {
+        Item::Twin(t) => paths::twin(&t.id),
+        Item::Relationship(r) => paths::relationship(&r.source, &r.id),
+        Item::Model(m) => paths::model(&m.id),
+    }
+}
+
+/// The twins a write to `item` spends per-twin budget on.
+fn twins_of(item: &Item) -> Vec<String> {
+    match item {
+        Item::Twin(t) => vec![t.id.clone()],
+        Item::Relationship(r) => vec![r.source.clone(), r.target.clone()],
+        Item::Model(_) => vec![],
+    }
+}
+
+fn is_not_found(reply: &Reply) -> bool {
+    reply.status == Some(404)
+}
+
+async fn perform(work: Work, env: &Env<'_>) -> Outcomes {
+    let mut out = Outcomes::default();
+    match work {
+        Work::Patch { item, ops } => patch(item, ops, env, &mut out).await,
+        Work::Replace { item } => put(item, false, env, &mut out).await,
+        Work::Check { item } => check(item, env, &mut out).await,
+        Work::DeleteRelationship { source, id } => {
+            let key = ItemKey::Relationship { source: source.clone(), id: id.clone() };
+            delete(key, paths::relationship(&source, &id), vec![source], env, &mut out).await
+        }
+        Work::DeleteTwin { id } => {
+            let key = ItemKey::Twin { id: id.clone() };
+            delete(key, paths::twin(&id), vec![id], env, &mut out).await
+        }
+    }
+    out
+}
+
+async fn patch(item: Item, ops: Vec<PatchOp>, env: &Env<'_>, out: &mut Outcomes) {
+    let body = serde_json::to_string(&ops).unwrap_or_else(|_| "[]".into());
+    let path = path_of(&item);
+    let relationship = matches!(item, Item::Relationship(_));
+    let reply =
+        write(env, LimitClass::Patch, &twins_of(&item), out, || env.client.patch(&path, body.clone(), relationship))
+            .await;
+    match reply.outcome {
+        Outcome::Landed => out.done.push(Done::Landed(item)),
+        // Gone since it was read: create it.
+        _ if is_not_found(&reply) => put(item, true, env, out).await,
+        _ => out.done.push(failed(&item, reply, "ADT refused the patch")),
+    }
+}
+
+async fn put(item: Item, create_only: bool, env: &Env<'_>, out: &mut Outcomes) {
+    let twins = twins_of(&item);
+    let reply = write(env, LimitClass::CreateDelete, &twins, out, || async {
+        match &item {
+            Item::Twin(t) => env.client.put_twin(&t.id, &t.body, create_only).await,
+            Item::Relationship(r) => env.client.put_relationship(&r.source, &r.id, &r.body, create_only).await,
+            Item::Model(_) => Reply::transport("internal: a model is not written by sync".into()),
+        }
+    })
+    .await;
+    match reply.outcome {
+        Outcome::Landed | Outcome::AlreadyExists { .. } => out.done.push(Done::Landed(item)),
+        _ => out.done.push(failed(&item, reply, "ADT refused the write")),
+    }
+}
+
+async fn delete(key: ItemKey, path: String, twins: Vec<String>, env: &Env<'_>, out: &mut Outcomes) {
+    let reply = write(env, LimitClass::CreateDelete, &twins, out, || env.client.delete(&path)).await;
+    match reply.outcome {
+        Outcome::Landed => out.done.push(Done::Deleted(key)),
+        _ if is_not_found(&reply) => out.done.push(Done::Deleted(key)),
+        _ => {
+            let reason = format!("ADT refused the delete: {}", describe(&reply));
+            out.done.push(Done::Failed { key, item: None, reply: Some(reply), reason });
+        }
+    }
+}
+
+/// The ledger says the content changed: read what ADT holds and send only the difference.
+async fn check(item: Item, env: &Env<'_>, out: &mut Outcomes) {
+    let path = path_of(&item);
+    let current = with_retries(env.config, || async {
+        env.limiter.acquire(LimitClass::Read).await;
+        env.client.get_document(&path).await
+    })
+    .await;
+    out.reads += 1;
+    let current = match current {
+        Ok(c) => c,
+        Err(e) => {
+            out.done.push(Done::Failed {
+                key: item.key(),
+                item: Some(item),
+                reply: None,
+                reason: format!("cannot read it from ADT: {e}"),
+            });
+            return;
+        }
+    };
+    let Some(current) = current else { return put(item, true, env, out).await };
+    let Ok(desired) = serde_json::from_str::<serde_json::Value>(item.body().get()) else {
+        return out.done.push(Done::Failed {
+            key: item.key(),
+            item: Some(item),
+            reply: None,
+            reason: "its body is not JSON".into(),
+        });
+    };
+    match &item {
+        Item::Twin(_) => match diff::twin(&current, &desired) {
+            TwinChange::Unchanged => out.done.push(Done::Unchanged(item)),
+            TwinChange::Patch(ops) => patch(item, ops, env, out).await,
+            TwinChange::Replace => put(item, false, env, out).await,
+        },
+        Item::Relationship(r) => match diff::relationship(&current, &desired) {
+            RelationshipChange::Unchanged => out.done.push(Done::Unchanged(item)),
+            RelationshipChange::Patch(ops) => patch(item, ops, env, out).await,
+            RelationshipChange::Recreate => {
+                let key = item.key();
+                let before = out.done.len();
+                delete(key, path.clone(), vec![r.source.clone()], env, out).await;
+                if matches!(out.done.get(before), Some(Done::Deleted(_))) {
+                    out.done.truncate(before);
+                    put(item, true, env, out).await;
+                }
+            }
+        },
+        Item::Model(_) => out.done.push(Done::Unchanged(item)),
+    }
+}
+
+/// Sends one write until it is answered for good: throttles wait (not an attempt), transient
+/// failures are retried up to the retry policy's attempts.
+async fn write<F, Fut>(env: &Env<'_>, class: LimitClass, twins: &[String], out: &mut Outcomes, mut call: F) -> Reply
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Reply>,
+{
+    let twins: Vec<&str> = twins.iter().map(String::as_str).collect();
+    let mut backoff = Supervisor::new(env.config.retry.clone());
+    let mut failures = 0u32;
+    let mut throttled = 0u32;
+    loop {
+        env.limiter.acquire(class).await;
+        env.limiter.twins().acquire(&twins).await;
+        out.writes += 1;
+        let sent_at = std::time::Instant::now();
+        let reply = call().await;
+        match &reply.outcome {
+            Outcome::Throttled { retry_after } if throttled < MAX_THROTTLED_WAITS => {
+                throttled += 1;
+                env.limiter.on_throttle(class, Some(sent_at));
+                tokio::time::sleep(retry_after.unwrap_or_else(|| backoff.backoff(1))).await;
+            }
+            Outcome::Transient { .. } if failures + 1 < env.config.retry.max_attempts => {
+                failures += 1;
+                tokio::time::sleep(backoff.backoff(failures)).await;
+            }
+            _ => return reply,
+        }
+    }
+}
+
+fn describe(reply: &Reply) -> String {
+    match &reply.outcome {
+        Outcome::Rejected { message } | Outcome::AuthFailed { message } | Outcome::TwinNotVisible { message } => {
+            format!("{} {message}", reply.status.map(|s| s.to_string()).unwrap_or_default())
+        }
+        Outcome::Transient { detail } => detail.clone(),
+        Outcome::Throttled { .. } => "still throttled after many waits".into(),
+        Outcome::AlreadyExists { .. } => "already exists".into(),
+        Outcome::Landed => "landed".into(),
+    }
+}
+
+fn failed(item: &Item, reply: Reply, what: &str) -> Done {
+    let reason = format!("{what}: {}. Fix the item and sync again", describe(&reply));
+    Done::Failed { key: item.key(), item: Some(item.clone()), reply: Some(reply), reason }
+}

@@ -1,0 +1,259 @@
+//! Sync on a schedule: send only what changed, delete what left the source, resume after a
+//! crash. A [`Stage`] wraps one load:
+//!
+//! 1. [`Stage::open`]: opens the ledger (`--ledger`, see [`crate::ledger`]) and, in sync mode
+//!    without a ledger (or with an empty one) or with `--verify` (or for a prune scope stated by
+//!    model or prefix), reads ADT's state through the query API ([`state`]).
+//! 2. [`Stage::filter`] sits between the source and the plan: [`classify`] keeps out what is
+//!    unchanged and what the sync writes itself (patches, replaces, checks); new items go on
+//!    to the plan and are created (`If-None-Match: *`) by the usual writers.
+//! 3. [`Stage::before_writes`]: the prune plan and its `--max-deletes` guard ([`prune`]; exit 4
+//!    with nothing written when exceeded), the counts shown ([`report`]), then the deletes of
+//!    relationships whose target changed (ADT cannot move one), before they are created again.
+//! 4. The load runs; the journal records every landed item in the ledger as it lands.
+//! 5. [`Stage::after_writes`]: patches (only the changed properties and components, [`diff`]),
+//!    replaces (a twin whose model changed), then the prune: relationships, then twins
+//!    ([`apply`]). The ledger is made durable and compacted.
+//!
+//! Outside sync mode a ledger still makes a re-run skip what it records as landed unchanged:
+//! that is the crash-safe resume of any load.
+
+pub mod apply;
+pub mod classify;
+pub mod diff;
+pub mod prune;
+pub mod report;
+pub mod settings;
+pub mod state;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::client::AdtClient;
+use crate::config::{LoadConfig, WriteMode};
+use crate::item::{Item, ItemKey};
+use crate::ledger::{Identity, Ledger};
+use crate::limiter::Limiter;
+use crate::run::journal::Journal;
+use crate::run::LoadError;
+use crate::source::SourceError;
+
+use classify::{Classifier, Verdict, Work};
+use prune::PrunePlan;
+use report::SyncReport;
+use settings::PruneScope;
+use state::AdtState;
+
+/// The sync state of one load. Inert (passes everything on) without ledger, sync or prune.
+pub struct Stage {
+    sync: bool,
+    active: bool,
+    ledger: Option<Ledger>,
+    adt: Option<AdtState>,
+    models_in_adt: HashSet<String>,
+    seen: HashSet<ItemKey>,
+    before: Vec<Work>,
+    after: Vec<Work>,
+    prune: Option<PrunePlan>,
+    report: SyncReport,
+}
+
+impl Stage {
+    /// A stage that passes everything on (a plain load).
+    pub fn inert() -> Stage {
+        Stage {
+            sync: false,
+            active: false,
+            ledger: None,
+            adt: None,
+            models_in_adt: HashSet::new(),
+            seen: HashSet::new(),
+            before: Vec::new(),
+            after: Vec::new(),
+            prune: None,
+            report: SyncReport { state_from: "none", ..SyncReport::default() },
+        }
+    }
+
+    /// A dry run's stage (`twinload plan --ledger`): what a sync would do, judged by the ledger
+    /// alone, without contacting ADT.
+    pub fn offline(ledger: Ledger) -> Stage {
+        let mut stage = Stage::inert();
+        stage.sync = true;
+        stage.active = true;
+        stage.ledger = Some(ledger);
+        stage.report.state_from = "ledger";
+        stage
+    }
+
+    /// Opens the ledger and reads ADT's state as the settings ask. Nothing is written.
+    pub async fn open(
+        config: &LoadConfig,
+        inputs: &[String],
+        client: &AdtClient,
+        limiter: &Arc<Limiter>,
+    ) -> Result<Stage, LoadError> {
+        let settings = &config.sync;
+        let mut stage = Stage::inert();
+        stage.sync = config.mode == WriteMode::Sync;
+        stage.active = stage.sync || settings.ledger.is_some() || settings.prune;
+        if !stage.active {
+            return Ok(stage);
+        }
+        if let Some(location) = &settings.ledger {
+            let identity = Identity::new(&config.endpoint, inputs);
+            let ledger = Ledger::open(location, identity).map_err(|e| LoadError::Setup(e.to_string()))?;
+            tracing::info!("ledger {}: {} items recorded", ledger.location(), ledger.len());
+            stage.ledger = Some(ledger);
+        }
+        let stated_scope = settings.prune && settings.prune_scope != PruneScope::Ledger;
+        // A new (empty) ledger knows nothing: what ADT holds is read, as without one, so an
+        // item loaded before the ledger existed is compared, not assumed.
+        let ledger_knows = stage.ledger.as_ref().is_some_and(|l| !l.is_empty());
+        if (stage.sync && (!ledger_knows || settings.verify)) || stated_scope {
+            let adt = state::read(config, client, limiter)
+                .await
+                .map_err(|e| LoadError::Setup(format!("cannot read ADT's state through the query API: {e}")))?;
+            stage.report.query_pages = adt.pages;
+            stage.adt = Some(adt);
+        }
+        stage.report.state_from = match (&stage.ledger, &stage.adt) {
+            (Some(_), Some(_)) => "ledger+query",
+            (Some(_), None) => "ledger",
+            (None, Some(_)) => "query",
+            (None, None) => "none",
+        };
+        Ok(stage)
+    }
+
+    /// The source's items minus what is unchanged or written by the sync itself.
+    pub fn filter<'a, I>(&'a mut self, items: I) -> impl Iterator<Item = Result<Item, SourceError>> + 'a
+    where
+        I: IntoIterator<Item = Result<Item, SourceError>> + 'a,
+    {
+        let Stage { sync, active, ledger, adt, models_in_adt, seen, before, after, report, .. } = self;
+        let mut classifier = Classifier {
+            sync: *sync,
+            ledger: ledger.as_mut(),
+            adt: adt.as_ref(),
+            models_in_adt,
+            report,
+            seen,
+            before,
+            after,
+        };
+        let active = *active;
+        items.into_iter().filter(move |result| match result {
+            Ok(item) if active => classifier.classify(item) == Verdict::Plan,
+            _ => true,
+        })
+    }
+
+    /// Whether this is `--mode sync` (not a plain load, with or without a ledger).
+    pub fn is_sync(&self) -> bool {
+        self.sync
+    }
+
+    /// The models the instance holds (from the plan's model listing).
+    pub fn set_models_in_adt(&mut self, models: &HashSet<String>) {
+        if self.sync {
+            self.models_in_adt = models.clone();
+        }
+    }
+
+    /// True when ADT is known to hold the twin (the plan need not ask).
+    pub fn known_twin(&self, id: &str) -> bool {
+        let key = ItemKey::Twin { id: id.to_string() };
+        self.adt.as_ref().is_some_and(|a| a.twins.contains_key(id))
+            || (self.adt.is_none() && self.ledger.as_ref().is_some_and(|l| l.get(&key).is_some()))
+    }
+
+    /// Before the first write: plans the prune (refusing one over `--max-deletes`), shows the
+    /// counts, and deletes the relationships that are to be created again elsewhere.
+    pub async fn before_writes(
+        &mut self,
+        config: &LoadConfig,
+        client: &AdtClient,
+        limiter: &Arc<Limiter>,
+        journal: &mut Journal,
+    ) -> Result<(), LoadError> {
+        if !self.active {
+            return Ok(());
+        }
+        if config.sync.prune {
+            let plan = prune::plan(
+                &config.sync,
+                &self.seen,
+                self.ledger.as_ref(),
+                self.adt.as_ref(),
+                (config, client, limiter),
+            )
+            .await
+            .map_err(LoadError::Setup)?;
+            self.report.twins.delete = plan.twins.len() as u64;
+            self.report.relationships.delete = plan.relationships.len() as u64;
+            self.report.reads += plan.reads;
+            self.prune = Some(plan);
+        }
+        let line = self.report.plan_line();
+        tracing::info!("{line}");
+        eprintln!("{line}");
+        let before = std::mem::take(&mut self.before);
+        let env = apply::Env { config, client, limiter };
+        apply::run(before, &env, self.ledger.as_mut(), journal, &mut self.report).await;
+        Ok(())
+    }
+
+    /// The ledger, for the journal to record what the plan's writers land.
+    pub fn take_ledger(&mut self) -> Option<Ledger> {
+        self.ledger.take()
+    }
+
+    pub fn put_ledger(&mut self, ledger: Option<Ledger>) {
+        if ledger.is_some() {
+            self.ledger = ledger;
+        }
+    }
+
+    /// After the plan's writes: patches and replaces, then the prune (relationships before
+    /// twins), then the ledger made durable. `stopped`: the run was stopped, so only the ledger
+    /// is saved.
+    pub async fn after_writes(
+        &mut self,
+        config: &LoadConfig,
+        client: &AdtClient,
+        limiter: &Arc<Limiter>,
+        journal: &mut Journal,
+        stopped: bool,
+    ) {
+        if !self.active {
+            return;
+        }
+        if !stopped {
+            let env = apply::Env { config, client, limiter };
+            let after = std::mem::take(&mut self.after);
+            apply::run(after, &env, self.ledger.as_mut(), journal, &mut self.report).await;
+            if let Some(plan) = self.prune.take() {
+                let relationships = plan
+                    .relationships
+                    .into_iter()
+                    .map(|(source, id)| Work::DeleteRelationship { source, id })
+                    .collect();
+                apply::run(relationships, &env, self.ledger.as_mut(), journal, &mut self.report).await;
+                let twins = plan.twins.into_iter().map(|id| Work::DeleteTwin { id }).collect();
+                apply::run(twins, &env, self.ledger.as_mut(), journal, &mut self.report).await;
+            }
+        }
+        if let Some(ledger) = self.ledger.as_mut() {
+            if let Err(e) = ledger.finish() {
+                tracing::error!("{e}");
+                self.report.failed += 1;
+            }
+        }
+    }
+
+    /// The counts and what they came to, for the summary (`None` for a plain load).
+    pub fn report(&self) -> Option<&SyncReport> {
+        self.active.then_some(&self.report)
+    }
+}
