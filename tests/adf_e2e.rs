@@ -128,6 +128,7 @@ fn the_prototypes_activity_json_and_mapping_patch_existing_twins() {
     assert_eq!(outputs["outcome"], "completed");
     assert_eq!(outputs["items"]["twins"]["landed"], 1);
     assert_eq!(outputs["requests_by_class"]["patch"], 1, "{outputs}");
+    assert_eq!(outputs["requests_total"], 2, "the PATCH and one connectivity probe, nothing that grows: {outputs}");
 
     // A blob whose twin was never created: dead-lettered with what to do, exit code 3.
     let (wd, out) = run_task("org9");
