@@ -883,7 +883,7 @@ async fn relationships_per_twin_are_capped_in_and_out() {
     let message = client.put_relationship("hub", "3", "c", "locatedIn").await.refused(400, "LimitExceeded");
     assert!(message.contains("outgoing"), "{message}");
     client.put_relationship("hub", "2", "b", "locatedIn").await.ok(200); // replacing is not adding
-    // ADT cannot move a relationship to another target: delete it and create it again.
+                                                                         // ADT cannot move a relationship to another target: delete it and create it again.
     client.put_relationship("hub", "2", "c", "locatedIn").await.refused(400, "OperationNotAllowed");
     client.delete(&rel_path("hub", "2")).await.ok(204);
     client.put_relationship("hub", "2", "c", "locatedIn").await.ok(200);

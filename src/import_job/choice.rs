@@ -60,7 +60,9 @@ where
         j.expected_rate_per_s
     );
     match config.mode {
-        WriteMode::Upsert | WriteMode::CreateOnly => return per_item("--mode chose the per-item API".into()),
+        WriteMode::Upsert | WriteMode::CreateOnly | WriteMode::Sync => {
+            return per_item("--mode chose the per-item API".into())
+        }
         WriteMode::ImportJob => return choice("import-job", format!("--mode import-job; {compare}")),
         WriteMode::Auto => {}
     }

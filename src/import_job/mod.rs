@@ -105,7 +105,9 @@ pub async fn maybe_run(
         // Auto: per-item instead. The scheduler gave its items to the import file, so plan again.
         tracing::warn!("{why}: writing per item instead");
         let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
-        let mut prepared = prepare::prepare(config, inputs, client, limiter, &mut journal).await?;
+        // Plain per-item writes (an import job is only chosen for a first load, never a sync).
+        let mut stage = crate::sync::Stage::inert();
+        let mut prepared = prepare::prepare(config, inputs, client, limiter, &mut journal, &mut stage).await?;
         let fallback =
             ModeChoice { mode: "per-item", reason: format!("{why}; fell back to per-item writes"), ..choice };
         record(&mut prepared, &fallback, None);
