@@ -12,7 +12,9 @@
 //! - [`item`]: the items a load moves (model, twin, relationship), their identity and origin.
 //!
 //! The loader (`twinload load`, `plan`, `gen`)
-//! - [`source`]: lists inputs (files, folders, globs) and streams parsed items from them.
+//! - [`source`]: lists inputs (files, folders, globs) and streams parsed items from them:
+//!   Import-Jobs NDJSON, DTDL files, per-twin JSON documents, CSV, through the prototype's
+//!   mapping file; and a task's share of them (`--shard`, `--phase`).
 //! - [`plan`]: the dependency graph (petgraph), pre-flight checks, model batches, the ideal
 //!   makespan T*, and the scheduler that releases an item once all it depends on has landed.
 //! - [`client`]: the ADT REST client: one attempt per call, errors classified for the supervisor.
@@ -24,6 +26,9 @@
 //!   crash, skip what is unchanged, scope a prune.
 //! - [`sync`]: `--mode sync` (only differences: JSON Patch diff, creates, replaces), reading
 //!   ADT's state by query, `--prune` planning with its `--max-deletes` guard.
+//! - [`adf`]: the Azure Data Factory Custom-activity contract: settings from `activity.json`
+//!   (extended properties, SecureStrings, the reference prototype's properties) and the summary
+//!   as `outputs.json`.
 //! - [`gen`]: the synthetic fleet generator.
 //!
 //! The mock ADT (`twinload mock-adt`)
@@ -40,6 +45,7 @@
 pub use twinload_adt as adt;
 pub use twinload_adt::{dtdl, limits};
 
+pub mod adf;
 pub mod cli;
 pub mod client;
 pub mod config;

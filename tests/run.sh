@@ -19,14 +19,16 @@ if ! "$pyenv/bin/python" -c 'import azure.digitaltwins.core' >/dev/null 2>&1; th
 fi
 export TWINLOAD_PYTHON="$pyenv/bin/python"
 
-# Formatting is part of the suite (settings in .rustfmt.toml).
-cargo fmt --check
+# Formatting and lints are part of the suite (settings in .rustfmt.toml).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --no-fail-fast "$@"
-    cargo test --doc --quiet
+    # Doc tests first (nextest does not run them), so the last lines are the runner's summary.
+    cargo test --workspace --doc --quiet
+    cargo nextest run --workspace --no-fail-fast "$@"
 else
-    cargo test --no-fail-fast "$@"
+    cargo test --workspace --no-fail-fast "$@"
 fi
 
 # Fuzzing (fuzz/): every target for FUZZ_SECONDS (default 10; 0 skips), after the tests and
@@ -38,7 +40,7 @@ fuzz_seconds="${FUZZ_SECONDS:-10}"
 if [ $# -eq 0 ] && [ "$fuzz_seconds" != 0 ]; then
     tools="$target_dir/tools"
     [ -x "$tools/bin/cargo-fuzz" ] || cargo install --quiet --locked cargo-fuzz --root "$tools"
-    for target in ndjson dtdl_file config_toml retry_after ledger twin_diff; do
+    for target in ndjson dtdl_file twin_doc csv_mapping activity_json config_toml retry_after ledger twin_diff; do
         echo "tests/run.sh: fuzzing $target for ${fuzz_seconds} s" >&2
         (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir/fuzz" \
             "$tools/bin/cargo-fuzz" run -s none "$target" -- -max_total_time="$fuzz_seconds" -rss_limit_mb=1024 -timeout=10)

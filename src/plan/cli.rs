@@ -14,7 +14,7 @@ use super::{KindCounts, Makespan, Plan, PlanCounts, PlanOptions, Rejected};
 use crate::cli::exit;
 use crate::item::ItemKind;
 use crate::limits::Limits;
-use crate::source::{open_inputs, read_all};
+use crate::source::{open_inputs_with, read_all};
 
 /// Examples shown per rejection code unless told otherwise.
 pub const DEFAULT_EXAMPLES: usize = 5;
@@ -48,6 +48,12 @@ pub struct PlanArgs {
     /// The instance of --ledger (only checked against the ledger; plan never contacts ADT).
     #[arg(long, env = "TWINLOAD_ENDPOINT")]
     pub endpoint: Option<String>,
+    /// The reference prototype's mapping file for per-twin documents and CSV (as `load`).
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Model of twins whose input names none (as `load`).
+    #[arg(long)]
+    pub model: Option<String>,
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
@@ -68,7 +74,15 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
         );
         return Ok(exit::SETUP_FAILED);
     }
-    let sources = match open_inputs(&args.inputs) {
+    let mapping = match args.mapping.as_deref().map(crate::source::mapping::Mapping::load).transpose() {
+        Ok(m) => m.map(std::sync::Arc::new),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::SETUP_FAILED);
+        }
+    };
+    let input_options = crate::source::InputOptions { mapping, model: args.model.clone() };
+    let sources = match open_inputs_with(&args.inputs, &input_options) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -6,16 +6,28 @@
 //! and what to fix, and the next line is read. A file whose format cannot be recognised at all is
 //! an [`InputError`] before anything is read.
 //!
-//! Formats today (recognised by extension, or by content when the extension says nothing):
+//! Formats (recognised by extension, or by content when the extension says nothing):
 //! - `.ndjson` / `.jsonl`: the ADT Import-Jobs NDJSON format ([`ndjson`]).
-//! - `.json`: DTDL model files, one Interface or an array of them ([`dtdl_files`]).
+//! - `.json` or no extension: DTDL model files, one Interface or an array of them
+//!   ([`dtdl_files`]), or one JSON document per twin ([`twin_doc`]) when the object is not a
+//!   DTDL Interface.
+//! - `.csv`: twins or relationships, one per row ([`csv_rows`]).
 //!
-//! Later sources (blobs, one JSON file per twin, CSV with a mapping) slot in behind the same trait.
+//! Per-twin documents and CSV rows go through the reference prototype's [`mapping`] file when
+//! one is configured ([`InputOptions`]). [`select`] keeps a task's share (`--shard`, `--phase`).
+//! Parsers take a unit name, a short name and a reader, never a path, so a blob plugs in as a
+//! local file does ([`open_reader`]).
 
+pub mod csv_rows;
 pub mod dtdl_files;
 mod items;
 pub mod local;
+pub mod mapping;
 pub mod ndjson;
+pub mod select;
+pub mod twin_doc;
+
+use std::sync::Arc;
 
 use crate::item::{Item, ItemKey, Origin};
 
@@ -76,10 +88,21 @@ pub enum InputError {
     BadPattern { pattern: String, message: String },
     #[error("cannot read input {path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("cannot tell the format of input {path}: {reason}. twinload reads Import-Jobs NDJSON (.ndjson, .jsonl, starting with {{\"Section\": \"Header\"}}) and DTDL model files (.json)")]
+    #[error("cannot tell the format of input {path}: {reason}. twinload reads Import-Jobs NDJSON (.ndjson, .jsonl, starting with {{\"Section\": \"Header\"}}), DTDL model files (.json), one JSON object per twin, and CSV (.csv)")]
     Unrecognised { path: String, reason: String },
     #[error("no inputs given; pass --input <file, folder or glob>")]
     Empty,
+}
+
+/// How inputs are read beyond their format: the mapping file and the model for per-twin documents
+/// and CSV rows.
+#[derive(Debug, Clone, Default)]
+pub struct InputOptions {
+    /// The reference prototype's mapping file, already read.
+    pub mapping: Option<Arc<mapping::Mapping>>,
+    /// The model of twins whose input does not name one. With a mapping and no model, the
+    /// mapping patches existing twins.
+    pub model: Option<String>,
 }
 
 /// One input unit (a file today, a blob later) that streams items.
@@ -93,11 +116,42 @@ pub trait Source: Send {
 /// Expands paths (files, folders recursively, glob patterns) into input units, sorted by path
 /// and without repeats.
 pub fn open_inputs(paths: &[String]) -> Result<Vec<Box<dyn Source>>, InputError> {
+    open_inputs_with(paths, &InputOptions::default())
+}
+
+/// [`open_inputs`] with a mapping and a default model.
+pub fn open_inputs_with(paths: &[String], options: &InputOptions) -> Result<Vec<Box<dyn Source>>, InputError> {
     if paths.is_empty() {
         return Err(InputError::Empty);
     }
+    if let Some(url) = paths.iter().find(|p| p.starts_with("https://") || p.starts_with("http://")) {
+        return Err(InputError::Unrecognised {
+            path: url.clone(),
+            reason: "Blob Storage inputs are not built yet; download the blobs and give local paths".into(),
+        });
+    }
     let files = local::expand(paths)?;
-    files.into_iter().map(|f| local::open(&f)).collect()
+    files.into_iter().map(|f| local::open(&f, options)).collect()
+}
+
+/// Opens one input unit of a known format from a reader: `name` names it in errors and origins
+/// (a path or blob URL), `short_name` is its file or blob name (`$FILENAME`, and the twin id of a
+/// per-twin document without `$dtId`).
+pub fn open_reader(
+    format: local::Format,
+    name: String,
+    short_name: String,
+    reader: Box<dyn std::io::Read + Send>,
+    options: &InputOptions,
+) -> Box<dyn Source> {
+    match format {
+        local::Format::Ndjson => Box::new(ndjson::NdjsonSource::new(name, reader)),
+        local::Format::DtdlModels => Box::new(dtdl_files::DtdlFileSource::new(name, reader)),
+        local::Format::TwinDocument => {
+            Box::new(twin_doc::TwinDocSource::new(name, short_name, reader, options.clone()))
+        }
+        local::Format::Csv => Box::new(csv_rows::CsvSource::new(name, short_name, reader, options.clone())),
+    }
 }
 
 /// Every item of every input, in input order: the sources one after another.

@@ -257,11 +257,12 @@ where
         env.limiter.acquire(class).await;
         env.limiter.twins().acquire(&twins).await;
         out.writes += 1;
+        let sent_at = std::time::Instant::now();
         let reply = call().await;
         match &reply.outcome {
             Outcome::Throttled { retry_after } if throttled < MAX_THROTTLED_WAITS => {
                 throttled += 1;
-                env.limiter.on_throttle(class);
+                env.limiter.on_throttle(class, Some(sent_at));
                 tokio::time::sleep(retry_after.unwrap_or_else(|| backoff.backoff(1))).await;
             }
             Outcome::Transient { .. } if failures + 1 < env.config.retry.max_attempts => {
