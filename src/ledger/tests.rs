@@ -11,6 +11,7 @@ fn twin(id: &str, body: &str) -> Item {
         model: "dtmi:a;1".into(),
         body: RawValue::from_string(body.into()).unwrap(),
         origin: Origin { file: Arc::from("in.ndjson"), line: 1 },
+        patch: false,
     })
 }
 
