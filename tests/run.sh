@@ -75,7 +75,7 @@ fuzz_seconds="${FUZZ_SECONDS:-10}"
 if [ $# -eq 0 ] && [ "$fuzz_seconds" != 0 ]; then
     tools="$target_dir/tools"
     [ -x "$tools/bin/cargo-fuzz" ] || cargo install --quiet --locked cargo-fuzz --root "$tools"
-    for target in ndjson dtdl_file config_toml retry_after ledger twin_diff; do
+    for target in ndjson dtdl_file twin_doc csv_mapping activity_json config_toml retry_after ledger twin_diff; do
         echo "tests/run.sh: fuzzing $target for ${fuzz_seconds} s" >&2
         (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir/fuzz" \
             "$tools/bin/cargo-fuzz" run -s none "$target" -- -max_total_time="$fuzz_seconds" -rss_limit_mb=1024 -timeout=10)

@@ -16,8 +16,8 @@ seed="${2:-1}"
 out="${OUT:-/tmp/twinload-soak}"
 mkdir -p "$out"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
-bin="$target_dir/release/twinload"
-cargo build --release --quiet -p twinload
+# BIN=<path> uses a binary already built (e.g. target/debug/twinload) instead of building one.
+if [ -n "${BIN:-}" ]; then bin="$BIN"; else bin="$target_dir/release/twinload"; cargo build --release --quiet -p twinload; fi
 
 gen="$out/gen-$twins-$seed.ndjson"
 [ -f "$gen" ] || "$bin" gen --twins "$twins" --seed "$seed" --out "$gen" >/dev/null

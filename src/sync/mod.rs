@@ -161,6 +161,16 @@ impl Stage {
         }
     }
 
+    /// True in `--mode sync`.
+    pub fn is_sync(&self) -> bool {
+        self.sync
+    }
+
+    /// True when the instance is known to hold the model (sync mode's listing).
+    pub fn known_model(&self, id: &str) -> bool {
+        self.models_in_adt.contains(id)
+    }
+
     /// True when ADT is known to hold the twin (the plan need not ask).
     pub fn known_twin(&self, id: &str) -> bool {
         let key = ItemKey::Twin { id: id.to_string() };
