@@ -12,7 +12,10 @@
 //! - [`item`]: the items a load moves (model, twin, relationship), their identity and origin.
 //!
 //! The loader (`twinload load`, `plan`, `gen`)
-//! - [`source`]: lists inputs (files, folders, globs) and streams parsed items from them.
+//! - [`source`]: lists inputs (files, folders, globs, Blob Storage containers) and streams
+//!   parsed items from them.
+//! - [`azure`]: the Azure SDK side: identity (`--credential`), the shared HTTPS transport
+//!   (`--ca-cert`), Blob Storage URLs, archiving input blobs after a run.
 //! - [`plan`]: the dependency graph (petgraph), pre-flight checks, model batches, the ideal
 //!   makespan T*, and the scheduler that releases an item once all it depends on has landed.
 //! - [`client`]: the ADT REST client: one attempt per call, errors classified for the supervisor.
@@ -36,6 +39,7 @@
 pub use twinload_adt as adt;
 pub use twinload_adt::{dtdl, limits};
 
+pub mod azure;
 pub mod cli;
 pub mod client;
 pub mod config;

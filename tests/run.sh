@@ -19,6 +19,16 @@ if ! "$pyenv/bin/python" -c 'import azure.digitaltwins.core' >/dev/null 2>&1; th
 fi
 export TWINLOAD_PYTHON="$pyenv/bin/python"
 
+# Azurite, the Blob Storage emulator (tests/azure_support): 3.35.0 is the newest that runs on
+# Node 20. Installed once into the target dir.
+azurite_dir="$target_dir/azurite"
+if [ ! -x "$azurite_dir/node_modules/.bin/azurite-blob" ]; then
+    echo "tests/run.sh: installing azurite@3.35.0 into $azurite_dir" >&2
+    mkdir -p "$azurite_dir"
+    npm install --silent --no-audit --no-fund --prefix "$azurite_dir" azurite@3.35.0
+fi
+export TWINLOAD_AZURITE="$azurite_dir/node_modules/.bin/azurite-blob"
+
 # Formatting is part of the suite (settings in .rustfmt.toml).
 cargo fmt --check
 

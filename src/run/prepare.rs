@@ -34,8 +34,8 @@ pub async fn prepare(
     limiter: &Arc<Limiter>,
     journal: &mut Journal,
 ) -> Result<Prepared, LoadError> {
-    let sources =
-        crate::source::open_inputs(inputs).map_err(|e| LoadError::Setup(format!("cannot open the inputs: {e}")))?;
+    let sources = crate::source::open_inputs_with(inputs, &config.blob_inputs())
+        .map_err(|e| LoadError::Setup(format!("cannot open the inputs: {e}")))?;
 
     // Connectivity and auth first: a wrong endpoint or token fails in a second, not after
     // reading a large input.

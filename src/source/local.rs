@@ -106,18 +106,21 @@ pub fn detect_format(path: &Path) -> Result<Format, InputError> {
         if text.is_empty() {
             continue;
         }
-        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        if compact.starts_with("{\"Section\"") {
-            return Ok(Format::Ndjson);
-        }
-        if text.starts_with('[') || (text.starts_with('{') && text.contains("\"@")) {
-            return Ok(Format::DtdlModels);
-        }
-        return Err(InputError::Unrecognised {
-            path: path.display().to_string(),
-            reason: "its first line is neither an NDJSON section marker nor a DTDL Interface".into(),
-        });
+        return format_by_first_line(text)
+            .map_err(|reason| InputError::Unrecognised { path: path.display().to_string(), reason });
     }
+}
+
+/// Recognises a format by the first non-blank line of an input (a file or a blob).
+pub(crate) fn format_by_first_line(text: &str) -> Result<Format, String> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.starts_with("{\"Section\"") {
+        return Ok(Format::Ndjson);
+    }
+    if text.starts_with('[') || (text.starts_with('{') && text.contains("\"@")) {
+        return Ok(Format::DtdlModels);
+    }
+    Err("its first line is neither an NDJSON section marker nor a DTDL Interface".into())
 }
 
 /// Opens one file as a source of the format it is in.

@@ -10,8 +10,10 @@
 //! - `.ndjson` / `.jsonl`: the ADT Import-Jobs NDJSON format ([`ndjson`]).
 //! - `.json`: DTDL model files, one Interface or an array of them ([`dtdl_files`]).
 //!
-//! Later sources (blobs, one JSON file per twin, CSV with a mapping) slot in behind the same trait.
+//! An input that is an `http(s)://` URL is a Blob Storage container (and prefix): every blob
+//! under it is an input, in the formats above, named by its URL without the SAS ([`blob`]).
 
+pub mod blob;
 pub mod dtdl_files;
 mod items;
 pub mod local;
@@ -78,8 +80,10 @@ pub enum InputError {
     Io { path: String, source: std::io::Error },
     #[error("cannot tell the format of input {path}: {reason}. twinload reads Import-Jobs NDJSON (.ndjson, .jsonl, starting with {{\"Section\": \"Header\"}}) and DTDL model files (.json)")]
     Unrecognised { path: String, reason: String },
-    #[error("no inputs given; pass --input <file, folder or glob>")]
+    #[error("no inputs given; pass --input <file, folder, glob or Blob Storage URL>")]
     Empty,
+    #[error(transparent)]
+    BlobUrl(#[from] crate::azure::blob_url::BlobUrlError),
 }
 
 /// One input unit (a file today, a blob later) that streams items.
@@ -91,13 +95,28 @@ pub trait Source: Send {
 }
 
 /// Expands paths (files, folders recursively, glob patterns) into input units, sorted by path
-/// and without repeats.
+/// and without repeats; Blob Storage URLs (reached without a credential: a SAS or none) after them.
 pub fn open_inputs(paths: &[String]) -> Result<Vec<Box<dyn Source>>, InputError> {
+    open_inputs_with(paths, &blob::BlobInputs::default())
+}
+
+/// [`open_inputs`], reaching Blob Storage as `blobs` says and recording there what was read.
+pub fn open_inputs_with(paths: &[String], blobs: &blob::BlobInputs) -> Result<Vec<Box<dyn Source>>, InputError> {
+    use crate::azure::blob_url::BlobLocation;
     if paths.is_empty() {
         return Err(InputError::Empty);
     }
-    let files = local::expand(paths)?;
-    files.into_iter().map(|f| local::open(&f)).collect()
+    let (urls, locals): (Vec<String>, Vec<String>) = paths.iter().cloned().partition(|p| BlobLocation::is_blob_url(p));
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    if !locals.is_empty() {
+        for file in local::expand(&locals)? {
+            sources.push(local::open(&file)?);
+        }
+    }
+    for url in &urls {
+        sources.push(Box::new(blob::BlobListSource::new(BlobLocation::parse(url)?, blobs.clone())));
+    }
+    Ok(sources)
 }
 
 /// Every item of every input, in input order: the sources one after another.
