@@ -90,8 +90,7 @@ impl Azurite {
         let mut cmd = Command::new(azurite_binary());
         cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
             .args(["--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"])
-            .arg("--location")
-            .arg(dir.path())
+            .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
