@@ -8,7 +8,9 @@ mod load_support;
 
 use std::path::Path;
 
-use azure_support::{list, run_twinload, signature_of, upload, Azurite};
+use azure_support::{list, run_twinload, signature_of, test_ca, trust_ca, upload, Azurite, TokenEndpoint, TokenPolicy};
+use twinload::mock::auth::AuthConfig;
+use twinload::mock::server::{start, MockConfig};
 use load_support::{assert_same_graph, dead_letters, exported, fleet, graph_of, mock};
 
 /// Splits an Import-Jobs NDJSON fleet into shards of at most `per_shard` items: models in one
@@ -138,4 +140,57 @@ fn a_listing_that_fails_is_a_clear_error_without_the_signature() {
     );
     let secret = signature_of(&input_url);
     assert!(!stdout.contains(&secret) && !stderr.contains(&secret) && !letters.contains(&secret));
+}
+
+#[test]
+fn blobs_over_https_are_read_and_archived_with_the_managed_identity_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = test_ca(dir.path());
+    let azurite = Azurite::start_https(&ca);
+    trust_ca(&ca.ca_pem);
+    let tokens = dir.path().join("adt-tokens");
+    let endpoint = TokenEndpoint::start(TokenPolicy {
+        lifetime_s: 3600,
+        accept_file: Some(tokens.clone()),
+        withhold_first: 0,
+        jwt_for_storage: true,
+    });
+    let adt = start(MockConfig { auth: AuthConfig::TokenFile(tokens), ..MockConfig::default() }).unwrap();
+    let input = fleet(dir.path(), 40, 11);
+    let blobs = shards(&input, 30);
+    upload(&azurite.container_url("input", ""), &blobs);
+    azure_support::create_container(&azurite.container_url("archive", ""));
+
+    // No SAS: the Storage token of the managed identity, over HTTPS trusting --ca-cert.
+    let input_url = format!("{}/input/fleet/", azurite.account_url);
+    let archive_url = format!("{}/archive", azurite.account_url);
+    let args: Vec<String> = [
+        "load",
+        "--endpoint",
+        &adt.url,
+        "--input",
+        &input_url,
+        "--archive",
+        &archive_url,
+        "--ca-cert",
+        &ca.ca_pem.display().to_string(),
+        "--summary",
+        "summary.json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (code, stdout, stderr) = run_twinload(&args, &endpoint.env(), dir.path());
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_same_graph(&graph_of(&input), &exported(&adt));
+    assert!(endpoint.requests_for("https://storage.azure.com") >= 1, "a Storage token was asked for");
+    assert_eq!(endpoint.requests_for("https://digitaltwins.azure.net"), 1);
+    let archived = list(&azurite.container_url("archive", ""));
+    for (name, _) in &blobs {
+        assert!(archived.contains(name), "{name} archived: {archived:?}");
+    }
+    assert!(list(&azurite.container_url("input", "")).is_empty());
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains("fake-mi-token") && !text.contains("eyJ"), "a token leaked: {text}");
+    }
 }

@@ -66,6 +66,8 @@ fn a_401_mid_run_causes_exactly_one_refresh_and_every_item_lands() {
         "one token at the start and exactly one forced refresh after the 401s"
     );
     let summary = std::fs::read_to_string(dir.path().join("summary.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert!(parsed["requests_by_status"]["401"].as_u64().unwrap_or(0) >= 1, "the revocation caused 401s: {summary}");
     assert_no_token_in(&[&stdout, &stderr, &summary]);
 }
 

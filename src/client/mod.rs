@@ -171,6 +171,7 @@ impl AdtClient {
     /// Sends `req` with a token; after a 401, forces one token refresh and sends it once more.
     async fn send_authorized(
         &self,
+        class: LimitClass,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Result<reqwest::Response>, token::TokenError> {
         let auth = self.tokens.authorization().await?;
@@ -179,6 +180,8 @@ impl AdtClient {
         let unauthorized = matches!(&first, Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED);
         match again {
             Some(again) if unauthorized && self.tokens.refresh_after_unauthorized(&auth) => {
+                // The refused request counts too: the stats show every request sent.
+                self.stats.record(class, StatusCode::UNAUTHORIZED.as_str(), false);
                 let fresh = self.tokens.authorization().await?;
                 Ok(with_auth(again, &fresh).send().await)
             }
@@ -188,7 +191,7 @@ impl AdtClient {
 
     /// Sends one request and classifies what came back. Counts it in the stats.
     async fn send(&self, class: LimitClass, req: reqwest::RequestBuilder, sent: Sent) -> Reply {
-        let sent_result = match self.send_authorized(req).await {
+        let sent_result = match self.send_authorized(class, req).await {
             Ok(r) => r,
             Err(e) => {
                 self.stats.record(class, "token", false);
@@ -294,7 +297,7 @@ impl AdtClient {
     /// A GET whose non-2xx answers become [`ClientError`]s.
     async fn get_ok(&self, class: LimitClass, url: Url) -> Result<bytes::Bytes, ClientError> {
         let shown = url.to_string();
-        let result = self.send_authorized(self.request(Method::GET, url)).await?;
+        let result = self.send_authorized(class, self.request(Method::GET, url)).await?;
         let resp = match result {
             Ok(r) => r,
             Err(e) => {

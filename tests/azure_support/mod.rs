@@ -149,15 +149,28 @@ pub fn signature_of(url: &str) -> String {
     percent_encoding::percent_decode_str(sig).decode_utf8_lossy().into_owned()
 }
 
+thread_local! {
+    /// The CA the helpers' Blob clients trust (see [`trust_ca`]).
+    static TEST_CA: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes the Blob helpers of this thread trust `ca` (for Azurite over HTTPS).
+pub fn trust_ca(ca: &Path) {
+    TEST_CA.with(|c| *c.borrow_mut() = Some(ca.to_path_buf()));
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
+/// A container client with the SAS of the URL, trusting `TWINLOAD_TEST_CA` if set by the test
+/// (Azurite over HTTPS with the test CA).
 fn client(container_url_with_sas: &str) -> BlobContainerClient {
     twinload::azure::transport::install_crypto_provider();
     let url = container_url_with_sas.parse().unwrap();
+    let ca = TEST_CA.with(|ca| ca.borrow().clone());
     let options = azure_storage_blob::BlobContainerClientOptions {
-        client_options: twinload::azure::transport::client_options(None).unwrap(),
+        client_options: twinload::azure::transport::client_options(ca.as_deref()).unwrap(),
         ..Default::default()
     };
     BlobContainerClient::new(url, None, Some(options)).unwrap()
