@@ -53,6 +53,9 @@ pub struct TestCa {
     pub ca_pem: PathBuf,
     pub leaf_pem: PathBuf,
     pub leaf_key: PathBuf,
+    /// The leaf certificate and its key, DER, for a test server of its own.
+    pub leaf_der: Vec<u8>,
+    pub leaf_key_der: Vec<u8>,
 }
 
 pub fn test_ca(dir: &Path) -> TestCa {
@@ -66,7 +69,13 @@ pub fn test_ca(dir: &Path) -> TestCa {
     let mut leaf_params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
     leaf_params.is_ca = IsCa::ExplicitNoCa;
     let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
-    let files = TestCa { ca_pem: dir.join("ca.pem"), leaf_pem: dir.join("leaf.pem"), leaf_key: dir.join("leaf.key") };
+    let files = TestCa {
+        ca_pem: dir.join("ca.pem"),
+        leaf_pem: dir.join("leaf.pem"),
+        leaf_key: dir.join("leaf.key"),
+        leaf_der: leaf.der().to_vec(),
+        leaf_key_der: leaf_key.serialize_der(),
+    };
     std::fs::write(&files.ca_pem, ca.pem()).unwrap();
     std::fs::write(&files.leaf_pem, leaf.pem()).unwrap();
     std::fs::write(&files.leaf_key, leaf_key.serialize_pem()).unwrap();
