@@ -9,9 +9,9 @@ mod load_support;
 use std::path::Path;
 
 use azure_support::{list, run_twinload, signature_of, test_ca, trust_ca, upload, Azurite, TokenEndpoint, TokenPolicy};
+use load_support::{assert_same_graph, dead_letters, exported, fleet, graph_of, mock};
 use twinload::mock::auth::AuthConfig;
 use twinload::mock::server::{start, MockConfig};
-use load_support::{assert_same_graph, dead_letters, exported, fleet, graph_of, mock};
 
 /// Splits an Import-Jobs NDJSON fleet into shards of at most `per_shard` items: models in one
 /// blob, twins and relationships in several, each shard a complete file with the header.

@@ -111,8 +111,7 @@ fn a_token_endpoint_that_refuses_is_a_setup_error_naming_the_scope() {
     // The wrong identity header: the endpoint answers 401 to every token request.
     let mut env = endpoint.env();
     env[1].1 = "wrong-header".into();
-    let (code, stdout, stderr) =
-        run_twinload(&load_args(&adt.url, &input.display().to_string()), &env, dir.path());
+    let (code, stdout, stderr) = run_twinload(&load_args(&adt.url, &input.display().to_string()), &env, dir.path());
     assert_eq!(code, 4, "setup failed\nstdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("https://digitaltwins.azure.net/.default"), "{stderr}");
     assert_eq!(stats(&adt)["twins"], 0);

@@ -69,10 +69,15 @@ fn fake_vault(ca: &azure_support::TestCa) -> (String, Arc<Mutex<Vec<(String, boo
                         "{\"error\":{\"code\":\"Unauthorized\",\"message\":\"AKV10000: Request is missing a Bearer token.\"}}".to_string(),
                     )
                 } else if path.starts_with("/secrets/linked-sas/v2?") {
-                    let body = serde_json::json!({"value": SECRET_VALUE, "id": format!("{vault}/secrets/linked-sas/v2")});
+                    let body =
+                        serde_json::json!({"value": SECRET_VALUE, "id": format!("{vault}/secrets/linked-sas/v2")});
                     ("200 OK", "", body.to_string())
                 } else {
-                    ("404 Not Found", "", "{\"error\":{\"code\":\"SecretNotFound\",\"message\":\"no such secret\"}}".to_string())
+                    (
+                        "404 Not Found",
+                        "",
+                        "{\"error\":{\"code\":\"SecretNotFound\",\"message\":\"no such secret\"}}".to_string(),
+                    )
                 };
                 let _ = write!(
                     tls,
@@ -93,8 +98,12 @@ fn a_key_vault_reference_resolves_with_the_managed_identity_over_https() {
     let dir = tempfile::tempdir().unwrap();
     let ca = test_ca(dir.path());
     let (vault, seen) = fake_vault(&ca);
-    let endpoint =
-        TokenEndpoint::start(TokenPolicy { lifetime_s: 3600, accept_file: None, withhold_first: 0, jwt_for_storage: false });
+    let endpoint = TokenEndpoint::start(TokenPolicy {
+        lifetime_s: 3600,
+        accept_file: None,
+        withhold_first: 0,
+        jwt_for_storage: false,
+    });
     // This test binary holds this one test, so setting the process environment is safe.
     for (k, v) in endpoint.env() {
         std::env::set_var(k, v);
@@ -102,8 +111,11 @@ fn a_key_vault_reference_resolves_with_the_managed_identity_over_https() {
     let identity =
         IdentitySettings { kind: CredentialKind::ManagedIdentity, client_id: None, ca_cert: Some(ca.ca_pem.clone()) };
 
-    let reference =
-        SecretReference { vault_url: vault.clone(), secret_name: "linked-sas".into(), secret_version: Some("v2".into()) };
+    let reference = SecretReference {
+        vault_url: vault.clone(),
+        secret_name: "linked-sas".into(),
+        secret_version: Some("v2".into()),
+    };
     let secret = resolve_secret_blocking(&reference, &identity).expect("the secret resolves");
     assert_eq!(secret.secret(), SECRET_VALUE);
     assert!(!format!("{secret:?}").contains(SECRET_VALUE), "a Secret never prints its value");

@@ -57,10 +57,8 @@ impl BlobLocation {
         }
         let host = url.host_str().ok_or_else(|| invalid("it has no host"))?;
         let path_style = url.host().is_some_and(|h| !matches!(h, url::Host::Domain(_))) || host == "localhost";
-        let segments: Vec<String> = url
-            .path_segments()
-            .map(|s| s.filter(|p| !p.is_empty()).map(decode).collect())
-            .unwrap_or_default();
+        let segments: Vec<String> =
+            url.path_segments().map(|s| s.filter(|p| !p.is_empty()).map(decode).collect()).unwrap_or_default();
         let skip = usize::from(path_style);
         segments.get(skip).ok_or_else(|| {
             invalid(if path_style { "it names no account and container" } else { "it names no container" })
@@ -111,7 +109,8 @@ impl BlobLocation {
     pub fn container_client(&self, access: &BlobAccess) -> Result<BlobContainerClient, BlobUrlError> {
         let client_error = |detail: String| BlobUrlError::Client { shown: self.shown(), detail: redact_sas(&detail) };
         let options = BlobContainerClientOptions {
-            client_options: transport::client_options(access.ca_cert.as_deref()).map_err(|e| client_error(e.to_string()))?,
+            client_options: transport::client_options(access.ca_cert.as_deref())
+                .map_err(|e| client_error(e.to_string()))?,
             ..Default::default()
         };
         let credential = if self.has_sas() { None } else { access.credential().map_err(client_error)? };
@@ -131,8 +130,9 @@ pub fn redact_sas(text: &str) -> String {
         let value_start = at + 4;
         out.push_str(&rest[..value_start]);
         out.push_str("REDACTED");
-        let value_len =
-            rest[value_start..].find(|c: char| c == '&' || c == '"' || c == '\'' || c.is_whitespace()).unwrap_or(rest.len() - value_start);
+        let value_len = rest[value_start..]
+            .find(|c: char| c == '&' || c == '"' || c == '\'' || c.is_whitespace())
+            .unwrap_or(rest.len() - value_start);
         rest = &rest[value_start + value_len..];
     }
     out.push_str(rest);

@@ -107,7 +107,8 @@ pub fn process_env(name: &str) -> Option<String> {
 
 /// A fresh credential of the configured kind. Tokens are fetched lazily (on the first request).
 pub fn credential(settings: &IdentitySettings) -> Result<Arc<dyn TokenCredential>, IdentityError> {
-    let failed = |kind: &'static str| move |e: azure_core::Error| IdentityError::Credential { kind, detail: e.to_string() };
+    let failed =
+        |kind: &'static str| move |e: azure_core::Error| IdentityError::Credential { kind, detail: e.to_string() };
     let options = || client_options(settings.ca_cert.as_deref());
     let credential: Arc<dyn TokenCredential> = match settings.kind {
         CredentialKind::ManagedIdentity => ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
@@ -163,7 +164,8 @@ mod tests {
             &[("AZURE_FEDERATED_TOKEN_FILE", "/t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_TENANT_ID", "t")];
         assert_eq!(resolve_auto(true, adt, &env_of(workload)), CredentialKind::Token);
         assert_eq!(resolve_auto(false, adt, &env_of(workload)), CredentialKind::WorkloadIdentity);
-        let batch: &[(&str, &str)] = &[("AZ_BATCH_TASK_WORKING_DIR", "/mnt/batch/tasks/x/wd"), ("AZURE_CLIENT_ID", "c")];
+        let batch: &[(&str, &str)] =
+            &[("AZ_BATCH_TASK_WORKING_DIR", "/mnt/batch/tasks/x/wd"), ("AZURE_CLIENT_ID", "c")];
         assert_eq!(resolve_auto(false, adt, &env_of(batch)), CredentialKind::ManagedIdentity);
         let app_service: &[(&str, &str)] = &[("IDENTITY_ENDPOINT", "http://127.0.0.1:1/token")];
         assert_eq!(resolve_auto(false, adt, &env_of(app_service)), CredentialKind::ManagedIdentity);

@@ -38,7 +38,8 @@ pub async fn resolve_secret(reference: &SecretReference, identity: &IdentitySett
     };
     let credential = identity::credential(identity)?;
     let options = SecretClientOptions {
-        client_options: transport::client_options(identity.ca_cert.as_deref()).map_err(|e| read_error(e.to_string()))?,
+        client_options: transport::client_options(identity.ca_cert.as_deref())
+            .map_err(|e| read_error(e.to_string()))?,
         // The SDK checks that the vault's challenge names the vault's domain; a vault on
         // loopback (a test double) has no such domain.
         verify_challenge_resource: Some(!is_loopback(&reference.vault_url)),
@@ -67,17 +68,20 @@ pub fn resolve_secret_blocking(
 ) -> Result<Secret, KeyVaultError> {
     let (reference, identity) = (reference.clone(), identity.clone());
     let worker = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
-            KeyVaultError::Read {
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| KeyVaultError::Read {
                 vault: reference.vault_url.clone(),
                 name: reference.secret_name.clone(),
                 detail: format!("cannot start a runtime: {e}"),
-            }
-        })?;
+            })?;
         runtime.block_on(resolve_secret(&reference, &identity))
     });
     worker.join().unwrap_or_else(|_| {
-        Err(KeyVaultError::Read { vault: String::new(), name: String::new(), detail: "the reader thread panicked".into() })
+        Err(KeyVaultError::Read {
+            vault: String::new(),
+            name: String::new(),
+            detail: "the reader thread panicked".into(),
+        })
     })
 }
 

@@ -26,8 +26,8 @@ use crate::limits::LimitClass;
 
 pub use outcome::{Outcome, Reply, Sent};
 pub use stats::{RequestCounts, RequestStats};
-pub use token::TokenProvider;
 use token::Authorization;
+pub use token::TokenProvider;
 
 /// Most pages `list_models` follows (100 models a page: a million models), so a server that
 /// hands out nextLinks forever cannot keep the loader looping.

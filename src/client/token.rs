@@ -87,10 +87,10 @@ impl TokenProvider {
                     let current = r.current.lock();
                     (Arc::clone(&current.0), current.1)
                 };
-                let token = credential.get_token(&[r.scope], None).await.map_err(|e| TokenError::Credential {
-                    scope: r.scope,
-                    detail: crate::azure::error_chain(&e),
-                })?;
+                let token = credential
+                    .get_token(&[r.scope], None)
+                    .await
+                    .map_err(|e| TokenError::Credential { scope: r.scope, detail: crate::azure::error_chain(&e) })?;
                 let mut value = HeaderValue::from_str(&format!("Bearer {}", token.token.secret()))
                     .map_err(|_| TokenError::BadHeader)?;
                 value.set_sensitive(true);

@@ -162,7 +162,9 @@ fn list_and_download(location: BlobLocation, access: BlobAccess, page_size: u32,
                 return; // the parsing side stopped reading
             }
             let shown = location.blob_shown(&name);
-            let download_error = |e: azure_core::Error| Err(format!("cannot read {shown}: {}", redact_sas(&crate::azure::error_chain(&e))));
+            let download_error = |e: azure_core::Error| {
+                Err(format!("cannot read {shown}: {}", redact_sas(&crate::azure::error_chain(&e))))
+            };
             match client.blob_client(&name).download(None).await {
                 Err(e) => {
                     let _ = chunk_tx.send(download_error(e));
@@ -231,7 +233,8 @@ impl BlobItems {
     ) -> Result<Box<dyn Iterator<Item = Result<Item, SourceError>> + Send>, SourceError> {
         let shown = self.source.location.blob_shown(&name);
         let read = ReadBlob { location: self.source.location.clone(), name: name.clone(), shown: shown.clone() };
-        let reader = ChunkReader { chunks, pending: Bytes::new(), at_end: Some((self.source.inputs.log.clone(), read)) };
+        let reader =
+            ChunkReader { chunks, pending: Bytes::new(), at_end: Some((self.source.inputs.log.clone(), read)) };
         let mut reader = BufReader::new(reader);
         let format = match format_by_extension(Path::new(&name)) {
             Some(f) => f,

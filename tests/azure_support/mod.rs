@@ -18,7 +18,8 @@ use futures::StreamExt;
 
 /// Azurite's well-known development account and key (public: printed in Microsoft's docs).
 pub const ACCOUNT: &str = "devstoreaccount1";
-pub const ACCOUNT_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub const ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 /// How long Azurite may take to accept connections.
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
