@@ -19,7 +19,10 @@ const SECRET_VALUE: &str = "kv-s3cret-value-do-not-print";
 /// A fake vault holding one secret, `linked-sas` version `v2`: 401 with Key Vault's challenge
 /// without a bearer token, the secret with one. Records each request's path and whether it
 /// carried a token.
-fn fake_vault(ca: &azure_support::TestCa) -> (String, Arc<Mutex<Vec<(String, bool)>>>) {
+/// Each request's path and whether it carried a bearer token.
+type RequestLog = Arc<Mutex<Vec<(String, bool)>>>;
+
+fn fake_vault(ca: &azure_support::TestCa) -> (String, RequestLog) {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     twinload::azure::transport::install_crypto_provider();
     let config = rustls::ServerConfig::builder()
