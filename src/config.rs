@@ -19,6 +19,7 @@ use crate::azure::identity::{self, CredentialKind, IdentitySettings};
 use crate::client::TokenProvider;
 use crate::limits::Limits;
 use crate::source::blob::BlobReadLog;
+use crate::source::select::{Phase, Selection, Shard};
 
 /// Writer actors, i.e. HTTP requests in flight at once. 500 writes/s at ~50 ms per request
 /// needs ~25; the rest is slack for slow responses.
@@ -45,20 +46,42 @@ pub const DEFAULT_RETRY_BUDGET_MIN: u64 = 50;
 pub const DEFAULT_TARGET_GRACE: Duration = Duration::from_secs(30);
 /// Multiplicative decrease of a class's rate on a throttle (AWS adaptive: β = 0.7).
 pub const DEFAULT_ADAPTIVE_DECREASE: f64 = 0.7;
-/// The adaptive rate never goes below this share of the configured rate.
-pub const DEFAULT_ADAPTIVE_FLOOR_SHARE: f64 = 0.1;
+/// The adaptive rate never goes below this share of the configured rate. Low, so that many
+/// loaders sharing one instance (each at 1/N of it) can all get below their share.
+pub const DEFAULT_ADAPTIVE_FLOOR_SHARE: f64 = 0.02;
 /// CUBIC's C (AWS adaptive: 0.4), in requests/s per s³: how fast the rate grows back.
 pub const DEFAULT_ADAPTIVE_CUBIC_C: f64 = 0.4;
-/// Throttles closer together than this count as one congestion event (the responses of
-/// requests already in flight when the first 429 came should not cut the rate again).
-pub const DEFAULT_ADAPTIVE_COOLDOWN: Duration = Duration::from_millis(1000);
-/// Share of the configured rate to start at. ADT may throttle below its limits while it
-/// scales (ADT-REFERENCE.md §2); 1.0 starts at the ceiling and lets the adaptive rate cut.
-pub const DEFAULT_ADAPTIVE_INITIAL_SHARE: f64 = 1.0;
+/// Throttles closer together than this count as one congestion event. The 429s of requests
+/// sent before the last cut never cut again (they are its echoes); this is the shortest spacing
+/// of cuts on top of that, about two of ADT's round trips, so several loaders that overshoot
+/// together back off within a fraction of a second.
+pub const DEFAULT_ADAPTIVE_COOLDOWN: Duration = Duration::from_millis(100);
+/// Share of the configured rate to start at, ramping up from there: ADT advises against starting
+/// at the ceiling (it may throttle below its limits while it scales, ADT-REFERENCE.md §2), and
+/// several loaders that all start at the ceiling would flood a shared instance with 429s.
+pub const DEFAULT_ADAPTIVE_INITIAL_SHARE: f64 = 0.5;
 /// Burst of each class bucket, in seconds of its rate (1/20 s keeps the stream smooth).
 pub const DEFAULT_BURST_SECONDS: f64 = 0.05;
+/// Longest wait a server may impose with `Retry-After` (on an item, and as a pause of its
+/// limit class), so a broken header cannot park a load.
+pub const DEFAULT_MAX_SERVER_WAIT: Duration = Duration::from_secs(60);
+/// The run stops (exit 5, unsent items listed as not attempted) when nothing landed for this
+/// long: throttling never fails an item, so this bounds a load against an instance that
+/// answers 429 to everything.
+pub const DEFAULT_NO_PROGRESS_TIMEOUT: Duration = Duration::from_secs(900);
 /// Where the dead-letter NDJSON goes unless told.
 pub const DEFAULT_DEAD_LETTER_PATH: &str = "twinload-dead-letters.ndjson";
+/// How long a relationship whose source or target twin is neither in this task's input nor yet
+/// in ADT waits for it (another shard or an earlier phase may be writing it), before it is
+/// dead-lettered. Tasks of one ForEach start within seconds of each other; two minutes covers a
+/// slow start without holding a task long.
+pub const DEFAULT_TWIN_WAIT: Duration = Duration::from_secs(120);
+/// How often those missing twins are looked for again while waiting.
+pub const DEFAULT_TWIN_WAIT_POLL: Duration = Duration::from_secs(2);
+/// When the input needs at most this many models it does not hold, each is checked with
+/// `GET /models/{id}` instead of listing every model of the instance (a one-file task must not
+/// pay for the instance's size).
+pub const DEFAULT_MODEL_CHECK_MAX: usize = 50;
 
 /// A bearer token. Never printed: `Debug` and `Display` show `<redacted>`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -94,7 +117,7 @@ impl FromStr for SecretToken {
     }
 }
 
-/// How the loader authenticates. Managed identity comes with the Azure-integration issue.
+/// A static token (or none); Entra ID credentials are chosen by `credential` ([`CredentialKind`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Auth {
@@ -124,6 +147,8 @@ pub struct RetryPolicy {
     pub budget_share: f64,
     pub budget_min: u64,
     pub target_grace: Duration,
+    /// Cap on a server's `Retry-After`.
+    pub max_server_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -135,6 +160,7 @@ impl Default for RetryPolicy {
             budget_share: DEFAULT_RETRY_BUDGET_SHARE,
             budget_min: DEFAULT_RETRY_BUDGET_MIN,
             target_grace: DEFAULT_TARGET_GRACE,
+            max_server_wait: DEFAULT_MAX_SERVER_WAIT,
         }
     }
 }
@@ -148,6 +174,10 @@ pub struct AdaptiveRate {
     pub cubic_c: f64,
     pub cooldown: Duration,
     pub initial_share: f64,
+    /// `--rate-share`: this loader's expected share of the instance (one of N tasks sharing
+    /// it). When set, each class starts at this share of its configured rate and treats it as
+    /// its last known good rate (it probes above it slowly); `initial_share` is then unused.
+    pub rate_share: Option<f64>,
     pub burst_seconds: f64,
 }
 
@@ -160,6 +190,7 @@ impl Default for AdaptiveRate {
             cubic_c: DEFAULT_ADAPTIVE_CUBIC_C,
             cooldown: DEFAULT_ADAPTIVE_COOLDOWN,
             initial_share: DEFAULT_ADAPTIVE_INITIAL_SHARE,
+            rate_share: None,
             burst_seconds: DEFAULT_BURST_SECONDS,
         }
     }
@@ -171,6 +202,9 @@ pub struct Chaos {
     /// Every n-th request a writer sends, the writer dies after sending it and before
     /// reporting the outcome, so the supervisor's restart and re-dispatch are exercised.
     pub writer_crash_every: Option<u64>,
+    /// Every n-th request (counted across writers), the request's task panics after sending it:
+    /// a real panic, so the writer's replacement and the item's re-queueing are exercised.
+    pub writer_panic_every: Option<u64>,
 }
 
 /// The resolved configuration of one load.
@@ -201,11 +235,25 @@ pub struct LoadConfig {
     pub request_timeout: Duration,
     /// The whole run stops (cleanly, summary written) after this long.
     pub deadline: Option<Duration>,
+    /// Stop when nothing landed for this long (the no-progress watchdog).
+    pub no_progress_timeout: Duration,
     pub shutdown_grace: Duration,
     /// The JSON summary; `None` writes only the human summary on stderr.
     pub summary_path: Option<PathBuf>,
     pub dead_letter_path: PathBuf,
     pub chaos: Chaos,
+    /// The reference prototype's mapping file for per-twin documents and CSV rows.
+    pub mapping: Option<PathBuf>,
+    /// The model of twins whose input names none (with a mapping: build full twins, not patches).
+    pub model: Option<String>,
+    /// This task's share of the input (`--shard`, `--phase`).
+    pub selection: Selection,
+    /// See [`DEFAULT_TWIN_WAIT`].
+    pub twin_wait: Duration,
+    /// See [`DEFAULT_MODEL_CHECK_MAX`].
+    pub model_check_max: usize,
+    /// ADF's `outputs.json` (the summary trimmed under 2 MB); set inside a Batch task.
+    pub outputs_path: Option<PathBuf>,
 }
 
 impl LoadConfig {
@@ -228,10 +276,17 @@ impl LoadConfig {
             adaptive: AdaptiveRate::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             deadline: None,
+            no_progress_timeout: DEFAULT_NO_PROGRESS_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             summary_path: None,
             dead_letter_path: PathBuf::from(DEFAULT_DEAD_LETTER_PATH),
             chaos: Chaos::default(),
+            mapping: None,
+            model: None,
+            selection: Selection::default(),
+            twin_wait: DEFAULT_TWIN_WAIT,
+            model_check_max: DEFAULT_MODEL_CHECK_MAX,
+            outputs_path: None,
         }
     }
 
@@ -287,6 +342,17 @@ impl LoadConfig {
                 ),
             );
         }
+        if let Auth::BearerToken { .. } = self.auth {
+            if self.endpoint.starts_with("http://") && !is_loopback_url(&self.endpoint) {
+                return bad(
+                    "endpoint",
+                    format!(
+                        "'{}' is plain http:// to a host that is not this machine, and a bearer token would travel in clear text; use https:// (plain http is accepted only for loopback, e.g. a local mock)",
+                        self.endpoint
+                    ),
+                );
+            }
+        }
         if self.writers == 0 {
             return bad("writers", "must be at least 1".into());
         }
@@ -323,11 +389,30 @@ impl LoadConfig {
         if !(1..=5000).contains(&self.blob_page_size) {
             return bad("blob_page_size", "must be 1..=5000 (the service's maximum page)".into());
         }
+        if let Some(share) = a.rate_share {
+            if !(share > 0.0 && share <= 1.0) {
+                return bad("rate_share", format!("{share} must be in (0, 1]: this loader's share of the instance"));
+            }
+        }
+        if self.no_progress_timeout.is_zero() {
+            return bad("no_progress_timeout_s", "must be positive".into());
+        }
+        if self.chaos.writer_panic_every == Some(0) {
+            return bad("chaos.writer_panic_every", "must be at least 1 (or unset)".into());
+        }
         if self.chaos.writer_crash_every == Some(0) {
             return bad("chaos.writer_crash_every", "must be at least 1 (or unset)".into());
         }
         Ok(())
     }
+}
+
+/// Whether an http(s) URL's host is this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback_url(endpoint: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(endpoint) else { return false };
+    let Some(host) = url.host_str() else { return false };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -364,6 +449,9 @@ pub struct FileConfig {
     pub mode: Option<WriteMode>,
     pub request_timeout_s: Option<f64>,
     pub deadline_s: Option<f64>,
+    pub no_progress_timeout_s: Option<f64>,
+    pub max_server_wait_s: Option<f64>,
+    pub rate_share: Option<f64>,
     pub shutdown_grace_s: Option<f64>,
     #[serde(default)]
     pub retry: RetryFile,
@@ -373,6 +461,12 @@ pub struct FileConfig {
     pub output: OutputFile,
     #[serde(default)]
     pub chaos: ChaosFile,
+    pub mapping: Option<PathBuf>,
+    pub model: Option<String>,
+    pub shard: Option<String>,
+    pub phase: Option<Phase>,
+    pub twin_wait_s: Option<f64>,
+    pub model_check_max: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -409,6 +503,7 @@ pub struct OutputFile {
 #[serde(deny_unknown_fields)]
 pub struct ChaosFile {
     pub writer_crash_every: Option<u64>,
+    pub writer_panic_every: Option<u64>,
 }
 
 impl FileConfig {
@@ -420,6 +515,22 @@ impl FileConfig {
 
     pub fn parse(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_string(), message: e.to_string() })
+    }
+
+    /// The file as a JSON object (empty without a file), so another layer (ADF's activity.json)
+    /// can be merged over it key by key before it is read as a [`FileConfig`].
+    pub fn load_value(path: Option<&Path>) -> Result<serde_json::Value, ConfigError> {
+        let Some(path) = path else { return Ok(serde_json::Value::Object(Default::default())) };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        let value: toml::Value =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string() })?;
+        serde_json::to_value(value).map_err(|e| ConfigError::Parse { path: shown, message: e.to_string() })
+    }
+
+    /// Reads a merged JSON object (see [`FileConfig::load_value`]); `what` names it in errors.
+    pub fn from_value(value: serde_json::Value, what: &str) -> Result<FileConfig, ConfigError> {
+        serde_json::from_value(value).map_err(|e| ConfigError::Parse { path: what.to_string(), message: e.to_string() })
     }
 }
 
@@ -485,12 +596,40 @@ pub struct ConfigArgs {
     /// Stop the run cleanly after this many seconds (exit code 5). Default: none.
     #[arg(long, env = "TWINLOAD_DEADLINE_S")]
     pub deadline_s: Option<f64>,
+    /// Stop cleanly (exit code 5) when nothing landed for this many seconds. Default 900.
+    #[arg(long, env = "TWINLOAD_NO_PROGRESS_TIMEOUT_S")]
+    pub no_progress_timeout_s: Option<f64>,
+    /// Longest wait honoured from a server's Retry-After, in seconds. Default 60.
+    #[arg(long, env = "TWINLOAD_MAX_SERVER_WAIT_S")]
+    pub max_server_wait_s: Option<f64>,
+    /// This loader's share of the instance (0..1], e.g. 0.25 for one of 4 tasks: each limit
+    /// class starts at that share of its rate. Default: start at half and ramp up.
+    #[arg(long, env = "TWINLOAD_RATE_SHARE")]
+    pub rate_share: Option<f64>,
     /// Write the JSON summary here.
     #[arg(long, env = "TWINLOAD_SUMMARY")]
     pub summary: Option<PathBuf>,
     /// Write dead letters (NDJSON) here. Default twinload-dead-letters.ndjson.
     #[arg(long, env = "TWINLOAD_DEAD_LETTER")]
     pub dead_letter: Option<PathBuf>,
+    /// The reference prototype's mapping file: turns per-twin documents and CSV rows into twin
+    /// properties (a JSON Patch of existing twins, or full twins with --model).
+    #[arg(long, env = "TWINLOAD_MAPPING")]
+    pub mapping: Option<PathBuf>,
+    /// Model (DTMI) of twins whose input names none.
+    #[arg(long, env = "TWINLOAD_MODEL")]
+    pub model: Option<String>,
+    /// Take a stable share of the input by twin id: i/n, 0-based (relationships go with their
+    /// source twin; models go to every shard).
+    #[arg(long, env = "TWINLOAD_SHARD")]
+    pub shard: Option<Shard>,
+    /// Write only models, twins or relationships (successive ForEach loops), or all (default).
+    #[arg(long, env = "TWINLOAD_PHASE", value_enum)]
+    pub phase: Option<Phase>,
+    /// Seconds a relationship waits for a twin another task writes before it is dead-lettered.
+    /// Default 120.
+    #[arg(long, env = "TWINLOAD_TWIN_WAIT_S")]
+    pub twin_wait_s: Option<f64>,
 }
 
 fn seconds(key: &str, value: f64) -> Result<Duration, ConfigError> {
@@ -512,6 +651,18 @@ impl ConfigArgs {
             None => FileConfig::default(),
         };
         self.resolve_with(file)
+    }
+
+    /// [`ConfigArgs::resolve`] with `over` (a snake_case JSON object, e.g. from ADF's
+    /// activity.json) merged over the file: flags > environment > `over` > file > defaults.
+    pub fn resolve_over(&self, over: serde_json::Value, what: &str) -> Result<LoadConfig, ConfigError> {
+        let mut merged = FileConfig::load_value(self.config.as_deref())?;
+        merge_json(&mut merged, over);
+        let shown = match &self.config {
+            Some(path) => format!("{} with {what}", path.display()),
+            None => what.to_string(),
+        };
+        self.resolve_with(FileConfig::from_value(merged, &shown)?)
     }
 
     /// [`ConfigArgs::resolve`] with the file already read.
@@ -537,6 +688,14 @@ impl ConfigArgs {
             config.request_timeout = t;
         }
         config.deadline = opt_seconds("deadline_s", self.deadline_s.or(file.deadline_s))?;
+        if let Some(t) =
+            opt_seconds("no_progress_timeout_s", self.no_progress_timeout_s.or(file.no_progress_timeout_s))?
+        {
+            config.no_progress_timeout = t;
+        }
+        if let Some(t) = opt_seconds("max_server_wait_s", self.max_server_wait_s.or(file.max_server_wait_s))? {
+            config.retry.max_server_wait = t;
+        }
         if let Some(t) = opt_seconds("shutdown_grace_s", file.shutdown_grace_s)? {
             config.shutdown_grace = t;
         }
@@ -566,6 +725,7 @@ impl ConfigArgs {
             adaptive.cooldown = Duration::from_millis(ms);
         }
         adaptive.initial_share = a.initial_share.unwrap_or(DEFAULT_ADAPTIVE_INITIAL_SHARE);
+        adaptive.rate_share = self.rate_share.or(file.rate_share);
         adaptive.burst_seconds = a.burst_seconds.unwrap_or(DEFAULT_BURST_SECONDS);
 
         config.summary_path = self.summary.clone().or(file.output.summary);
@@ -573,8 +733,41 @@ impl ConfigArgs {
             config.dead_letter_path = p;
         }
         config.chaos.writer_crash_every = file.chaos.writer_crash_every;
+        config.chaos.writer_panic_every = file.chaos.writer_panic_every;
+
+        config.mapping = self.mapping.clone().or(file.mapping);
+        config.model = self.model.clone().or(file.model);
+        let shard = match (&self.shard, &file.shard) {
+            (Some(s), _) => Some(*s),
+            (None, Some(text)) => {
+                Some(text.parse::<Shard>().map_err(|message| ConfigError::Invalid { key: "shard".into(), message })?)
+            }
+            (None, None) => None,
+        };
+        config.selection = Selection { shard, phase: self.phase.or(file.phase).unwrap_or_default() };
+        if let Some(t) = opt_seconds("twin_wait_s", self.twin_wait_s.or(file.twin_wait_s))? {
+            config.twin_wait = t;
+        }
+        config.model_check_max = file.model_check_max.unwrap_or(DEFAULT_MODEL_CHECK_MAX);
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// Merges `over` into `base`: objects key by key (recursively), anything else replaced.
+pub fn merge_json(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge_json(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over,
     }
 }
 
@@ -666,6 +859,45 @@ mod tests {
         let shown = format!("{config:?} {:?}", args(&["--token", "s3cr3t-value"]));
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn a_token_goes_over_plain_http_only_to_loopback() {
+        for ok in ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:2", "https://x.example"] {
+            let config = args(&["--endpoint", ok, "--token", "t"]).resolve_with(FileConfig::default());
+            assert!(config.is_ok(), "{ok}: {config:?}");
+        }
+        for bad in ["http://x.example", "http://10.0.0.1", "http://127.0.0.1.example.com"] {
+            let err = args(&["--endpoint", bad, "--token", "t"]).resolve_with(FileConfig::default()).unwrap_err();
+            assert!(err.to_string().contains("clear text"), "{bad}: {err}");
+        }
+        // Without a token, plain http anywhere is the user's business.
+        assert!(args(&["--endpoint", "http://x.example"]).resolve_with(FileConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn rate_share_watchdog_and_server_wait_have_flags_and_keys() {
+        let file =
+            FileConfig::parse("rate_share = 0.25\nno_progress_timeout_s = 30\nmax_server_wait_s = 5\n", "t.toml")
+                .unwrap();
+        let config = args(&["--endpoint", "https://x.example"]).resolve_with(file).unwrap();
+        assert_eq!(config.adaptive.rate_share, Some(0.25));
+        assert_eq!(config.no_progress_timeout, Duration::from_secs(30));
+        assert_eq!(config.retry.max_server_wait, Duration::from_secs(5));
+        let config = args(&["--endpoint", "https://x.example", "--rate-share", "0.5", "--no-progress-timeout-s", "7"])
+            .resolve_with(FileConfig::default())
+            .unwrap();
+        assert_eq!(config.adaptive.rate_share, Some(0.5));
+        assert_eq!(config.no_progress_timeout, Duration::from_secs(7));
+        let defaults = args(&["--endpoint", "https://x.example"]).resolve_with(FileConfig::default()).unwrap();
+        assert_eq!(defaults.no_progress_timeout, DEFAULT_NO_PROGRESS_TIMEOUT);
+        assert_eq!(defaults.retry.max_server_wait, DEFAULT_MAX_SERVER_WAIT);
+        for bad in ["0", "1.5", "-1"] {
+            let err = args(&["--endpoint", "https://x.example", &format!("--rate-share={bad}")])
+                .resolve_with(FileConfig::default())
+                .unwrap_err();
+            assert!(err.to_string().contains("rate_share"), "{bad}: {err}");
+        }
     }
 
     #[test]

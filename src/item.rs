@@ -99,13 +99,18 @@ pub struct ModelItem {
     pub origin: Origin,
 }
 
-/// A twin to `PUT /digitaltwins/{id}`.
+/// A twin to `PUT /digitaltwins/{id}`, or (`patch`) a JSON Patch of an existing twin.
 #[derive(Debug, Clone)]
 pub struct TwinItem {
     pub id: String,
+    /// The twin's model; empty for a patch, which does not change it.
     pub model: String,
-    /// The PUT body: `{"$metadata":{"$model":…}, props…}` (a body-level `$dtId` is ignored by ADT).
+    /// The PUT body: `{"$metadata":{"$model":…}, props…}` (a body-level `$dtId` is ignored by ADT);
+    /// for a patch, the JSON Patch array for `PATCH /digitaltwins/{id}`.
     pub body: Box<RawValue>,
+    /// A patch of a twin that must already exist (a mapping without a model, as the reference
+    /// prototype does): written with PATCH, and a missing twin is dead-lettered.
+    pub patch: bool,
     pub origin: Origin,
 }
 

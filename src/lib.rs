@@ -12,10 +12,12 @@
 //! - [`item`]: the items a load moves (model, twin, relationship), their identity and origin.
 //!
 //! The loader (`twinload load`, `plan`, `gen`)
-//! - [`source`]: lists inputs (files, folders, globs, Blob Storage containers) and streams
-//!   parsed items from them.
+//! - [`source`]: lists inputs (files, folders, globs, Blob Storage containers) and streams parsed items from them:
+//!   Import-Jobs NDJSON, DTDL files, per-twin JSON documents, CSV, through the prototype's
+//!   mapping file; and a task's share of them (`--shard`, `--phase`).
 //! - [`azure`]: the Azure SDK side: identity (`--credential`), the shared HTTPS transport
-//!   (`--ca-cert`), Blob Storage URLs, archiving input blobs after a run.
+//!   (`--ca-cert`), Blob Storage URLs (inputs are listed and streamed by [`source`]), archiving
+//!   input blobs after a run, Key Vault secrets.
 //! - [`plan`]: the dependency graph (petgraph), pre-flight checks, model batches, the ideal
 //!   makespan T*, and the scheduler that releases an item once all it depends on has landed.
 //! - [`client`]: the ADT REST client: one attempt per call, errors classified for the supervisor.
@@ -23,6 +25,9 @@
 //!   adaptive rate that backs off when ADT throttles.
 //! - [`run`]: the actors of a load (coordinator, writers, supervisor, journal) and the summary.
 //! - [`config`]: the loader's configuration: TOML file, `TWINLOAD_*` environment, flags.
+//! - [`adf`]: the Azure Data Factory Custom-activity contract: settings from `activity.json`
+//!   (extended properties, SecureStrings, the reference prototype's properties) and the summary
+//!   as `outputs.json`.
 //! - [`gen`]: the synthetic fleet generator.
 //!
 //! The mock ADT (`twinload mock-adt`)
@@ -39,6 +44,7 @@
 pub use twinload_adt as adt;
 pub use twinload_adt::{dtdl, limits};
 
+pub mod adf;
 pub mod azure;
 pub mod cli;
 pub mod client;

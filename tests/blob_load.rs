@@ -180,7 +180,9 @@ fn blobs_over_https_are_read_and_archived_with_the_managed_identity_token() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (code, stdout, stderr) = run_twinload(&args, &endpoint.env(), dir.path());
+    let mut env = endpoint.env();
+    env.push(("TWINLOAD_CREDENTIAL".into(), "managed-identity".into()));
+    let (code, stdout, stderr) = run_twinload(&args, &env, dir.path());
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert_same_graph(&graph_of(&input), &exported(&adt));
     assert!(endpoint.requests_for("https://storage.azure.com") >= 1, "a Storage token was asked for");

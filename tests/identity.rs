@@ -85,9 +85,9 @@ fn a_token_near_expiry_is_refreshed_before_it_expires_without_any_401() {
     });
     let adt = start(MockConfig { auth: AuthConfig::TokenFile(tokens), ..MockConfig::default() }).unwrap();
     let input = fleet(dir.path(), 150, 4);
-    // auto picks managed identity because IDENTITY_ENDPOINT is set.
-    let (code, stdout, stderr) =
-        run_twinload(&load_args(&adt.url, &input.display().to_string()), &endpoint.env(), dir.path());
+    let mut env = endpoint.env();
+    env.push(("TWINLOAD_CREDENTIAL".into(), "managed-identity".into()));
+    let (code, stdout, stderr) = run_twinload(&load_args(&adt.url, &input.display().to_string()), &env, dir.path());
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert_same_graph(&graph_of(&input), &exported(&adt));
     assert!(endpoint.requests_for(ADT_RESOURCE) >= 2, "the token was refreshed during the run");
@@ -111,6 +111,7 @@ fn a_token_endpoint_that_refuses_is_a_setup_error_naming_the_scope() {
     // The wrong identity header: the endpoint answers 401 to every token request.
     let mut env = endpoint.env();
     env[1].1 = "wrong-header".into();
+    env.push(("TWINLOAD_CREDENTIAL".into(), "managed-identity".into()));
     let (code, stdout, stderr) = run_twinload(&load_args(&adt.url, &input.display().to_string()), &env, dir.path());
     assert_eq!(code, 4, "setup failed\nstdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("https://digitaltwins.azure.net/.default"), "{stderr}");

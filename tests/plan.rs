@@ -607,3 +607,33 @@ fn the_scheduling_order_approaches_t_star_in_a_simulated_run() {
     assert!((t_star - 100.1).abs() < 1e-9, "{t_star}");
     assert!(achieved / t_star <= 1.05, "achieved {achieved:.2} s against T* {t_star:.2} s");
 }
+
+/// Ids ADT cannot take in a URL path are rejected with file:line before anything is sent (a
+/// `..` twin id would otherwise be PUT to another path).
+#[test]
+fn ids_that_cannot_be_url_path_segments_are_rejected_with_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = "dtmi:ex:Room;1";
+    let text = ndjson(
+        &[model(m, "")],
+        &[twin("ok", m), twin(".", m), twin("..", m), twin("tab\\tin", m), twin("ok2", m)],
+        &[rel("ok", "..", "ok2"), rel("ok", "r1", "."), rel("ok", "r2", "ok2"), rel("ok", "nul\\u0000", "ok2")],
+    );
+    let plan = plan_files(dir.path(), &[("ids.ndjson", &text)], &PlanOptions::default());
+    let bad: Vec<(String, u64)> = find(&plan, "bad_id").iter().map(|r| line_of(r)).collect();
+    // Header 1-2, Models 3-4, Twins 5-10, Relationships 11-15.
+    let expected: Vec<(String, u64)> = [7, 8, 9, 12, 13, 15].iter().map(|l| ("ids.ndjson".to_string(), *l)).collect();
+    assert_eq!(bad, expected, "{:#?}", plan.rejected());
+    let reasons: Vec<&str> = find(&plan, "bad_id").iter().map(|r| r.reason.as_str()).collect();
+    assert!(reasons[0].contains("\"..\"") || reasons[0].contains("\".\""), "{reasons:?}");
+    assert!(reasons.iter().all(|r| r.contains("URL path")), "{reasons:?}");
+    // The relationship to the twin "." is rejected for its own id, not sent.
+    assert!(find(&plan, "bad_id")
+        .iter()
+        .any(|r| r.key == ItemKey::Relationship { source: "ok".into(), id: "r1".into() }));
+    // The good items stay.
+    let kept = plan.counts();
+    let kept = serde_json::to_value(kept).unwrap();
+    assert_eq!(kept["twins"]["to_write"], 2, "{kept}");
+    assert_eq!(kept["relationships"]["to_write"], 1, "{kept}");
+}

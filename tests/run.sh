@@ -29,12 +29,14 @@ if [ ! -x "$azurite_dir/node_modules/.bin/azurite-blob" ]; then
 fi
 export TWINLOAD_AZURITE="$azurite_dir/node_modules/.bin/azurite-blob"
 
-# Formatting is part of the suite (settings in .rustfmt.toml).
-cargo fmt --check
+# Formatting and lints are part of the suite (settings in .rustfmt.toml).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --no-fail-fast "$@"
-    cargo test --doc --quiet
+    # Doc tests first (nextest does not run them), so the last lines are the runner's summary.
+    cargo test --workspace --doc --quiet
+    cargo nextest run --workspace --no-fail-fast "$@"
 else
-    cargo test --no-fail-fast "$@"
+    cargo test --workspace --no-fail-fast "$@"
 fi

@@ -79,6 +79,16 @@ impl BlobLocation {
         Ok(BlobLocation { container_url, prefix, sas })
     }
 
+    /// Whether a listed blob is one this location names: everything under a prefix ending in
+    /// `/` (or the whole container); for a prefix without it, the blob of exactly that name or
+    /// those under it as a folder (`.../c/org1` is blob `org1` and `org1/...`, not `org10`).
+    pub fn names(&self, blob: &str) -> bool {
+        if self.prefix.is_empty() || self.prefix.ends_with('/') {
+            return blob.starts_with(&self.prefix);
+        }
+        blob == self.prefix || blob.strip_prefix(&self.prefix).is_some_and(|rest| rest.starts_with('/'))
+    }
+
     /// The container URL with the SAS (if any): what the SDK client is built on.
     fn client_url(&self) -> Url {
         let mut url = self.container_url.clone();
@@ -222,6 +232,10 @@ mod tests {
             assert!(err.contains("is not a Blob Storage URL"), "{err}");
         }
         assert!(BlobLocation::is_blob_url("HTTPS://a/b") && !BlobLocation::is_blob_url("data/fleet.ndjson"));
+        let one = BlobLocation::parse("https://acct.blob.core.windows.net/inputfiles/org1").unwrap();
+        assert!(one.names("org1") && one.names("org1/a.json") && !one.names("org10") && !one.names("org"));
+        let folder = BlobLocation::parse("https://acct.blob.core.windows.net/inputfiles/org1/").unwrap();
+        assert!(folder.names("org1/a.json") && !folder.names("org1"));
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! when its variables are set (`AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`,
 //! `AZURE_TENANT_ID`); managed identity inside an Azure Batch task (`AZ_BATCH_TASK_WORKING_DIR`)
 //! or wherever a managed-identity endpoint is advertised (`IDENTITY_ENDPOINT`, `MSI_ENDPOINT`);
-//! else the Azure CLI for an `https://` endpoint that is not on loopback; else no
-//! authentication (a local mock over plain HTTP, which ADT never is).
+//! else the Azure CLI for an `https://` endpoint. An endpoint on loopback (a mock; ADT never
+//! is) gets no credential unless one is asked for.
 //!
 //! A user-assigned identity is chosen by `--identity-client-id` (`identityClientId` in
 //! activity.json) or else `AZURE_CLIENT_ID`. The credentials cache their tokens per scope and
@@ -82,6 +82,9 @@ pub fn resolve_auto(has_token: bool, endpoint: &str, env: &dyn Fn(&str) -> Optio
     let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
     if has_token {
         CredentialKind::Token
+    } else if is_loopback(endpoint) {
+        // ADT is never on loopback: this is a mock (or a tunnel) that takes no Entra token.
+        CredentialKind::None
     } else if set("AZURE_FEDERATED_TOKEN_FILE") && set("AZURE_CLIENT_ID") && set("AZURE_TENANT_ID") {
         CredentialKind::WorkloadIdentity
     } else if set("AZ_BATCH_TASK_WORKING_DIR") || set("IDENTITY_ENDPOINT") || set("MSI_ENDPOINT") {
@@ -169,6 +172,7 @@ mod tests {
         assert_eq!(resolve_auto(false, adt, &env_of(batch)), CredentialKind::ManagedIdentity);
         let app_service: &[(&str, &str)] = &[("IDENTITY_ENDPOINT", "http://127.0.0.1:1/token")];
         assert_eq!(resolve_auto(false, adt, &env_of(app_service)), CredentialKind::ManagedIdentity);
+        assert_eq!(resolve_auto(false, "http://127.0.0.1:8080", &env_of(batch)), CredentialKind::None);
         assert_eq!(resolve_auto(false, adt, &env_of(&[])), CredentialKind::AzureCli);
         assert_eq!(resolve_auto(false, "http://127.0.0.1:8080", &env_of(&[])), CredentialKind::None);
         assert_eq!(resolve_auto(false, "https://127.0.0.1:8443", &env_of(&[])), CredentialKind::None);

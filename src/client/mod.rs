@@ -43,7 +43,7 @@ pub enum ClientError {
     Build(String),
     #[error(transparent)]
     Token(#[from] token::TokenError),
-    #[error("{method} {url} failed: {detail}. Check the endpoint URL, that the instance is reachable, and --ca-cert for a self-signed server")]
+    #[error("{method} {url} failed: {detail}. Check the endpoint URL, that the instance is reachable, and --ca-cert for a self-signed server{}", if cannot_heal(detail) { " (waiting cannot fix this, so it was not retried)" } else { "" })]
     Transport { method: String, url: String, detail: String },
     #[error(transparent)]
     Status(Box<StatusError>),
@@ -65,12 +65,24 @@ pub struct StatusError {
 }
 
 impl ClientError {
-    /// True when a retry may help (throttled or a server error).
+    /// True when a retry may help (throttled, a server error, a connection that may come
+    /// back). Not for what waiting cannot heal: a certificate the client does not trust, a
+    /// host name that does not resolve.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Transport { .. } => true,
+            ClientError::Transport { detail, .. } => !cannot_heal(detail),
             ClientError::Status(e) => {
                 e.status == 429 || e.status >= 500 || e.code.as_deref().is_some_and(crate::adt::codes::is_throttle_code)
+            }
+            _ => false,
+        }
+    }
+
+    /// True when the server throttled the call (429 or a throttling code).
+    pub fn is_throttle(&self) -> bool {
+        match self {
+            ClientError::Status(e) => {
+                e.status == 429 || e.code.as_deref().is_some_and(crate::adt::codes::is_throttle_code)
             }
             _ => false,
         }
@@ -82,6 +94,14 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+/// Whether a transport failure is one that waiting cannot heal, from its error chain (reqwest
+/// and rustls expose these only as text): the server's certificate refused, or a host name
+/// that does not resolve.
+fn cannot_heal(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    d.contains("certificate") || d.contains("dns error") || d.contains("failed to lookup address")
 }
 
 /// What to check for a failing setup call, by status.
@@ -247,6 +267,24 @@ impl AdtClient {
         self.put(&paths::twin(id), body, Sent { create_only, relationship: false }).await
     }
 
+    /// `PATCH /digitaltwins/{id}` with a JSON Patch (`application/json-patch+json`). A missing
+    /// twin (404 `DigitalTwinNotFound`) is rejected with what to do about it.
+    pub async fn patch_twin(&self, id: &str, patch: &RawValue) -> Reply {
+        let req = self
+            .request(Method::PATCH, self.url(&paths::twin(id)))
+            .header(CONTENT_TYPE, "application/json-patch+json")
+            .body(patch.get().to_string());
+        let mut reply = self.send(LimitClass::Patch, req, Sent::default()).await;
+        if reply.status == Some(404) && reply.code.as_deref() == Some(crate::adt::codes::DIGITAL_TWIN_NOT_FOUND) {
+            reply.outcome = Outcome::Rejected {
+                message: format!(
+                    "twin {id} does not exist; create it first or give a `model` so the mapping builds full twins"
+                ),
+            };
+        }
+        reply
+    }
+
     /// `PUT /digitaltwins/{source}/relationships/{id}`; `create_only` adds `If-None-Match: *`.
     pub async fn put_relationship(&self, source: &str, id: &str, body: &RawValue, create_only: bool) -> Reply {
         self.put(&paths::relationship(source, id), body, Sent { create_only, relationship: true }).await
@@ -283,6 +321,16 @@ impl AdtClient {
             url: url.to_string(),
             detail: format!("more than {MAX_LIST_PAGES} pages of models"),
         })
+    }
+
+    /// Whether `GET /models/{id}` finds the model (404 → false): checking the few models a small
+    /// task needs costs what it needs, not what the instance holds.
+    pub async fn model_exists(&self, id: &str) -> Result<bool, ClientError> {
+        match self.get_ok(LimitClass::Models, self.url(&paths::model(id))).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Status(e)) if e.status == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether `GET /digitaltwins/{id}` finds the twin (404 → false).

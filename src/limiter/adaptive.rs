@@ -1,10 +1,17 @@
 //! The adaptive rate of one limit class: multiplicative decrease on a throttle, CUBIC recovery
 //! back to the configured ceiling (AWS SDK adaptive mode, FIELD.md §3), never above it and
-//! never below a floor. Pure arithmetic on instants passed in, so it is tested without sleeping.
+//! never below a floor. It starts below the ceiling: at `initial_share` with a slow start
+//! (doubling every [`STARTUP_DOUBLING`] until the ceiling or the first throttle), or, told its
+//! share of the instance (`rate_share`), on CUBIC's plateau at that share. Pure arithmetic on
+//! instants passed in, so it is tested without sleeping.
 
 use std::time::{Duration, Instant};
 
 use crate::config::AdaptiveRate;
+
+/// The slow start doubles the rate this often: from half the ceiling it is there in a second,
+/// gradual for ADT (which may throttle while it scales) and cheap for a short load.
+pub const STARTUP_DOUBLING: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct AdaptiveState {
@@ -16,6 +23,12 @@ pub struct AdaptiveState {
     last_max: f64,
     /// When the last congestion event came; `None` once the rate is back at the ceiling.
     last_throttle: Option<Instant>,
+    /// When the rate was last cut: a throttle of a request sent before then is an echo of the
+    /// same congestion (the cut had not reached it), not news.
+    last_cut: Option<Instant>,
+    /// The slow start's rate and first instant (set at the first look at the rate).
+    start_rate: f64,
+    started: Option<Instant>,
     decreases: u64,
 }
 
@@ -23,7 +36,8 @@ impl AdaptiveState {
     /// `ceiling` is the configured rate in requests/s.
     pub fn new(settings: &AdaptiveRate, ceiling: f64) -> AdaptiveState {
         let ceiling = ceiling.max(f64::MIN_POSITIVE);
-        let start = if settings.enabled { ceiling * settings.initial_share } else { ceiling };
+        let start_share = settings.rate_share.unwrap_or(settings.initial_share);
+        let start = if settings.enabled { ceiling * start_share } else { ceiling };
         AdaptiveState {
             floor: ceiling * settings.floor_share,
             settings: settings.clone(),
@@ -32,6 +46,9 @@ impl AdaptiveState {
             last_max: ceiling,
             // Starting below the ceiling is a recovery from a virtual throttle at start.
             last_throttle: None,
+            last_cut: None,
+            start_rate: start,
+            started: None,
             decreases: 0,
         }
     }
@@ -57,38 +74,32 @@ impl AdaptiveState {
             if self.rate >= self.ceiling {
                 self.last_throttle = None;
             }
-        } else if self.rate < self.ceiling && self.settings.enabled {
-            // Started below the ceiling (initial_share < 1): recover as after a throttle.
-            self.last_max = self.ceiling;
-            let offset = self.recovery_offset_for(self.rate);
-            // A start below β·ceiling sits left of the curve's origin: the origin is ahead.
-            self.last_throttle = Some(if offset >= 0.0 {
-                now - Duration::from_secs_f64(offset)
-            } else {
-                now + Duration::from_secs_f64(-offset)
-            });
+        } else if self.rate < self.ceiling && self.settings.enabled && self.settings.rate_share.is_some() {
+            // Told its share (one of N loaders): that share is the last known good rate, so sit
+            // on CUBIC's plateau there and probe above it slowly, as after a recovery.
+            self.last_max = self.rate;
+            let k = (self.last_max * (1.0 - self.settings.decrease_factor) / self.settings.cubic_c).cbrt();
+            self.last_throttle = Some(now.checked_sub(Duration::from_secs_f64(k)).unwrap_or(now));
             return self.rate_at(now);
+        } else if self.rate < self.ceiling && self.settings.enabled {
+            // Slow start (initial_share < 1), until the ceiling or the first throttle.
+            let started = *self.started.get_or_insert(now);
+            let doublings = now.saturating_duration_since(started).as_secs_f64() / STARTUP_DOUBLING.as_secs_f64();
+            self.rate = (self.start_rate * doublings.exp2()).clamp(self.floor, self.ceiling);
         }
         self.rate
     }
 
-    /// The CUBIC time offset at which the curve passes through `rate` on its way to last_max.
-    /// In seconds; negative when `rate` is below the curve's value at its origin.
-    fn recovery_offset_for(&self, rate: f64) -> f64 {
-        let c = self.settings.cubic_c;
-        let k = (self.last_max * (1.0 - self.settings.decrease_factor) / c).cbrt();
-        let below = ((self.last_max - rate).max(0.0) / c).cbrt();
-        k - below
-    }
-
-    /// A throttle came back at `now`. Returns true if it cut the rate (one cut per cooldown:
-    /// the 429s of requests already in flight are the same congestion event).
-    pub fn on_throttle(&mut self, now: Instant) -> bool {
+    /// A throttle came back at `now`. Returns true if it cut the rate. One cut per congestion
+    /// event: the 429s of requests sent before the last cut (`sent_at`, when known) or within
+    /// the cooldown after it are echoes of it. So the rate falls once per round trip while the
+    /// instance keeps throttling, however short the round trip, and no faster.
+    pub fn on_throttle(&mut self, now: Instant, sent_at: Option<Instant>) -> bool {
         if !self.settings.enabled {
             return false;
         }
-        if let Some(t0) = self.last_throttle {
-            if now.saturating_duration_since(t0) < self.settings.cooldown {
+        if let Some(cut) = self.last_cut {
+            if sent_at.is_some_and(|sent| sent <= cut) || now.saturating_duration_since(cut) < self.settings.cooldown {
                 return false;
             }
         }
@@ -96,6 +107,7 @@ impl AdaptiveState {
         self.last_max = current;
         self.rate = (current * self.settings.decrease_factor).max(self.floor);
         self.last_throttle = Some(now);
+        self.last_cut = Some(now);
         self.decreases += 1;
         true
     }
@@ -113,8 +125,9 @@ fn signed_seconds(now: Instant, origin: Instant) -> f64 {
 mod tests {
     use super::*;
 
+    /// Starting at the ceiling, so the cuts and recoveries below are easy to follow.
     fn settings() -> AdaptiveRate {
-        AdaptiveRate::default()
+        AdaptiveRate { initial_share: 1.0, cooldown: Duration::from_millis(1000), ..AdaptiveRate::default() }
     }
 
     #[test]
@@ -129,17 +142,17 @@ mod tests {
     fn a_throttle_cuts_by_the_factor_once_per_cooldown() {
         let mut s = AdaptiveState::new(&settings(), 500.0);
         let t = Instant::now();
-        assert!(s.on_throttle(t));
+        assert!(s.on_throttle(t, None));
         assert!((s.rate_at(t) - 350.0).abs() < 1e-6);
         // In-flight 429s right after are the same event: the rate stays near the cut (CUBIC's
         // steepest climb is right after a cut, ~60/s per s here).
-        assert!(!s.on_throttle(t + Duration::from_millis(100)));
+        assert!(!s.on_throttle(t + Duration::from_millis(100), None));
         let r = s.rate_at(t + Duration::from_millis(100));
         assert!((350.0..360.0).contains(&r), "{r}");
         // After the cooldown a new throttle cuts again, from where the rate is then.
         let t2 = t + Duration::from_millis(1100);
         let before = s.rate_at(t2);
-        assert!(s.on_throttle(t2));
+        assert!(s.on_throttle(t2, None));
         assert!((s.rate_at(t2) - before * 0.7).abs() < 1e-6);
         assert_eq!(s.decreases(), 2);
     }
@@ -149,19 +162,21 @@ mod tests {
         let mut s = AdaptiveState::new(&settings(), 500.0);
         let mut t = Instant::now();
         for _ in 0..50 {
-            s.on_throttle(t);
+            s.on_throttle(t, None);
             t += Duration::from_secs(2);
             // Throttle again right away so recovery has no time to lift it.
-            s.on_throttle(t);
+            s.on_throttle(t, None);
         }
-        assert!(s.rate_at(t) >= 50.0 - 1e-9, "{}", s.rate_at(t));
+        let floor = 500.0 * settings().floor_share;
+        assert!(s.rate_at(t) >= floor - 1e-9, "{}", s.rate_at(t));
+        assert!(s.rate_at(t) < floor + 1.0, "it did get down to the floor: {}", s.rate_at(t));
     }
 
     #[test]
     fn recovers_gradually_and_never_above_the_ceiling() {
         let mut s = AdaptiveState::new(&settings(), 500.0);
         let t = Instant::now();
-        s.on_throttle(t);
+        s.on_throttle(t, None);
         let mut last = s.rate_at(t);
         let mut reached = None;
         for step in 1..=400 {
@@ -180,12 +195,63 @@ mod tests {
     }
 
     #[test]
+    fn throttles_of_requests_sent_before_the_last_cut_do_not_cut_again() {
+        let mut s = AdaptiveState::new(&AdaptiveRate { cooldown: Duration::from_millis(10), ..settings() }, 500.0);
+        let t = Instant::now();
+        let before = t - Duration::from_millis(5);
+        assert!(s.on_throttle(t, Some(before)));
+        // Long after the cooldown, but the request went out before the cut: the same event.
+        assert!(!s.on_throttle(t + Duration::from_secs(1), Some(t - Duration::from_millis(1))));
+        assert_eq!(s.decreases(), 1);
+        // Sent after the cut and still throttled: the cut was not enough, cut again.
+        assert!(s.on_throttle(t + Duration::from_millis(50), Some(t + Duration::from_millis(20))));
+        assert_eq!(s.decreases(), 2);
+    }
+
+    #[test]
     fn disabled_means_fixed_at_the_ceiling() {
         let mut off = settings();
         off.enabled = false;
         let mut s = AdaptiveState::new(&off, 100.0);
-        assert!(!s.on_throttle(Instant::now()));
+        assert!(!s.on_throttle(Instant::now(), None));
         assert_eq!(s.rate_at(Instant::now()), 100.0);
+    }
+
+    #[test]
+    fn by_default_a_class_starts_below_its_ceiling_and_ramps_up() {
+        let mut s = AdaptiveState::new(&AdaptiveRate::default(), 500.0);
+        let t = Instant::now();
+        assert!(s.rate_at(t) < 500.0 * 0.75, "{}", s.rate_at(t));
+        assert_eq!(s.rate_at(t + Duration::from_secs(60)), 500.0);
+    }
+
+    #[test]
+    fn a_rate_share_starts_at_the_share_and_probes_above_it_slowly() {
+        let shared = AdaptiveRate { rate_share: Some(0.25), ..AdaptiveRate::default() };
+        let mut s = AdaptiveState::new(&shared, 500.0);
+        let t = Instant::now();
+        assert!((s.rate_at(t) - 125.0).abs() < 1.0, "{}", s.rate_at(t));
+        // On the plateau for a while (CUBIC's concave-convex shape around the last good rate)…
+        let soon = s.rate_at(t + Duration::from_secs(1));
+        assert!((125.0..130.0).contains(&soon), "{soon}");
+        // …then above it, never above the ceiling.
+        let later = s.rate_at(t + Duration::from_secs(15));
+        assert!(later > 140.0 && later <= 500.0, "{later}");
+        assert_eq!(s.rate_at(t + Duration::from_secs(120)), 500.0);
+    }
+
+    #[test]
+    fn the_slow_start_doubles_each_second_up_to_the_ceiling_and_a_throttle_ends_it() {
+        let mut s = AdaptiveState::new(&AdaptiveRate { initial_share: 0.25, ..settings() }, 400.0);
+        let t = Instant::now();
+        assert!((s.rate_at(t) - 100.0).abs() < 1e-6);
+        assert!((s.rate_at(t + Duration::from_secs(1)) - 200.0).abs() < 1e-6);
+        assert!((s.rate_at(t + Duration::from_millis(1500)) - 200.0 * 2f64.sqrt()).abs() < 1e-6);
+        assert!(s.on_throttle(t + Duration::from_millis(1500), None));
+        let cut = s.rate_at(t + Duration::from_millis(1500));
+        assert!((cut - 200.0 * 2f64.sqrt() * 0.7).abs() < 1e-6, "{cut}");
+        // From there it recovers along CUBIC, not by doubling.
+        assert!(s.rate_at(t + Duration::from_millis(2500)) < 2.0 * cut);
     }
 
     #[test]

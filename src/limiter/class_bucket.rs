@@ -38,7 +38,31 @@ pub struct ClassBucket {
     waited: AtomicU64,
     wait_nanos: AtomicU64,
     throttles: AtomicU64,
+    /// Until when the server asked this class to wait (`Retry-After`); tokio's clock, so a
+    /// test on a paused clock sees pauses pass.
+    paused_until: Mutex<Option<tokio::time::Instant>>,
+    held: Mutex<Held>,
     clock: DefaultClock,
+}
+
+/// The union of the intervals during which work of the class was held back by a throttle.
+#[derive(Debug, Default)]
+struct Held {
+    until: Option<tokio::time::Instant>,
+    total: Duration,
+}
+
+impl Held {
+    /// Adds [now, now + wait) to the union. Intervals start at "now", which only moves forward,
+    /// so only the part past the current end is new.
+    fn add(&mut self, now: tokio::time::Instant, wait: Duration) {
+        let end = now + wait;
+        let from = self.until.map_or(now, |u| u.max(now));
+        if end > from {
+            self.total += end - from;
+            self.until = Some(end);
+        }
+    }
 }
 
 /// What a class bucket has done so far.
@@ -53,6 +77,9 @@ pub struct ClassStats {
     pub wait_seconds: f64,
     pub throttles_reported: u64,
     pub rate_decreases: u64,
+    /// Wall time during which work of this class was held back by 429s (a class pause from
+    /// `Retry-After`, or a throttled item waiting to go again).
+    pub throttled_wait_s: f64,
 }
 
 /// A bucket of `rate` per second with a burst of `burst_seconds` of it, started empty.
@@ -82,6 +109,8 @@ impl ClassBucket {
             waited: AtomicU64::new(0),
             wait_nanos: AtomicU64::new(0),
             throttles: AtomicU64::new(0),
+            paused_until: Mutex::new(None),
+            held: Mutex::new(Held::default()),
             clock: DefaultClock::default(),
         }
     }
@@ -98,10 +127,40 @@ impl ClassBucket {
         }
     }
 
-    /// Waits for one permit.
+    /// Holds every writer of this class back for `wait` from now (a longer pause already in
+    /// force stays).
+    pub fn pause(&self, wait: Duration) {
+        let now = tokio::time::Instant::now();
+        let until = now + wait;
+        {
+            let mut paused = self.paused_until.lock();
+            if paused.is_none_or(|p| p < until) {
+                *paused = Some(until);
+            }
+        }
+        self.held_back(wait);
+    }
+
+    /// Records that work of this class waits `wait` from now because of a throttle.
+    pub fn held_back(&self, wait: Duration) {
+        self.held.lock().add(tokio::time::Instant::now(), wait);
+    }
+
+    /// The time left of a pause in force, if any.
+    fn pause_left(&self) -> Option<Duration> {
+        let until = (*self.paused_until.lock())?;
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// Waits for one permit (after any pause the server asked for).
     pub async fn acquire(&self) {
         let started = Instant::now();
         let mut waited = false;
+        while let Some(left) = self.pause_left() {
+            waited = true;
+            tokio::time::sleep(left).await;
+        }
         loop {
             self.refresh();
             let bucket = self.bucket.read().clone();
@@ -122,9 +181,9 @@ impl ClassBucket {
     }
 
     /// A request of this class came back throttled: cut the rate (once per cooldown).
-    pub fn on_throttle(&self) {
+    pub fn on_throttle(&self, sent_at: Option<Instant>) {
         self.throttles.fetch_add(1, Ordering::Relaxed);
-        let cut = self.adaptive.lock().on_throttle(Instant::now());
+        let cut = self.adaptive.lock().on_throttle(Instant::now(), sent_at);
         if cut {
             self.refresh();
         }
@@ -145,6 +204,7 @@ impl ClassBucket {
             wait_seconds: self.wait_nanos.load(Ordering::Relaxed) as f64 / 1e9,
             throttles_reported: self.throttles.load(Ordering::Relaxed),
             rate_decreases: adaptive.decreases(),
+            throttled_wait_s: self.held.lock().total.as_secs_f64(),
         }
     }
 }

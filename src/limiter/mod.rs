@@ -12,6 +12,7 @@ pub mod class_bucket;
 pub mod per_twin;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -59,9 +60,22 @@ impl Limiter {
         &self.twins
     }
 
-    /// A request of this class was throttled: feed the adaptive rate.
-    pub fn on_throttle(&self, class: LimitClass) {
-        self.class(class).on_throttle()
+    /// A request of this class, sent at `sent_at` (when known), was throttled: feed the
+    /// adaptive rate.
+    pub fn on_throttle(&self, class: LimitClass, sent_at: Option<std::time::Instant>) {
+        self.class(class).on_throttle(sent_at)
+    }
+
+    /// The server asked (`Retry-After`) that this class wait `wait`: every writer of the class
+    /// holds off until then; the other classes go on.
+    pub fn pause(&self, class: LimitClass, wait: Duration) {
+        self.class(class).pause(wait)
+    }
+
+    /// Work of this class is held back by a throttle for `wait` from now (for
+    /// `throttled_wait_s`: the wall time during which something of the class waited on a 429).
+    pub fn held_back(&self, class: LimitClass, wait: Duration) {
+        self.class(class).held_back(wait)
     }
 
     pub fn current_rate(&self, class: LimitClass) -> f64 {
@@ -83,9 +97,14 @@ impl Limiter {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use super::*;
+
+    /// Starting at the configured rate (not ramping up), so rates are easy to check.
+    fn at_ceiling() -> AdaptiveRate {
+        AdaptiveRate { initial_share: 1.0, cooldown: Duration::from_secs(1), ..AdaptiveRate::default() }
+    }
 
     fn limits(create_per_s: u32, per_twin: u32, in_flight: u32) -> Limits {
         let mut l = Limits::adt_default();
@@ -127,12 +146,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_throttle_slows_the_class_down() {
-        let limiter = Limiter::new(&limits(400, 10, 500), &AdaptiveRate::default());
-        limiter.on_throttle(LimitClass::CreateDelete);
-        limiter.on_throttle(LimitClass::CreateDelete);
+        let limiter = Limiter::new(&limits(400, 10, 500), &at_ceiling());
+        limiter.on_throttle(LimitClass::CreateDelete, None);
+        limiter.on_throttle(LimitClass::CreateDelete, None);
         let rate = limiter.current_rate(LimitClass::CreateDelete);
         assert!((rate - 280.0).abs() < 2.0, "one cut per cooldown: {rate}");
-        assert_eq!(limiter.current_rate(LimitClass::Read), 1000.0, "other classes untouched");
+        assert!(limiter.current_rate(LimitClass::Read) > 999.0, "other classes untouched");
         let n = 57;
         let took = time_to_acquire(&limiter, n).await;
         let floor = Duration::from_secs_f64((n - 1) as f64 / 280.0 * 0.95);
@@ -157,6 +176,20 @@ mod tests {
         .expect("permits come");
         // Three writes touching a or b in a chain: at least two intervals of 50 ms.
         assert!(started.elapsed() >= Duration::from_millis(95), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_its_class_back_and_not_the_others() {
+        let limiter = Limiter::new(&limits(1000, 10, 500), &at_ceiling());
+        let started = tokio::time::Instant::now();
+        limiter.pause(LimitClass::CreateDelete, Duration::from_secs(3));
+        limiter.acquire(LimitClass::Read).await;
+        assert!(started.elapsed() < Duration::from_secs(1), "read is not paused");
+        limiter.acquire(LimitClass::CreateDelete).await;
+        assert!(started.elapsed() >= Duration::from_secs(3), "{:?}", started.elapsed());
+        let stats = limiter.stats();
+        let cd = stats.classes.iter().find(|c| c.class == LimitClass::CreateDelete).unwrap();
+        assert!(cd.throttled_wait_s >= 3.0 && cd.throttled_wait_s < 3.5, "{cd:?}");
     }
 
     #[test]

@@ -130,6 +130,30 @@ impl TwinLimiter {
         Some(InFlight { limiter: Arc::clone(self), twins })
     }
 
+    /// The one place a write's per-twin budget is checked and spent: if every twin has room in
+    /// flight and a write permit now, spends a permit on each and reserves the room (released
+    /// when the guard drops); otherwise spends nothing and says what it waits for.
+    pub fn try_spend(self: &Arc<Self>, twins: &[&str]) -> Result<InFlight, TwinBudget> {
+        let twins = dedup(twins);
+        let mut slots = self.slots.lock();
+        let now = Instant::now();
+        match self.budget_locked(&slots, &twins, now, true) {
+            TwinBudget::Ready => {}
+            other => {
+                self.waited.fetch_add(1, Ordering::Relaxed);
+                return Err(other);
+            }
+        }
+        for twin in &twins {
+            let slot = slots.entry(twin.clone()).or_default();
+            let from = slot.tat.map_or(now, |t| t.max(now));
+            slot.tat = Some(from + self.interval);
+            slot.in_flight += 1;
+        }
+        self.granted.fetch_add(1, Ordering::Relaxed);
+        Ok(InFlight { limiter: Arc::clone(self), twins })
+    }
+
     /// Takes one write permit on every twin at once, waiting until all have one.
     pub async fn acquire(&self, twins: &[&str]) {
         let twins = dedup(twins);

@@ -48,11 +48,12 @@ impl Names {
     }
 }
 
-/// What the planner keeps of one item.
+/// What the planner keeps of one item. A twin's `model` is `None` for a patch of an existing
+/// twin (it needs no model).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Record {
     Model { id: ModelIdx, body_len: u32, meta: u32 },
-    Twin { id: TwinIdx, model: ModelIdx },
+    Twin { id: TwinIdx, model: Option<ModelIdx> },
     Relationship { source: TwinIdx, target: TwinIdx, id: LabelIdx },
 }
 

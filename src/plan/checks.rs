@@ -53,29 +53,34 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
         }
         Item::Twin(t) => {
             let twin = plan.arena.twin(&t.id);
-            let model = plan.arena.model(&t.model);
+            // A patch leaves the twin's model as it is: it depends on no model.
+            let model = (!t.patch).then(|| plan.arena.model(&t.model));
             let id = plan.arena.push(Record::Twin { id: twin, model }, &origin);
-            match plan.arena.twin_item_of(twin) {
-                Some(first) => Some(duplicate("twin", &t.id, plan, first)),
-                None => {
-                    plan.arena.twin_item[twin as usize] = id;
-                    None
-                }
-            }
-            .or_else(|| {
-                validate_dtmi(&t.model, 3)
-                    .err()
-                    .map(|e| (codes::BAD_DTMI, format!("twin {}: its $metadata.$model {e}", t.id)))
-            })
-            .or_else(|| {
-                too_large(
-                    "twin",
-                    &t.id,
-                    body_len,
-                    max_bytes,
-                    "ADT's limit for one twin; move large values out of the twin",
-                )
-            })
+            bad_id("twin", "$dtId", &t.id)
+                .or_else(|| match plan.arena.twin_item_of(twin) {
+                    Some(first) => Some(duplicate("twin", &t.id, plan, first)),
+                    None => {
+                        plan.arena.twin_item[twin as usize] = id;
+                        None
+                    }
+                })
+                .or_else(|| {
+                    if t.patch {
+                        return None;
+                    }
+                    validate_dtmi(&t.model, 3)
+                        .err()
+                        .map(|e| (codes::BAD_DTMI, format!("twin {}: its $metadata.$model {e}", t.id)))
+                })
+                .or_else(|| {
+                    too_large(
+                        "twin",
+                        &t.id,
+                        body_len,
+                        max_bytes,
+                        "ADT's limit for one twin; move large values out of the twin",
+                    )
+                })
         }
         Item::Relationship(r) => {
             let source = plan.arena.twin(&r.source);
@@ -83,13 +88,16 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
             let rel = plan.arena.labels.intern(&r.id);
             let id = plan.arena.push(Record::Relationship { source, target, id: rel }, &origin);
             let what = format!("{}/{}", r.source, r.id);
-            match plan.arena.relationship_item.get(&(source, rel)).copied() {
-                Some(first) => Some(duplicate("relationship", &what, plan, first)),
-                None => {
-                    plan.arena.relationship_item.insert((source, rel), id);
-                    None
-                }
-            }
+            bad_id("relationship", "$dtId", &r.source)
+                .or_else(|| bad_id("relationship", "$relationshipId", &r.id))
+                .or_else(|| bad_id("relationship", "$targetId", &r.target))
+                .or_else(|| match plan.arena.relationship_item.get(&(source, rel)).copied() {
+                    Some(first) => Some(duplicate("relationship", &what, plan, first)),
+                    None => {
+                        plan.arena.relationship_item.insert((source, rel), id);
+                        None
+                    }
+                })
             .or_else(|| {
                 (source == target).then(|| {
                     (codes::SELF_RELATIONSHIP, format!("relationship {what} goes from twin {} to itself, which ADT does not allow; point $targetId at another twin", r.source))
@@ -107,6 +115,22 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
     if let Some(bodies) = plan.bodies.as_mut() {
         bodies.push(item);
     }
+}
+
+/// An id ADT cannot take as a URL path segment: empty, `.` or `..` (which a URL resolver folds
+/// into another path, so the write would go somewhere else), or one with control characters.
+fn bad_id(kind: &str, key: &str, id: &str) -> Option<(&'static str, String)> {
+    let why = match id {
+        "" => "is empty",
+        "." | ".." => "is a dot path segment, which would address another URL",
+        _ if id.chars().any(char::is_control) => "holds a control character",
+        _ => return None,
+    };
+    let shown: String = id.escape_debug().collect();
+    Some((
+        codes::BAD_ID,
+        format!("{kind}'s {key} \"{shown}\" {why}; ADT cannot take it in a URL path, so give the item another id"),
+    ))
 }
 
 fn duplicate(kind: &str, what: &str, plan: &Plan, first: ItemId) -> (&'static str, String) {

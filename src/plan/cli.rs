@@ -14,7 +14,7 @@ use super::{KindCounts, Makespan, Plan, PlanCounts, PlanOptions, Rejected};
 use crate::cli::exit;
 use crate::item::ItemKind;
 use crate::limits::Limits;
-use crate::source::{open_inputs, read_all};
+use crate::source::{open_inputs_with, read_all};
 
 /// Examples shown per rejection code unless told otherwise.
 pub const DEFAULT_EXAMPLES: usize = 5;
@@ -41,6 +41,12 @@ pub struct PlanArgs {
     /// Examples shown per kind of rejection.
     #[arg(long, default_value_t = DEFAULT_EXAMPLES)]
     pub examples: usize,
+    /// The reference prototype's mapping file for per-twin documents and CSV (as `load`).
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Model of twins whose input names none (as `load`).
+    #[arg(long)]
+    pub model: Option<String>,
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
@@ -61,7 +67,15 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
         );
         return Ok(exit::SETUP_FAILED);
     }
-    let sources = match open_inputs(&args.inputs) {
+    let mapping = match args.mapping.as_deref().map(crate::source::mapping::Mapping::load).transpose() {
+        Ok(m) => m.map(std::sync::Arc::new),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::SETUP_FAILED);
+        }
+    };
+    let input_options = crate::source::InputOptions { mapping, model: args.model.clone(), ..Default::default() };
+    let sources = match open_inputs_with(&args.inputs, &input_options) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -34,7 +34,7 @@ impl DependencyGraph {
             .iter()
             .map(|r| match r {
                 Record::Model { meta, .. } => arena.model_meta.get(*meta as usize).map_or(0, |m| m.deps.len()),
-                Record::Twin { .. } => 1,
+                Record::Twin { model, .. } => usize::from(model.is_some()),
                 Record::Relationship { .. } => 2,
             })
             .sum();
@@ -63,8 +63,10 @@ impl DependencyGraph {
                     if arena.twin_item_of(twin) != Some(id) {
                         continue;
                     }
-                    let from = g.model_node(arena, model, &mut external_models);
-                    g.graph.add_edge(from, node, ());
+                    if let Some(model) = model {
+                        let from = g.model_node(arena, model, &mut external_models);
+                        g.graph.add_edge(from, node, ());
+                    }
                 }
                 Record::Relationship { source, target, id: rel, .. } => {
                     if arena.relationship_item.get(&(source, rel)) != Some(&id) {

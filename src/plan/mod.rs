@@ -73,6 +73,9 @@ pub mod codes {
     pub const DUPLICATE: &str = "duplicate";
     /// A DTMI that breaks the DTMI syntax.
     pub const BAD_DTMI: &str = "bad_dtmi";
+    /// A twin or relationship id ADT cannot take in a URL path (empty, `.`, `..`, control
+    /// characters).
+    pub const BAD_ID: &str = "bad_id";
     /// A model ADT would not accept (not an Interface, Commands, bad names, …).
     pub const INVALID_MODEL: &str = "invalid_model";
     /// Models that depend on each other in a loop.

@@ -284,6 +284,7 @@ impl Scheduler {
             State::Landed | State::Failed | State::Rejected => return,
         }
         self.state[id as usize] = State::Landed;
+        self.release_body(id);
         let own_batch = self.batch_of.get(&id).copied();
         let dependents: Vec<ItemId> = self.plan.graph.dependents(id).collect();
         for d in dependents {
@@ -364,11 +365,19 @@ impl Scheduler {
     /// on SIGTERM). Items handed out keep their own outcome.
     pub fn drain_unattempted(&mut self, reason: &str) -> Vec<Rejected> {
         let mut rejected = Vec::new();
+        self.drain_unattempted_into(reason, |r| rejected.push(r));
+        rejected
+    }
+
+    /// [`drain_unattempted`](Scheduler::drain_unattempted), one item at a time into `each` (a
+    /// stop early in a large load streams them to the dead-letter file instead of copying them
+    /// all at once).
+    pub fn drain_unattempted_into(&mut self, reason: &str, mut each: impl FnMut(Rejected)) {
         for id in 0..self.state.len() as ItemId {
             if matches!(self.state[id as usize], State::Waiting | State::Ready) {
                 self.retire_pending(id);
                 self.state[id as usize] = State::Rejected;
-                rejected.push(self.rejection(id, codes::NOT_ATTEMPTED, reason.to_string()));
+                each(self.rejection(id, codes::NOT_ATTEMPTED, reason.to_string()));
             }
         }
         self.ready_batches.clear();
@@ -376,7 +385,22 @@ impl Scheduler {
         self.lane_heap.clear();
         self.parked.clear();
         self.deferred.clear();
-        rejected
+    }
+
+    /// A landed item's body is not needed again: release it (a large load holds only what is
+    /// still to be written).
+    fn release_body(&mut self, id: ItemId) {
+        let Some(item) = self.plan.bodies.as_mut().and_then(|b| b.get_mut(id as usize)) else { return };
+        let body = match item {
+            Item::Model(m) => &mut m.body,
+            Item::Twin(t) => &mut t.body,
+            Item::Relationship(r) => &mut r.body,
+        };
+        if body.get().len() > 2 {
+            if let Ok(empty) = serde_json::value::RawValue::from_string("{}".to_string()) {
+                *body = empty;
+            }
+        }
     }
 
     /// The plan this scheduler runs (counts, makespan, rejections found before the run).

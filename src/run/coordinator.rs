@@ -1,16 +1,21 @@
 //! The coordinator actor: owns the scheduler, hands ready work to idle writers, and settles
 //! what they report.
 //!
-//! - Before handing out a twin or relationship it checks the per-twin budget of every twin the
-//!   write touches; if one is saturated the work is `defer`red, so one hot twin never ties up
-//!   writers while other work waits.
+//! - Before handing out a twin or relationship it checks and spends the per-twin budget of
+//!   every twin the write touches, in one place ([`TwinLimiter::try_spend`], before the
+//!   writer's class permit, so the class bucket meters what really goes on the wire); if one is
+//!   saturated the work is `defer`red, so one hot twin never ties up writers while other work
+//!   waits.
 //! - On a report it marks items landed (releasing their dependents) or asks the supervisor
 //!   what to do with a failure: retry later, or fail the item, whose dependents the scheduler
 //!   rejects and the journal records.
+//! - A throttle pauses the item's whole limit class for the server's `Retry-After` and cuts
+//!   the class's adaptive rate; the item waits and goes again (never failed for it).
+//! - Retries of failures wait for the supervisor's retry budget after their backoff.
 //! - It knows when the run is finished (everything settled), and stops cleanly at the
-//!   deadline, on SIGTERM/SIGINT or when ADT refuses the credentials: no new work, in-flight
-//!   requests finish (bounded by `shutdown_grace`), items never sent are journaled as
-//!   not attempted.
+//!   deadline, on SIGTERM/SIGINT, when ADT refuses the credentials, or when nothing landed for
+//!   `no_progress_timeout` (the watchdog): no new work, in-flight requests finish (bounded by
+//!   `shutdown_grace`), items never sent are journaled as not attempted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -22,11 +27,11 @@ use tokio::sync::oneshot;
 use crate::client::{Outcome, Reply, RequestStats};
 use crate::config::LoadConfig;
 use crate::item::{Item, ItemKey};
-use crate::limiter::{InFlight, Limiter, TwinBudget};
+use crate::limiter::{InFlight, Limiter, TwinBudget, TwinLimiter};
 use crate::limits::LimitClass;
 use crate::plan::{ItemId, Scheduler, Work};
 
-use super::journal::{Completion, DeadLetter, Journal};
+use super::journal::{Completion, DeadLetter, Journal, NOT_ATTEMPTED};
 use super::supervisor::{describe, start_writers, Attempt, Decision, RetryStats, Supervisor};
 use super::writer::{Assign, Finished, ModelReport, ModelToSend, Report, Request, Writer, WriterEnv, WriterRestarted};
 
@@ -37,6 +42,11 @@ const MAX_DEFER_STREAK: usize = 256;
 const IN_FLIGHT_FULL_RECHECK: Duration = Duration::from_millis(5);
 /// How often progress is logged and idle per-twin state is pruned.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often retries waiting for the retry budget look again (the budget also refills with
+/// every report, which releases them sooner).
+const BUDGET_RECHECK: Duration = Duration::from_millis(100);
+/// Longest interval between two looks of the no-progress watchdog.
+const WATCHDOG_MAX_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a run stopped before finishing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +55,8 @@ pub enum StopReason {
     Signal(&'static str),
     /// ADT answered 401/403 to a write: every other write would fail the same way.
     AuthFailed(String),
+    /// Nothing landed for this long (the no-progress watchdog).
+    NoProgress(Duration),
 }
 
 impl std::fmt::Display for StopReason {
@@ -53,6 +65,11 @@ impl std::fmt::Display for StopReason {
             StopReason::Deadline => f.write_str("the run reached its deadline"),
             StopReason::Signal(s) => write!(f, "the run was stopped by {s}"),
             StopReason::AuthFailed(m) => write!(f, "ADT refused the credentials ({m})"),
+            StopReason::NoProgress(d) => write!(
+                f,
+                "nothing landed for {:.0} s (the no-progress watchdog, --no-progress-timeout-s); the instance throttled or failed every request",
+                d.as_secs_f64()
+            ),
         }
     }
 }
@@ -84,18 +101,29 @@ enum TaskWork {
 struct Task {
     id: u64,
     work: TaskWork,
-    /// Attempts made so far.
+    /// Attempts made so far (throttled ones included).
     attempts: u32,
+    /// Attempts that failed for reasons of their own (not throttles).
+    failures: u32,
+    /// Attempts that were throttled.
+    throttles: u32,
+    /// An earlier attempt may have written (it timed out, its connection dropped, its writer
+    /// died mid-request, the server erred): a 412/409 now means our own write landed.
+    may_have_written: bool,
     first_not_visible: Option<Instant>,
+    /// When its latest request went out.
+    sent_at: Option<Instant>,
     /// In-flight room reserved on the twins this write touches; released when dropped.
     in_flight: Option<InFlight>,
 }
 
 impl Task {
-    fn class(&self) -> LimitClass {
+    /// The limit class its request is metered in (a twin from a mapping is a PATCH).
+    fn class(&self, scheduler: &Scheduler) -> LimitClass {
         match self.work {
             TaskWork::Models(_) => LimitClass::Models,
-            _ => LimitClass::CreateDelete,
+            TaskWork::Twin(id) if matches!(scheduler.item(id), Item::Twin(t) if t.patch) => LimitClass::Patch,
+            TaskWork::Twin(_) | TaskWork::Relationship(_) => LimitClass::CreateDelete,
         }
     }
 }
@@ -112,10 +140,15 @@ pub struct Coordinator {
     in_flight: HashMap<usize, Task>,
     retry_ready: VecDeque<Task>,
     retry_waiting: HashMap<u64, (SpawnHandle, Task)>,
+    /// Retries of failures whose backoff is over but that wait for the retry budget.
+    budget_waiting: VecDeque<Task>,
     next_task: u64,
     pump_scheduled: bool,
     stopping: Option<StopReason>,
     deadline: Option<Duration>,
+    no_progress_timeout: Duration,
+    /// When an item last landed (or the run started).
+    last_landed: Instant,
     shutdown_grace: Duration,
     started: Instant,
     last_report: Instant,
@@ -144,6 +177,8 @@ impl Coordinator {
                 mode: setup.config.mode,
                 coordinator: ctx.address(),
                 crash_every: setup.config.chaos.writer_crash_every,
+                panic_every: setup.config.chaos.writer_panic_every,
+                sent: Default::default(),
             };
             let writers = start_writers(setup.config.writers, &env);
             let now = Instant::now();
@@ -159,10 +194,13 @@ impl Coordinator {
                 in_flight: HashMap::new(),
                 retry_ready: VecDeque::new(),
                 retry_waiting: HashMap::new(),
+                budget_waiting: VecDeque::new(),
                 next_task: 0,
                 pump_scheduled: false,
                 stopping: None,
                 deadline: setup.deadline,
+                no_progress_timeout: setup.config.no_progress_timeout,
+                last_landed: now,
                 shutdown_grace: setup.config.shutdown_grace,
                 started: now,
                 last_report: now,
@@ -178,7 +216,17 @@ impl Coordinator {
             Work::Twin(id) => TaskWork::Twin(id),
             Work::Relationship(id) => TaskWork::Relationship(id),
         };
-        Task { id: self.next_task, work, attempts: 0, first_not_visible: None, in_flight: None }
+        Task {
+            id: self.next_task,
+            work,
+            attempts: 0,
+            failures: 0,
+            throttles: 0,
+            may_have_written: false,
+            first_not_visible: None,
+            sent_at: None,
+            in_flight: None,
+        }
     }
 
     /// Hands ready work to idle writers until one or the other runs out.
@@ -229,24 +277,22 @@ impl Coordinator {
         self.check_finished(ctx);
     }
 
-    /// Reserves in-flight room on the twins a write touches, if their budget allows it now.
+    /// Spends the per-twin budget of the twins a write touches (a write permit each and room
+    /// in flight), if it allows the write now; else how long until it may.
     fn reserve_twins(&self, task: &mut Task) -> Result<(), Duration> {
         let id = match task.work {
             TaskWork::Twin(id) | TaskWork::Relationship(id) => id,
             TaskWork::Models(_) => return Ok(()),
         };
         let twins = self.scheduler.twins_written(id);
-        let limiter = self.limiter.twins();
-        match limiter.peek(&twins) {
-            TwinBudget::Ready => match limiter.reserve(&twins) {
-                Some(guard) => {
-                    task.in_flight = Some(guard);
-                    Ok(())
-                }
-                None => Err(IN_FLIGHT_FULL_RECHECK),
-            },
-            TwinBudget::WaitFor(wait) => Err(wait),
-            TwinBudget::InFlightFull => Err(IN_FLIGHT_FULL_RECHECK),
+        let limiter: &Arc<TwinLimiter> = self.limiter.twins();
+        match limiter.try_spend(&twins) {
+            Ok(guard) => {
+                task.in_flight = Some(guard);
+                Ok(())
+            }
+            Err(TwinBudget::WaitFor(wait)) => Err(wait),
+            Err(TwinBudget::InFlightFull | TwinBudget::Ready) => Err(IN_FLIGHT_FULL_RECHECK),
         }
     }
 
@@ -283,6 +329,9 @@ impl Coordinator {
                     .collect::<Result<_, _>>()?,
             ),
             TaskWork::Twin(id) => match self.scheduler.item(*id) {
+                Item::Twin(t) if t.patch => {
+                    Request::TwinPatch { item: *id, twin_id: t.id.clone(), body: t.body.clone() }
+                }
                 Item::Twin(t) => Request::Twin { item: *id, twin_id: t.id.clone(), body: t.body.clone() },
                 _ => return Err(wrong(*id, "twin")),
             },
@@ -312,6 +361,7 @@ impl Coordinator {
     }
 
     fn land(&mut self, id: ItemId, how: Completion) {
+        self.last_landed = Instant::now();
         let kind = self.scheduler.item(id).kind();
         self.scheduler.landed(id);
         if let Some(j) = self.journal() {
@@ -355,15 +405,24 @@ impl Coordinator {
         }
     }
 
-    fn requests_so_far(&self) -> u64 {
-        self.request_stats.snapshot().requests_total
-    }
-
     /// The supervisor's verdict on a failed attempt, or "stopped" once the run is stopping.
+    /// The one place a throttle is observed: it cuts the class's adaptive rate and pauses the
+    /// class for the server's `Retry-After`.
     fn decide(&mut self, task: &mut Task, reply: &Reply, ctx: &mut Context<Self>) -> Decision {
         match &reply.outcome {
-            Outcome::Throttled { .. } => self.limiter.on_throttle(task.class()),
+            Outcome::Throttled { retry_after } => {
+                task.throttles += 1;
+                self.limiter.on_throttle(task.class(&self.scheduler), task.sent_at);
+                if let Some(asked) = retry_after {
+                    self.limiter.pause(task.class(&self.scheduler), self.supervisor.server_wait(*asked));
+                }
+            }
+            Outcome::Transient { .. } => {
+                task.failures += 1;
+                task.may_have_written = true;
+            }
             Outcome::TwinNotVisible { .. } => {
+                task.failures += 1;
                 task.first_not_visible.get_or_insert_with(Instant::now);
             }
             Outcome::AuthFailed { message } => self.begin_stop(StopReason::AuthFailed(message.clone()), ctx),
@@ -372,7 +431,7 @@ impl Coordinator {
         if let Some(reason) = &self.stopping {
             if !matches!(reply.outcome, Outcome::Rejected { .. } | Outcome::AuthFailed { .. }) {
                 return Decision::Fail {
-                    reason_code: "stopped_early",
+                    reason_code: if task.may_have_written { "stopped_early" } else { NOT_ATTEMPTED },
                     reason: format!(
                         "{reason} before this item could be retried (last attempt: {}). Load it again",
                         describe(reply)
@@ -380,28 +439,32 @@ impl Coordinator {
                 };
             }
         }
-        let attempt = Attempt { number: task.attempts, first_not_visible: task.first_not_visible };
-        let requests = self.requests_so_far();
-        self.supervisor.decide(attempt, reply, requests, Instant::now())
+        let attempt =
+            Attempt { failures: task.failures, throttles: task.throttles, first_not_visible: task.first_not_visible };
+        let decision = self.supervisor.decide(attempt, reply, Instant::now());
+        if let (Decision::Retry { after, .. }, Outcome::Throttled { .. }) = (&decision, &reply.outcome) {
+            self.limiter.held_back(task.class(&self.scheduler), *after);
+        }
+        decision
     }
 
     fn settle_single(&mut self, mut task: Task, id: ItemId, reply: Reply, ctx: &mut Context<Self>) {
         match &reply.outcome {
             Outcome::Landed => self.land(id, Completion::Landed),
-            // A 412 on a retry means an earlier attempt of ours landed; on the first, it was
-            // there before the run.
+            // A 412/409 after an attempt of ours that may have written means it landed; else
+            // (a first attempt, or only throttled ones before) it was there before the run.
             Outcome::AlreadyExists { .. } => {
-                self.land(id, if task.attempts > 1 { Completion::Landed } else { Completion::AlreadyExisted })
+                self.land(id, if task.may_have_written { Completion::Landed } else { Completion::AlreadyExisted })
             }
             _ => match self.decide(&mut task, &reply, ctx) {
-                Decision::Retry { after, .. } => self.schedule_retry(task, after, ctx),
+                Decision::Retry { after, budgeted, .. } => self.schedule_retry(task, after, budgeted, ctx),
                 Decision::Fail { reason_code, reason } => self.fail_item(id, Some(&reply), reason_code, reason),
             },
         }
     }
 
     fn settle_models(&mut self, mut task: Task, report: ModelReport, ctx: &mut Context<Self>) {
-        let how = if task.attempts > 1 { Completion::Landed } else { Completion::AlreadyExisted };
+        let how = if task.may_have_written { Completion::Landed } else { Completion::AlreadyExisted };
         for id in report.landed {
             self.land(id, Completion::Landed);
         }
@@ -415,7 +478,7 @@ impl Coordinator {
         let ids: Vec<ItemId> = report.unsettled.iter().map(|m| m.item).collect();
         task.work = TaskWork::Models(ids.clone());
         match self.decide(&mut task, &reply, ctx) {
-            Decision::Retry { after, .. } => self.schedule_retry(task, after, ctx),
+            Decision::Retry { after, budgeted, .. } => self.schedule_retry(task, after, budgeted, ctx),
             Decision::Fail { reason_code, reason } => {
                 let failures = ids
                     .into_iter()
@@ -426,16 +489,43 @@ impl Coordinator {
         }
     }
 
-    fn schedule_retry(&mut self, mut task: Task, after: Duration, ctx: &mut Context<Self>) {
+    /// Sends the task again after `after`; a `budgeted` retry then also waits for the retry
+    /// budget.
+    fn schedule_retry(&mut self, mut task: Task, after: Duration, budgeted: bool, ctx: &mut Context<Self>) {
         task.in_flight = None;
         let id = task.id;
         let handle = ctx.run_later(after, move |act, ctx| {
             if let Some((_, task)) = act.retry_waiting.remove(&id) {
+                if budgeted && !act.supervisor.take_budget(Instant::now(), true) {
+                    act.budget_waiting.push_back(task);
+                    return;
+                }
                 act.retry_ready.push_back(task);
                 act.pump(ctx);
             }
         });
         self.retry_waiting.insert(id, (handle, task));
+    }
+
+    /// Lets retries that waited for the retry budget go, as far as it allows now.
+    fn release_budget_waiters(&mut self, ctx: &mut Context<Self>) {
+        let mut released = false;
+        while !self.budget_waiting.is_empty() && self.supervisor.take_budget(Instant::now(), false) {
+            if let Some(task) = self.budget_waiting.pop_front() {
+                self.retry_ready.push_back(task);
+                released = true;
+            }
+        }
+        if released {
+            self.pump(ctx);
+        }
+    }
+
+    /// The no-progress watchdog: stops the run when nothing landed for the configured time.
+    fn watch_progress(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping.is_none() && self.last_landed.elapsed() >= self.no_progress_timeout {
+            self.begin_stop(StopReason::NoProgress(self.no_progress_timeout), ctx);
+        }
     }
 
     /// Fails every item of a task with the same reason (used when stopping).
@@ -454,18 +544,25 @@ impl Coordinator {
         tracing::warn!("{reason}: no new work is handed out; {} requests in flight finish", self.in_flight.len());
         let text = format!("not sent: {reason}. Load it again");
         self.stopping = Some(reason);
-        for rejected in self.scheduler.drain_unattempted(&text) {
-            self.write_dead_letter(rejected.into());
-        }
+        self.drain_unattempted(&text);
         let waiting: Vec<(SpawnHandle, Task)> = self.retry_waiting.drain().map(|(_, v)| v).collect();
-        let ready: Vec<Task> = self.retry_ready.drain(..).collect();
-        let retry_reason = format!("{text} (it had failed and was waiting for a retry)");
+        let mut ready: Vec<Task> = self.retry_ready.drain(..).collect();
+        ready.extend(self.budget_waiting.drain(..));
+        let mut tasks = Vec::with_capacity(waiting.len() + ready.len());
         for (handle, task) in waiting {
             ctx.cancel_future(handle);
-            self.fail_task(task, "stopped_early", &retry_reason);
+            tasks.push(task);
         }
-        for task in ready {
-            self.fail_task(task, "stopped_early", &retry_reason);
+        tasks.extend(ready);
+        let retry_reason = format!("{text} (it had failed and was waiting for a retry)");
+        let throttled_reason = format!("{text} (ADT throttled every attempt, so it was never written)");
+        for task in tasks {
+            // Only throttled so far: never written, so not attempted as far as ADT is concerned.
+            if task.may_have_written {
+                self.fail_task(task, "stopped_early", &retry_reason);
+            } else {
+                self.fail_task(task, NOT_ATTEMPTED, &throttled_reason);
+            }
         }
         ctx.run_later(self.shutdown_grace, |act, ctx| {
             let abandoned: Vec<Task> = act.in_flight.drain().map(|(_, t)| t).collect();
@@ -481,8 +578,25 @@ impl Coordinator {
         self.check_finished(ctx);
     }
 
+    /// Journals every item never handed out as not attempted, streaming them.
+    fn drain_unattempted(&mut self, reason: &str) {
+        let Self { scheduler, journal, journal_error, .. } = self;
+        scheduler.drain_unattempted_into(reason, |rejected| {
+            let Some(journal) = journal.as_mut() else { return };
+            if let Err(e) = journal.dead_letter(&rejected.into()) {
+                if journal_error.is_none() {
+                    tracing::error!("{e}");
+                    *journal_error = Some(e.to_string());
+                }
+            }
+        });
+    }
+
     fn check_finished(&mut self, ctx: &mut Context<Self>) {
-        let nothing_moving = self.in_flight.is_empty() && self.retry_ready.is_empty() && self.retry_waiting.is_empty();
+        let nothing_moving = self.in_flight.is_empty()
+            && self.retry_ready.is_empty()
+            && self.retry_waiting.is_empty()
+            && self.budget_waiting.is_empty();
         if !nothing_moving {
             return;
         }
@@ -496,9 +610,7 @@ impl Coordinator {
             tracing::error!("{pending} items are pending but none is ready and nothing is in flight; ending the run");
             let reason =
                 "internal: the scheduler never released this item (its dependencies never settled). Please report this";
-            for rejected in self.scheduler.drain_unattempted(reason) {
-                self.write_dead_letter(rejected.into());
-            }
+            self.drain_unattempted(reason);
         }
         self.finish(ctx);
     }
@@ -527,7 +639,7 @@ impl Coordinator {
             "{:.0} s: {landed} landed, {failed} dead-lettered, {} in flight, {} waiting to retry, {} requests ({} throttled), create/delete rate now {:.0}/s",
             elapsed,
             self.in_flight.len(),
-            self.retry_ready.len() + self.retry_waiting.len(),
+            self.retry_ready.len() + self.retry_waiting.len() + self.budget_waiting.len(),
             counts.requests_total,
             counts.throttled_total,
             self.limiter.current_rate(LimitClass::CreateDelete),
@@ -560,6 +672,9 @@ impl Actor for Coordinator {
             ctx.run_later(deadline, |act, ctx| act.begin_stop(StopReason::Deadline, ctx));
         }
         ctx.run_interval(PROGRESS_INTERVAL, |act, _| act.log_progress());
+        ctx.run_interval(BUDGET_RECHECK, |act, ctx| act.release_budget_waiters(ctx));
+        let watchdog = (self.no_progress_timeout / 4).clamp(Duration::from_millis(10), WATCHDOG_MAX_INTERVAL);
+        ctx.run_interval(watchdog, |act, ctx| act.watch_progress(ctx));
         self.pump(ctx);
     }
 }
@@ -569,13 +684,15 @@ impl Handler<Finished> for Coordinator {
 
     fn handle(&mut self, msg: Finished, ctx: &mut Context<Self>) {
         self.last_report = Instant::now();
-        let Some(task) = self.in_flight.remove(&msg.writer) else { return };
+        self.supervisor.on_requests(u64::from(msg.requests));
+        let Some(mut task) = self.in_flight.remove(&msg.writer) else { return };
         if task.id != msg.task {
             // A report for a task already re-sent after a restart: the newer one counts.
             self.in_flight.insert(msg.writer, task);
             return;
         }
         self.idle.push(msg.writer);
+        task.sent_at = msg.sent_at;
         match (msg.report, &task.work) {
             (Report::Single(reply), TaskWork::Twin(id) | TaskWork::Relationship(id)) => {
                 let id = *id;
@@ -588,6 +705,7 @@ impl Handler<Finished> for Coordinator {
                 "internal: a writer reported on the wrong kind of work. Please report this",
             ),
         }
+        self.release_budget_waiters(ctx);
         self.pump(ctx);
     }
 }
@@ -605,8 +723,10 @@ impl Handler<WriterRestarted> for Coordinator {
                     &format!("{reason} while this item was being re-sent after a writer restart. Load it again"),
                 );
             } else {
-                // Re-send first: it was handed out before everything still waiting.
+                // Re-send first: it was handed out before everything still waiting. Its request
+                // may have gone out, so a 412/409 next time means it landed.
                 task.in_flight = None;
+                task.may_have_written = true;
                 self.retry_ready.push_front(task);
             }
         }

@@ -36,6 +36,9 @@ pub struct RunSummary {
     pub throttled_total: u64,
     /// throttled_total ÷ requests_total.
     pub throttled_share: f64,
+    /// Per limit class: wall time during which its work was held back by 429s (a class pause
+    /// from `Retry-After`, or throttled items waiting to go again).
+    pub throttled_wait_s: BTreeMap<String, f64>,
     pub retries_total: u64,
     pub retries_by_reason: BTreeMap<&'static str, u64>,
     pub writer_restarts: u64,
@@ -97,6 +100,12 @@ impl RunSummary {
             requests_by_status: requests.requests_by_status,
             requests_by_class: requests.requests_by_class,
             throttled_total: requests.throttled_total,
+            throttled_wait_s: inputs
+                .limiter
+                .classes
+                .iter()
+                .map(|c| (c.class.as_str().to_string(), c.throttled_wait_s))
+                .collect(),
             retries_total,
             retries_by_reason,
             writer_restarts,

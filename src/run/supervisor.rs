@@ -1,12 +1,17 @@
 //! The supervisor owns failure:
-//! - [`Supervisor::decide`]: whether a failed attempt is retried and after how long (the
-//!   larger of the server's `Retry-After` and a jittered exponential backoff), within a
-//!   per-item attempt limit and a run-wide retry budget (retries at most a share of requests,
-//!   plus a minimum so a small run can still retry); a relationship whose twin ADT does not
-//!   see yet (`TargetDigitalTwinNotFound`, or `DigitalTwinNotFound` for its source) is retried for
-//!   a bounded grace period (ADT is eventually consistent; outside the budget, which guards
-//!   against overload); everything else fails with a reason
-//!   a person can act on;
+//! - [`Supervisor::decide`]: whether a failed attempt is retried and after how long.
+//!   - A throttle (429, `QuotaReachedError` or any throttling code) is back-pressure, not a
+//!     failure: it is always retried, never spends the item's attempts nor the retry budget,
+//!     and waits the larger of the server's `Retry-After` (capped by `max_server_wait`) and a
+//!     short jittered backoff. Only the run's deadline and no-progress watchdog bound it.
+//!   - A failure (5xx, timeout, dropped connection) is retried after a jittered exponential
+//!     backoff, at most `max_attempts` times per item, paced by the run-wide [`RetryBudget`]:
+//!     past the budget a retry waits until the budget frees, so retries stay a share of the
+//!     traffic and a failing service slows the load instead of losing items.
+//!   - A relationship whose twin ADT does not see yet (`TargetDigitalTwinNotFound`, or
+//!     `DigitalTwinNotFound` for its source) is retried for a bounded grace period (ADT is
+//!     eventually consistent; outside the budget, which guards against overload).
+//!   - Everything else fails with a reason a person can act on.
 //! - [`start_writers`]: writers run under `actix::Supervisor`, which restarts a writer that
 //!   died on the same mailbox; the writer then tells the coordinator, which re-sends the item
 //!   it held (safe: every write is idempotent) and the supervisor counts the restart;
@@ -31,11 +36,19 @@ use crate::config::RetryPolicy;
 use super::coordinator::{Coordinator, Stop, StopReason};
 use super::writer::{Writer, WriterEnv};
 
+/// Throttled items back off at most this many doubling steps (200 ms … 1.6 s nominal): the
+/// class's rate limiter meters what goes out, the item's own wait only spreads the retries.
+pub const THROTTLE_BACKOFF_STEPS: u32 = 4;
+/// Retry budget refill with no traffic at all, per second, so a load whose last items are all
+/// failing still moves (slowly) instead of waiting for traffic that will not come.
+pub const RETRY_BUDGET_TRICKLE_PER_S: f64 = 1.0;
+
 /// What to do with a failed attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Send it again after this long. `reason` is the retry's tally key.
-    Retry { after: Duration, reason: &'static str },
+    /// Send it again after this long. `reason` is the retry's tally key. A `budgeted` retry
+    /// also needs a token of the [`RetryBudget`] (it waits for one after `after`).
+    Retry { after: Duration, reason: &'static str, budgeted: bool },
     /// Give up: dead-letter the item with this reason code and reason.
     Fail { reason_code: &'static str, reason: String },
 }
@@ -46,28 +59,91 @@ pub struct RetryStats {
     pub retries_total: u64,
     pub retries_by_reason: BTreeMap<&'static str, u64>,
     pub writer_restarts: u64,
-    /// Items that failed because the retry budget was spent.
-    pub budget_exhausted: u64,
+    /// Retries that found the retry budget spent and waited for it to free.
+    pub budget_waits: u64,
+}
+
+/// The run-wide retry budget (Google SRE "Handling overload"): a token bucket that every
+/// request fills by `budget_share` of a token (plus a slow trickle) up to `budget_min` tokens,
+/// and every retry of a failure empties by one. Retries therefore stay near that share of the
+/// traffic; a retry that finds it empty waits instead of being dropped.
+#[derive(Debug, Clone)]
+pub struct RetryBudget {
+    tokens: f64,
+    cap: f64,
+    share: f64,
+    last_refill: Option<Instant>,
+}
+
+impl RetryBudget {
+    pub fn new(policy: &RetryPolicy) -> RetryBudget {
+        let cap = (policy.budget_min as f64).max(1.0);
+        RetryBudget { tokens: cap, cap, share: policy.budget_share, last_refill: None }
+    }
+
+    /// `n` more requests were sent.
+    pub fn on_requests(&mut self, n: u64) {
+        self.tokens = (self.tokens + self.share * n as f64).min(self.cap);
+    }
+
+    /// Takes a token for one retry if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last_refill {
+            let elapsed = now.saturating_duration_since(last).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * RETRY_BUDGET_TRICKLE_PER_S).min(self.cap);
+        }
+        self.last_refill = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 pub struct Supervisor {
     policy: RetryPolicy,
     stats: RetryStats,
+    budget: RetryBudget,
     rng: SmallRng,
 }
 
-/// One attempt's context, as the supervisor needs it.
-#[derive(Debug, Clone, Copy)]
+/// One item's history, as the supervisor needs it to decide on its latest attempt.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Attempt {
-    /// Attempts made so far, this one included (1 = the first).
-    pub number: u32,
+    /// Failures of its own so far (5xx, timeouts, drops, a twin not visible), this one
+    /// included; throttles do not count.
+    pub failures: u32,
+    /// Throttles so far, this one included.
+    pub throttles: u32,
     /// When ADT first said one of this relationship's twins was not there.
     pub first_not_visible: Option<Instant>,
 }
 
 impl Supervisor {
     pub fn new(policy: RetryPolicy) -> Supervisor {
-        Supervisor { policy, stats: RetryStats::default(), rng: SmallRng::from_entropy() }
+        Supervisor {
+            budget: RetryBudget::new(&policy),
+            policy,
+            stats: RetryStats::default(),
+            rng: SmallRng::from_entropy(),
+        }
+    }
+
+    /// Requests were sent: they fill the retry budget.
+    pub fn on_requests(&mut self, n: u64) {
+        self.budget.on_requests(n);
+    }
+
+    /// A budgeted retry is due: true if the budget lets it go now; otherwise it waits (and is
+    /// asked again as requests refill the budget).
+    pub fn take_budget(&mut self, now: Instant, first_ask: bool) -> bool {
+        let ok = self.budget.try_take(now);
+        if !ok && first_ask {
+            self.stats.budget_waits += 1;
+        }
+        ok
     }
 
     pub fn stats(&self) -> &RetryStats {
@@ -95,15 +171,9 @@ impl Supervisor {
         half + half.mul_f64(self.rng.gen::<f64>())
     }
 
-    fn budget_allows(&self, requests_so_far: u64) -> bool {
-        let allowed = self.policy.budget_min as f64 + self.policy.budget_share * requests_so_far as f64;
-        (self.stats.retries_total as f64) < allowed
-    }
-
-    /// Decides what to do after a failed attempt. `requests_so_far` is every request the run
-    /// sent (the retry budget is a share of it).
-    pub fn decide(&mut self, attempt: Attempt, reply: &Reply, requests_so_far: u64, now: Instant) -> Decision {
-        let (retry_reason, wait) = match &reply.outcome {
+    /// Decides what to do after a failed attempt.
+    pub fn decide(&mut self, attempt: Attempt, reply: &Reply, now: Instant) -> Decision {
+        let (retry_reason, wait, budgeted) = match &reply.outcome {
             Outcome::Landed | Outcome::AlreadyExists { .. } => {
                 return Decision::Fail { reason_code: "internal", reason: "a success was handed to the retry policy".into() }
             }
@@ -117,10 +187,13 @@ impl Supervisor {
                 }
             }
             Outcome::Throttled { retry_after } => {
-                let backoff = self.backoff(attempt.number);
-                ("throttled", retry_after.map_or(backoff, |ra| ra.max(backoff)))
+                // Back-pressure: always retried, outside the attempts and the budget.
+                let backoff = self.backoff(attempt.throttles.clamp(1, THROTTLE_BACKOFF_STEPS));
+                let wait = retry_after.map_or(backoff, |ra| self.server_wait(ra).max(backoff));
+                self.count_retry("throttled");
+                return Decision::Retry { after: wait, reason: "throttled", budgeted: false };
             }
-            Outcome::Transient { .. } => ("transient", self.backoff(attempt.number)),
+            Outcome::Transient { .. } => ("transient", self.backoff(attempt.failures), true),
             Outcome::TwinNotVisible { message } => {
                 // The planner releases a relationship only after both its twins landed in this
                 // run or were found in ADT, so a missing twin is ADT's eventual consistency, for
@@ -135,34 +208,28 @@ impl Supervisor {
                         ),
                     };
                 }
-                ("twin_not_visible", self.backoff(attempt.number))
+                // Eventual consistency is not overload: outside the budget, bounded by the
+                // grace period and the attempt limit.
+                ("twin_not_visible", self.backoff(attempt.failures), false)
             }
         };
-        let last = describe(reply);
-        if attempt.number >= self.policy.max_attempts {
+        if attempt.failures >= self.policy.max_attempts {
             return Decision::Fail {
                 reason_code: "retries_exhausted",
-                reason: format!("gave up after {} attempts; the last one: {last}. Load it again later", attempt.number),
-            };
-        }
-        // The budget guards an overloaded service against retry storms. A twin that is not
-        // visible yet is ADT's eventual consistency, not overload: those retries are bounded
-        // by the grace period and the attempt limit instead.
-        if retry_reason != "twin_not_visible" && !self.budget_allows(requests_so_far) {
-            self.stats.budget_exhausted += 1;
-            return Decision::Fail {
-                reason_code: "retry_budget_exhausted",
                 reason: format!(
-                    "not retried: retries already reached {} of {} requests (budget {:.0}% + {}), so ADT is failing persistently; the last error: {last}. Check the instance's health, then load it again",
-                    self.stats.retries_total,
-                    requests_so_far,
-                    self.policy.budget_share * 100.0,
-                    self.policy.budget_min
+                    "gave up after {} failed attempts (throttled attempts not counted); the last one: {}. Load it again later",
+                    attempt.failures,
+                    describe(reply)
                 ),
             };
         }
         self.count_retry(retry_reason);
-        Decision::Retry { after: wait, reason: retry_reason }
+        Decision::Retry { after: wait, reason: retry_reason, budgeted }
+    }
+
+    /// A server's requested wait, capped so a broken header cannot park the load.
+    pub fn server_wait(&self, asked: Duration) -> Duration {
+        asked.min(self.policy.max_server_wait)
     }
 }
 
@@ -254,8 +321,12 @@ mod tests {
         Reply { outcome, status, code: None }
     }
 
-    fn first() -> Attempt {
-        Attempt { number: 1, first_not_visible: None }
+    fn failed(n: u32) -> Attempt {
+        Attempt { failures: n, ..Attempt::default() }
+    }
+
+    fn throttled(n: u32) -> Attempt {
+        Attempt { throttles: n, ..Attempt::default() }
     }
 
     fn policy() -> RetryPolicy {
@@ -263,23 +334,47 @@ mod tests {
     }
 
     #[test]
-    fn throttles_wait_at_least_retry_after() {
+    fn throttles_wait_at_least_retry_after_capped_by_the_server_wait_limit() {
         let mut s = Supervisor::new(policy());
         let r = reply(Outcome::Throttled { retry_after: Some(Duration::from_secs(5)) }, Some(429));
-        match s.decide(first(), &r, 1000, Instant::now()) {
-            Decision::Retry { after, reason } => {
+        match s.decide(throttled(1), &r, Instant::now()) {
+            Decision::Retry { after, reason, budgeted } => {
                 assert!(after >= Duration::from_secs(5));
                 assert_eq!(reason, "throttled");
+                assert!(!budgeted, "a throttle never spends the retry budget");
             }
             d => panic!("{d:?}"),
         }
         // Without Retry-After: the backoff, jittered within [base/2, base] on the first retry.
         let r = reply(Outcome::Throttled { retry_after: None }, Some(429));
-        match s.decide(first(), &r, 1000, Instant::now()) {
+        match s.decide(throttled(1), &r, Instant::now()) {
             Decision::Retry { after, .. } => {
                 assert!(after >= Duration::from_millis(100) && after <= Duration::from_millis(200), "{after:?}")
             }
             d => panic!("{d:?}"),
+        }
+        // A broken header cannot park the load.
+        let mut capped = Supervisor::new(RetryPolicy { max_server_wait: Duration::from_secs(2), ..policy() });
+        let r = reply(Outcome::Throttled { retry_after: Some(Duration::from_secs(86_400)) }, Some(429));
+        match capped.decide(throttled(1), &r, Instant::now()) {
+            Decision::Retry { after, .. } => assert_eq!(after, Duration::from_secs(2)),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn a_throttle_never_fails_an_item_however_often_it_comes() {
+        let mut s = Supervisor::new(policy());
+        let r = reply(Outcome::Throttled { retry_after: None }, Some(429));
+        for n in 1..=1000 {
+            // Even with failures at the limit already: throttles are not the item's fault.
+            let attempt = Attempt { failures: 2, throttles: n, first_not_visible: None };
+            match s.decide(attempt, &r, Instant::now()) {
+                Decision::Retry { after, budgeted: false, .. } => {
+                    assert!(after <= Duration::from_millis(1600), "{after:?}")
+                }
+                d => panic!("throttle {n}: {d:?}"),
+            }
         }
     }
 
@@ -298,53 +393,50 @@ mod tests {
     fn rejections_and_auth_failures_are_not_retried() {
         let mut s = Supervisor::new(policy());
         let d = s.decide(
-            first(),
+            failed(1),
             &reply(Outcome::Rejected { message: "ValidationFailed: bad".into() }, Some(400)),
-            10,
             Instant::now(),
         );
         assert!(
             matches!(d, Decision::Fail { reason_code: "write_failed", ref reason } if reason.contains("ValidationFailed"))
         );
-        let d = s.decide(first(), &reply(Outcome::AuthFailed { message: "403".into() }, Some(403)), 10, Instant::now());
+        let d = s.decide(failed(1), &reply(Outcome::AuthFailed { message: "403".into() }, Some(403)), Instant::now());
         assert!(matches!(d, Decision::Fail { reason_code: "auth_failed", .. }));
         assert_eq!(s.stats().retries_total, 0);
     }
 
     #[test]
-    fn attempts_are_bounded_per_item() {
+    fn failures_are_bounded_per_item_and_use_the_budget() {
         let mut s = Supervisor::new(policy());
         let r = reply(Outcome::Transient { detail: "HTTP 503".into() }, Some(503));
-        let third = Attempt { number: 3, first_not_visible: None };
-        let d = s.decide(third, &r, 1000, Instant::now());
+        assert!(matches!(s.decide(failed(2), &r, Instant::now()), Decision::Retry { budgeted: true, .. }));
+        let d = s.decide(failed(3), &r, Instant::now());
         assert!(
-            matches!(d, Decision::Fail { reason_code: "retries_exhausted", ref reason } if reason.contains("3 attempts") && reason.contains("503")),
+            matches!(d, Decision::Fail { reason_code: "retries_exhausted", ref reason } if reason.contains("3 failed attempts") && reason.contains("503")),
             "{d:?}"
         );
     }
 
     #[test]
-    fn the_retry_budget_caps_retries_at_a_share_of_traffic() {
+    fn the_retry_budget_paces_retries_at_a_share_of_traffic_and_never_drops_them() {
         let mut s = Supervisor::new(policy());
-        let r = reply(Outcome::Transient { detail: "reset".into() }, None);
-        // 20 requests: budget = 2 + 0.1 * 20 = 4 retries.
-        let mut retried = 0;
-        for _ in 0..10 {
-            if let Decision::Retry { .. } = s.decide(first(), &r, 20, Instant::now()) {
-                retried += 1;
-            }
-        }
-        assert_eq!(retried, 4);
-        assert_eq!(s.stats().budget_exhausted, 6);
-        match s.decide(first(), &r, 20, Instant::now()) {
-            Decision::Fail { reason_code, reason } => {
-                assert_eq!(reason_code, "retry_budget_exhausted");
-                assert!(reason.contains("budget"), "{reason}");
-            }
-            d => panic!("{d:?}"),
-        }
-        // More traffic, more budget.
-        assert!(matches!(s.decide(first(), &r, 100, Instant::now()), Decision::Retry { .. }));
+        let t0 = Instant::now();
+        // budget_min = 2 tokens to start.
+        assert!(s.take_budget(t0, true));
+        assert!(s.take_budget(t0, true));
+        assert!(!s.take_budget(t0, true), "spent: the retry waits");
+        assert_eq!(s.stats().budget_waits, 1);
+        // 10 more requests at 10% = one more retry.
+        s.on_requests(10);
+        assert!(s.take_budget(t0, false));
+        assert!(!s.take_budget(t0, false));
+        // With no traffic at all, the trickle frees one a second, so the load still ends.
+        assert!(s.take_budget(t0 + Duration::from_millis(1100), false));
+        // Traffic never fills it past its size.
+        s.on_requests(1_000_000);
+        let t1 = t0 + Duration::from_secs(2);
+        let granted = (0..10).filter(|_| s.take_budget(t1, false)).count();
+        assert_eq!(granted, 2);
     }
 
     #[test]
@@ -356,21 +448,13 @@ mod tests {
         });
         let r = reply(Outcome::TwinNotVisible { message: "TargetDigitalTwinNotFound".into() }, Some(404));
         let t0 = Instant::now();
-        let early = Attempt { number: 2, first_not_visible: Some(t0) };
+        let early = Attempt { failures: 2, throttles: 0, first_not_visible: Some(t0) };
         assert!(matches!(
-            s.decide(early, &r, 100, t0 + Duration::from_secs(3)),
-            Decision::Retry { reason: "twin_not_visible", .. }
+            s.decide(early, &r, t0 + Duration::from_secs(3)),
+            Decision::Retry { reason: "twin_not_visible", budgeted: false, .. }
         ));
-        // Outside the retry budget: eventual consistency is not overload.
-        let mut spent = Supervisor::new(RetryPolicy {
-            max_attempts: 100,
-            budget_min: 0,
-            budget_share: 0.0,
-            ..RetryPolicy::default()
-        });
-        assert!(matches!(spent.decide(early, &r, 100, t0 + Duration::from_secs(1)), Decision::Retry { .. }));
-        let late = Attempt { number: 5, first_not_visible: Some(t0) };
-        let d = s.decide(late, &r, 100, t0 + Duration::from_secs(11));
+        let late = Attempt { failures: 5, throttles: 0, first_not_visible: Some(t0) };
+        let d = s.decide(late, &r, t0 + Duration::from_secs(11));
         assert!(matches!(d, Decision::Fail { reason_code: "twin_not_found", .. }), "{d:?}");
     }
 

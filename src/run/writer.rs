@@ -1,16 +1,21 @@
-//! A writer actor: one HTTP call at a time. For each assignment it takes the permits from the
-//! shared limiter (the class bucket, then the per-twin budget), calls the client, and reports
-//! what happened to the coordinator. It never retries on its own account: the supervisor
+//! A writer actor: one HTTP call at a time. For each assignment it takes a permit of the
+//! request's class from the shared limiter (the per-twin budget was already spent by the
+//! coordinator when it handed the work out), calls the client, and reports what happened to
+//! the coordinator. It never retries on its own account: the supervisor
 //! decides. Model batches are the exception the brief asks of the writer: a `409` drops the
 //! ids it lists (they count as already there) and resends the rest; a `400` for a batch falls
 //! back to one model at a time, in dependency order, so the bad model is isolated and the rest
 //! land.
 //!
 //! Writers run under `actix::Supervisor`. When one dies it is restarted on the same mailbox and
-//! tells the coordinator, which re-sends the item it held. `chaos.writer_crash_every` (test
-//! only) makes a writer die after sending a request and before reporting it.
+//! tells the coordinator, which re-sends the item it held. Each assignment's request runs in a
+//! task of its own, so a panic in it (ours or a library's) ends that task, not the run: the
+//! writer sees the panic, stops, and is replaced like a writer that died. Test-only chaos:
+//! `chaos.writer_crash_every` makes a writer die after sending a request and before reporting
+//! it; `chaos.writer_panic_every` makes the request's task panic after sending.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -32,6 +37,9 @@ pub struct WriterEnv {
     pub mode: WriteMode,
     pub coordinator: Addr<Coordinator>,
     pub crash_every: Option<u64>,
+    pub panic_every: Option<u64>,
+    /// Requests sent by all writers (for the panic chaos switch).
+    pub sent: Arc<AtomicU64>,
 }
 
 /// One model of a batch, with what the fallback needs to keep dependency order.
@@ -53,6 +61,13 @@ pub enum Request {
         twin_id: String,
         body: Box<RawValue>,
     },
+    /// `PATCH /digitaltwins/{id}` with a JSON Patch (a mapping without a model, as the
+    /// reference prototype writes): the twin must exist.
+    TwinPatch {
+        item: ItemId,
+        twin_id: String,
+        body: Box<RawValue>,
+    },
     Relationship {
         item: ItemId,
         source: String,
@@ -67,6 +82,7 @@ impl Request {
         match self {
             Request::Models(_) => LimitClass::Models,
             Request::Twin { .. } | Request::Relationship { .. } => LimitClass::CreateDelete,
+            Request::TwinPatch { .. } => LimitClass::Patch,
         }
     }
 }
@@ -114,6 +130,8 @@ pub struct Finished {
     pub report: Report,
     /// HTTP requests this assignment sent.
     pub requests: u32,
+    /// When the last of them went out (so a throttle is matched with the rate in force then).
+    pub sent_at: Option<std::time::Instant>,
 }
 
 /// A writer died and was restarted; whatever it held is lost and must be re-sent.
@@ -154,13 +172,28 @@ impl Handler<Assign> for Writer {
         let env = self.env.clone();
         let task = msg.task;
         let work = async move {
-            let mut requests = 0u32;
+            let mut requests = Sends::default();
             let report = perform(&env, msg.request, &mut requests).await;
             (report, requests)
         };
-        ctx.spawn(work.into_actor(self).map(move |(report, requests), act, ctx| {
+        // A task of its own: a panic in the request ends the task and comes back as an error
+        // here, instead of unwinding through the actor system and leaving the run waiting.
+        let request = actix::spawn(work);
+        ctx.spawn(request.into_actor(self).map(move |joined, act, ctx| {
+            let (report, requests) = match joined {
+                Ok(done) => done,
+                Err(e) => {
+                    let what = if e.is_panic() { "panicked" } else { "was cancelled" };
+                    tracing::error!(
+                        writer = act.slot,
+                        "a writer's request {what}; the writer is replaced and its item sent again"
+                    );
+                    ctx.stop();
+                    return;
+                }
+            };
             let before = act.sent;
-            act.sent += u64::from(requests);
+            act.sent += u64::from(requests.count);
             let crash = act.env.crash_every.is_some_and(|n| before / n != act.sent / n);
             if crash {
                 // Test-only chaos: die with the outcome unreported (the request went out).
@@ -168,40 +201,78 @@ impl Handler<Assign> for Writer {
                 ctx.stop();
                 return;
             }
-            act.env.coordinator.do_send(Finished { writer: act.slot, task, report, requests });
+            act.env.coordinator.do_send(Finished {
+                writer: act.slot,
+                task,
+                report,
+                requests: requests.count,
+                sent_at: requests.last_at,
+            });
         }));
     }
 }
 
-async fn perform(env: &WriterEnv, request: Request, requests: &mut u32) -> Report {
+/// The requests an assignment sent: how many, and when the last went out.
+#[derive(Debug, Default)]
+struct Sends {
+    count: u32,
+    last_at: Option<std::time::Instant>,
+}
+
+impl Sends {
+    /// A request goes out now (called right before the client sends it).
+    fn record(&mut self) {
+        self.count += 1;
+        self.last_at = Some(std::time::Instant::now());
+    }
+}
+
+async fn perform(env: &WriterEnv, request: Request, requests: &mut Sends) -> Report {
     let create_only = env.mode == WriteMode::CreateOnly;
     match request {
         Request::Twin { twin_id, body, .. } => {
             env.limiter.acquire(LimitClass::CreateDelete).await;
-            env.limiter.twins().acquire(&[twin_id.as_str()]).await;
-            *requests += 1;
-            Report::Single(env.client.put_twin(&twin_id, &body, create_only).await)
+            requests.record();
+            let reply = env.client.put_twin(&twin_id, &body, create_only).await;
+            chaos_after_send(env);
+            Report::Single(reply)
         }
-        Request::Relationship { source, relationship_id, target, body, .. } => {
+        Request::TwinPatch { twin_id, body, .. } => {
+            env.limiter.acquire(LimitClass::Patch).await;
+            requests.record();
+            let reply = env.client.patch_twin(&twin_id, &body).await;
+            chaos_after_send(env);
+            Report::Single(reply)
+        }
+        Request::Relationship { source, relationship_id, body, .. } => {
             env.limiter.acquire(LimitClass::CreateDelete).await;
-            env.limiter.twins().acquire(&[source.as_str(), target.as_str()]).await;
-            *requests += 1;
-            Report::Single(env.client.put_relationship(&source, &relationship_id, &body, create_only).await)
+            requests.record();
+            let reply = env.client.put_relationship(&source, &relationship_id, &body, create_only).await;
+            chaos_after_send(env);
+            Report::Single(reply)
         }
         Request::Models(models) => Report::Models(upload_models(env, models, requests).await),
     }
 }
 
-async fn post_models(env: &WriterEnv, models: &[ModelToSend], requests: &mut u32) -> Reply {
+/// Test-only: panics on every n-th request sent (`chaos.writer_panic_every`).
+fn chaos_after_send(env: &WriterEnv) {
+    let sent = env.sent.fetch_add(1, Ordering::Relaxed) + 1;
+    if env.panic_every.is_some_and(|n| sent % n == 0) {
+        panic!("chaos: writer_panic_every: this request's task panics after sending request {sent}");
+    }
+}
+
+async fn post_models(env: &WriterEnv, models: &[ModelToSend], requests: &mut Sends) -> Reply {
     env.limiter.acquire(LimitClass::Models).await;
-    *requests += 1;
+    requests.record();
     let bodies: Vec<&RawValue> = models.iter().map(|m| m.body.as_ref()).collect();
     env.client.add_models(&bodies).await
 }
 
 /// A batch: POST it whole; on 409 drop the listed ids and resend the rest; on 400 go one at a
 /// time.
-async fn upload_models(env: &WriterEnv, mut remaining: Vec<ModelToSend>, requests: &mut u32) -> ModelReport {
+async fn upload_models(env: &WriterEnv, mut remaining: Vec<ModelToSend>, requests: &mut Sends) -> ModelReport {
     let mut report = ModelReport::default();
     // Each round settles at least one model or ends, so this is bounded by the batch size.
     for _ in 0..=remaining.len() {
@@ -256,7 +327,7 @@ async fn upload_models(env: &WriterEnv, mut remaining: Vec<ModelToSend>, request
 
 /// Uploads models one by one in (dependency) order; a model whose dependency failed here is
 /// not sent but failed with that reason.
-async fn one_at_a_time(env: &WriterEnv, models: Vec<ModelToSend>, requests: &mut u32, report: &mut ModelReport) {
+async fn one_at_a_time(env: &WriterEnv, models: Vec<ModelToSend>, requests: &mut Sends, report: &mut ModelReport) {
     let mut failed_ids: HashSet<String> = HashSet::new();
     let mut queue = models.into_iter();
     while let Some(m) = queue.next() {

@@ -18,10 +18,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
 
-use super::dtdl_files::DtdlFileSource;
-use super::local::{format_by_extension, format_by_first_line, Format};
-use super::ndjson::NdjsonSource;
-use super::{Source, SourceError};
+use super::local::{format_by_extension, format_by_head, short_name, Format};
+use super::{open_reader, InputOptions, Source, SourceError};
 use crate::azure::blob_url::{redact_sas, BlobAccess, BlobLocation};
 use crate::item::{Item, Origin};
 
@@ -30,6 +28,8 @@ pub const DEFAULT_LIST_PAGE_SIZE: u32 = 5000;
 /// Chunks of one blob buffered between the download and the parser (a chunk is what the
 /// HTTP stack hands over, typically 8–64 KB), so memory stays bounded for any blob size.
 const CHUNKS_IN_FLIGHT: usize = 64;
+/// How much of a blob's start is looked at to recognise its format.
+const SNIFF_BYTES: usize = 64 * 1024;
 /// Listed blobs waiting for the parser.
 const BLOBS_IN_FLIGHT: usize = 16;
 
@@ -81,12 +81,13 @@ impl Default for BlobInputs {
 pub struct BlobListSource {
     location: BlobLocation,
     shown: String,
-    inputs: BlobInputs,
+    options: InputOptions,
 }
 
 impl BlobListSource {
-    pub fn new(location: BlobLocation, inputs: BlobInputs) -> BlobListSource {
-        BlobListSource { shown: location.shown(), location, inputs }
+    /// `options.blobs` says how to reach the container and where to record what was read.
+    pub fn new(location: BlobLocation, options: InputOptions) -> BlobListSource {
+        BlobListSource { shown: location.shown(), location, options }
     }
 }
 
@@ -106,7 +107,7 @@ impl Source for BlobListSource {
     fn items(self: Box<Self>) -> Box<dyn Iterator<Item = Result<Item, SourceError>> + Send> {
         let (tx, rx) = sync_channel(BLOBS_IN_FLIGHT);
         let location = self.location.clone();
-        let inputs = self.inputs.clone();
+        let inputs = self.options.blobs.clone();
         let spawned = std::thread::Builder::new()
             .name("blob-lister".into())
             .spawn(move || list_and_download(location, inputs.access, inputs.page_size, tx));
@@ -149,8 +150,8 @@ fn list_and_download(location: BlobLocation, access: BlobAccess, page_size: u32,
         while let Some(listed) = listing.next().await {
             let name = match listed {
                 Ok(blob) => match blob.name {
-                    Some(name) => name,
-                    None => continue,
+                    Some(name) if location.names(&name) => name,
+                    _ => continue,
                 },
                 Err(e) => {
                     let _ = tx.send(failed(crate::azure::error_chain(&e)));
@@ -233,34 +234,31 @@ impl BlobItems {
     ) -> Result<Box<dyn Iterator<Item = Result<Item, SourceError>> + Send>, SourceError> {
         let shown = self.source.location.blob_shown(&name);
         let read = ReadBlob { location: self.source.location.clone(), name: name.clone(), shown: shown.clone() };
-        let reader =
-            ChunkReader { chunks, pending: Bytes::new(), at_end: Some((self.source.inputs.log.clone(), read)) };
-        let mut reader = BufReader::new(reader);
+        let log = self.source.options.blobs.log.clone();
+        let reader = ChunkReader { chunks, pending: Bytes::new(), at_end: Some((log, read)) };
+        let mut reader = BufReader::with_capacity(SNIFF_BYTES, reader);
         let format = match format_by_extension(Path::new(&name)) {
-            Some(f) => f,
-            None => sniff(&mut reader).map_err(|reason| {
+            // A `.json` blob is a model file or a twin document: the content tells.
+            Some(f) if f != Format::DtdlModels => f,
+            _ => sniff(&mut reader).map_err(|reason| {
                 self.problem(
                     &shown,
-                    format!("cannot tell the format of blob {shown}: {reason}. twinload reads Import-Jobs NDJSON and DTDL model files"),
+                    format!(
+                        "cannot tell the format of blob {shown}: {reason}. twinload reads Import-Jobs NDJSON, DTDL \
+                         model files, per-twin JSON documents and CSV"
+                    ),
                 )
             })?,
         };
-        let reader: Box<dyn Read + Send> = Box::new(reader);
-        Ok(match format {
-            Format::Ndjson => Box::new(NdjsonSource::new(shown, reader)).items(),
-            Format::DtdlModels => Box::new(DtdlFileSource::new(shown, reader)).items(),
-        })
+        let short = short_name(Path::new(&name));
+        Ok(open_reader(format, shown, short, Box::new(reader), &self.source.options).items())
     }
 }
 
-/// The format by the first non-blank line among the first bytes of a blob.
+/// The format by the first bytes of a blob (its first chunk, up to [`SNIFF_BYTES`]).
 fn sniff(reader: &mut impl BufRead) -> Result<Format, String> {
     let head = reader.fill_buf().map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(head);
-    match text.trim_start_matches('\u{feff}').lines().map(str::trim).find(|l| !l.is_empty()) {
-        Some(line) => format_by_first_line(line),
-        None => Err("it is empty".into()),
-    }
+    format_by_head(&String::from_utf8_lossy(head))
 }
 
 /// A blob's bytes as `Read`, from the download's channel. A clean end records the blob in the

@@ -16,6 +16,9 @@ use serde_json::Value;
 
 use crate::item::{ItemKey, ItemKind, ModelItem, Origin, RelationshipItem, TwinItem};
 
+/// Up to this many keys, the duplicate-key check scans instead of hashing.
+const SMALL_OBJECT_KEYS: usize = 16;
+
 /// A JSON object's top-level entries, values unparsed. Keys borrow from the line unless they
 /// hold escapes.
 #[derive(Debug)]
@@ -53,12 +56,18 @@ impl<'a> RawObject<'a> {
     }
 
     fn first_repeated_key(&self) -> Option<&str> {
-        // Objects are small (a handful of keys): a quadratic scan beats hashing.
-        self.entries
-            .iter()
-            .enumerate()
-            .find(|(i, (k, _))| self.entries[..*i].iter().any(|(other, _)| other == k))
-            .map(|(_, (k, _))| k.as_ref())
+        // Most objects are small (a handful of keys), where a scan beats hashing; a hostile or
+        // broken line can hold hundreds of thousands of keys, where only hashing stays linear.
+        if self.entries.len() <= SMALL_OBJECT_KEYS {
+            return self
+                .entries
+                .iter()
+                .enumerate()
+                .find(|(i, (k, _))| self.entries[..*i].iter().any(|(other, _)| other == k))
+                .map(|(_, (k, _))| k.as_ref());
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.entries.len());
+        self.entries.iter().map(|(k, _)| k.as_ref()).find(|k| !seen.insert(*k))
     }
 
     /// The object re-written compactly without the given keys.
@@ -208,7 +217,7 @@ pub(crate) fn twin_from(object: &RawObject, line: &str, origin: &Origin) -> Resu
     };
     // `line` parsed as `object`, so it is valid JSON; re-writing the entries is the fallback.
     let body = serde_json::from_str::<Box<RawValue>>(line).unwrap_or_else(|_| object.to_body(&[]));
-    Ok(TwinItem { id: id.into_owned(), model, body, origin: origin.clone() })
+    Ok(TwinItem { id: id.into_owned(), model, body, origin: origin.clone(), patch: false })
 }
 
 /// The keys of an Import-Jobs relationship line that are not part of the PUT body.

@@ -2,12 +2,9 @@
 //! file is in.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use super::dtdl_files::DtdlFileSource;
-use super::ndjson::NdjsonSource;
-use super::{InputError, Source};
+use super::{InputError, InputOptions, Source};
 
 /// The formats a local file can be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,14 +13,20 @@ pub enum Format {
     Ndjson,
     /// DTDL model file: one Interface or an array of them.
     DtdlModels,
+    /// One JSON object per twin (not a DTDL Interface).
+    TwinDocument,
+    /// CSV with a header row: twins or relationships.
+    Csv,
 }
 
 /// How many bytes of a file without a telling extension are looked at to recognise it.
 const SNIFF_BYTES: u64 = 64 * 1024;
 
 /// Expands the given paths into a sorted list of files without repeats. A folder contributes
-/// every file under it whose extension names a known format (others, such as a README, are
-/// skipped); a named file or a glob match is taken whatever its extension.
+/// every file under it whose extension names a known format, and every file without an extension
+/// whose content is a known format (per-twin documents are named by their twin id); others, such
+/// as a README, a LICENSE or a dot-file, are skipped. A named file or a glob match is taken
+/// whatever its extension.
 pub fn expand(paths: &[String]) -> Result<Vec<PathBuf>, InputError> {
     let mut files = BTreeSet::new();
     for spec in paths {
@@ -66,7 +69,14 @@ fn walk_folder(folder: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), Input
             path: e.path().unwrap_or(folder).display().to_string(),
             source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop")),
         })?;
-        if entry.file_type().is_file() && format_by_extension(entry.path()).is_some() {
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        // A file without extension is taken when its content is one of ours (a per-twin
+        // document named by its twin id), so a LICENSE beside the data does not stop the load.
+        let known = match entry.path().extension() {
+            None => detect_format(entry.path()).is_ok(),
+            Some(_) => format_by_extension(entry.path()).is_some(),
+        };
+        if entry.file_type().is_file() && !hidden && known {
             files.insert(entry.into_path());
         }
     }
@@ -79,61 +89,79 @@ pub fn format_by_extension(path: &Path) -> Option<Format> {
     match ext.as_str() {
         "ndjson" | "jsonl" => Some(Format::Ndjson),
         "json" => Some(Format::DtdlModels),
+        "csv" => Some(Format::Csv),
         _ => None,
     }
+}
+
+/// Whether a JSON object's text is a DTDL Interface rather than a twin document (a DTDL
+/// document has `@context`, `@id` or `@type` keys; a twin has none of them at the top).
+fn looks_like_dtdl(head: &str) -> bool {
+    ["\"@context\"", "\"@id\"", "\"@type\""].iter().any(|k| head.contains(k))
 }
 
 /// Recognises a file's format: by extension, else by its first non-blank characters (an NDJSON
 /// section marker, or a JSON object/array for DTDL).
 pub fn detect_format(path: &Path) -> Result<Format, InputError> {
-    if let Some(format) = format_by_extension(path) {
-        return Ok(format);
+    match format_by_extension(path) {
+        // A `.json` file is a model file or a twin document; the content tells.
+        Some(Format::DtdlModels) => {}
+        Some(format) => return Ok(format),
+        None => {}
     }
     let io_err = |source| InputError::Io { path: path.display().to_string(), source };
     let file = std::fs::File::open(path).map_err(io_err)?;
-    let mut reader = BufReader::new(std::io::Read::take(file, SNIFF_BYTES));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).map_err(|e| InputError::Unrecognised {
-            path: path.display().to_string(),
-            reason: format!("it does not start as UTF-8 text ({e})"),
-        })?;
-        if n == 0 {
-            return Err(InputError::Unrecognised { path: path.display().to_string(), reason: "it is empty".into() });
-        }
-        let text = line.trim_start_matches('\u{feff}').trim();
-        if text.is_empty() {
-            continue;
-        }
-        return format_by_first_line(text)
-            .map_err(|reason| InputError::Unrecognised { path: path.display().to_string(), reason });
-    }
+    let mut head = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, SNIFF_BYTES), &mut head).map_err(io_err)?;
+    let unrecognised = |reason: String| InputError::Unrecognised { path: path.display().to_string(), reason };
+    let text = match std::str::from_utf8(&head) {
+        Ok(text) => text,
+        // Cut inside a character at the end of the sniffed bytes: the part before it is fine.
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
+        Err(e) => return Err(unrecognised(format!("it does not start as UTF-8 text ({e})"))),
+    };
+    format_by_head(text).map_err(unrecognised)
 }
 
-/// Recognises a format by the first non-blank line of an input (a file or a blob).
-pub(crate) fn format_by_first_line(text: &str) -> Result<Format, String> {
-    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+/// Recognises a format by the first bytes of an input (a file or a blob): an NDJSON section
+/// marker, a JSON array (DTDL), or a JSON object (a DTDL Interface or a per-twin document).
+pub(crate) fn format_by_head(head: &str) -> Result<Format, String> {
+    let text = head.trim_start_matches('\u{feff}').trim_start();
+    let Some(first) = text.lines().map(str::trim).find(|l| !l.is_empty()) else {
+        return Err("it is empty".into());
+    };
+    let compact: String = first.chars().filter(|c| !c.is_whitespace()).collect();
     if compact.starts_with("{\"Section\"") {
         return Ok(Format::Ndjson);
     }
-    if text.starts_with('[') || (text.starts_with('{') && text.contains("\"@")) {
+    if first.starts_with('[') {
         return Ok(Format::DtdlModels);
     }
-    Err("its first line is neither an NDJSON section marker nor a DTDL Interface".into())
+    if first.starts_with('{') {
+        // The rest of the sniffed bytes decide: an Interface's keys may come after line one.
+        return Ok(if looks_like_dtdl(text) { Format::DtdlModels } else { Format::TwinDocument });
+    }
+    Err("its first line is neither an NDJSON section marker nor a JSON object or array".into())
 }
 
 /// Opens one file as a source of the format it is in.
-pub fn open(path: &Path) -> Result<Box<dyn Source>, InputError> {
+pub fn open(path: &Path, options: &InputOptions) -> Result<Box<dyn Source>, InputError> {
     let format = detect_format(path)?;
     // Opened now so a missing or unreadable file is an InputError before any item is read.
     let file =
         std::fs::File::open(path).map_err(|source| InputError::Io { path: path.display().to_string(), source })?;
     let name = path.display().to_string();
-    Ok(match format {
-        Format::Ndjson => Box::new(NdjsonSource::new(name, Box::new(file))),
-        Format::DtdlModels => Box::new(DtdlFileSource::new(name, Box::new(file))),
-    })
+    Ok(super::open_reader(format, name, short_name(path), Box::new(file), options))
+}
+
+/// A file's short name: its name without folders, and without a `.json` extension (a per-twin
+/// document `org1.json` is twin `org1`, as blob `org1` is).
+pub fn short_name(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match name.strip_suffix(".json") {
+        Some(stem) if !stem.is_empty() => stem.to_string(),
+        _ => name,
+    }
 }
 
 #[cfg(test)]
@@ -145,12 +173,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("b/deeper")).unwrap();
-        for f in ["b/deeper/z.ndjson", "a.json", "b/m.jsonl", "README.md"] {
+        for f in ["b/deeper/z.ndjson", "a.json", "b/m.jsonl", "README.md", "b/org1", ".hidden"] {
             std::fs::write(root.join(f), "{}").unwrap();
         }
+        std::fs::write(root.join("LICENSE"), "MIT License\n").unwrap();
         let got = expand(&[root.display().to_string()]).unwrap();
         let names: Vec<_> = got.iter().map(|p| p.strip_prefix(root).unwrap().display().to_string()).collect();
-        assert_eq!(names, vec!["a.json", "b/deeper/z.ndjson", "b/m.jsonl"]);
+        assert_eq!(names, vec!["a.json", "b/deeper/z.ndjson", "b/m.jsonl", "b/org1"]);
 
         let pattern = format!("{}/b/**/*.ndjson", root.display());
         let got = expand(&[pattern.clone(), pattern]).unwrap();
@@ -176,9 +205,20 @@ mod tests {
         let dtdl = dir.path().join("model");
         std::fs::write(&dtdl, "[{\"@id\":\"dtmi:a;1\"}]").unwrap();
         assert_eq!(detect_format(&dtdl).unwrap(), Format::DtdlModels);
-        let other = dir.path().join("data.csv");
+        let twin = dir.path().join("org1");
+        std::fs::write(&twin, "{\"OrgID\":\"org1\",\n \"Division\":\"Sales\"}").unwrap();
+        assert_eq!(detect_format(&twin).unwrap(), Format::TwinDocument);
+        let interface = dir.path().join("room.json");
+        std::fs::write(&interface, "{\n\"@context\":\"dtmi:dtdl:context;3\",\"@id\":\"dtmi:a;1\"}").unwrap();
+        assert_eq!(detect_format(&interface).unwrap(), Format::DtdlModels);
+        let doc = dir.path().join("org2.json");
+        std::fs::write(&doc, "{\"$dtId\":\"org2\"}").unwrap();
+        assert_eq!(detect_format(&doc).unwrap(), Format::TwinDocument);
+        assert_eq!(short_name(&doc), "org2");
+        assert_eq!(detect_format(&dir.path().join("data.csv")).unwrap(), Format::Csv);
+        let other = dir.path().join("notes.txt");
         std::fs::write(&other, "a,b,c\n").unwrap();
-        let err = open(&other).err().unwrap().to_string();
-        assert!(err.contains("data.csv") && err.contains("cannot tell the format"), "{err}");
+        let err = open(&other, &InputOptions::default()).err().unwrap().to_string();
+        assert!(err.contains("notes.txt") && err.contains("cannot tell the format"), "{err}");
     }
 }

@@ -6,19 +6,34 @@
 //! and what to fix, and the next line is read. A file whose format cannot be recognised at all is
 //! an [`InputError`] before anything is read.
 //!
-//! Formats today (recognised by extension, or by content when the extension says nothing):
+//! Formats (recognised by extension, or by content when the extension says nothing):
 //! - `.ndjson` / `.jsonl`: the ADT Import-Jobs NDJSON format ([`ndjson`]).
-//! - `.json`: DTDL model files, one Interface or an array of them ([`dtdl_files`]).
+//! - `.json` or no extension: DTDL model files, one Interface or an array of them
+//!   ([`dtdl_files`]), or one JSON document per twin ([`twin_doc`]) when the object is not a
+//!   DTDL Interface.
+//! - `.csv`: twins or relationships, one per row ([`csv_rows`]).
+//!
+//! Per-twin documents and CSV rows go through the reference prototype's [`mapping`] file when
+//! one is configured ([`InputOptions`]). [`select`] keeps a task's share (`--shard`, `--phase`).
+//! Parsers take a unit name, a short name and a reader, never a path, so a blob plugs in as a
+//! local file does ([`open_reader`]).
 //!
 //! An input that is an `http(s)://` URL is a Blob Storage container (and prefix): every blob
 //! under it is an input, in the formats above, named by its URL without the SAS ([`blob`]).
 
 pub mod blob;
+pub mod csv_rows;
 pub mod dtdl_files;
 mod items;
 pub mod local;
+pub mod mapping;
 pub mod ndjson;
+pub mod select;
+pub mod twin_doc;
 
+use std::sync::Arc;
+
+use crate::azure::blob_url::BlobLocation;
 use crate::item::{Item, ItemKey, Origin};
 
 /// The longest line (NDJSON) or file (DTDL) read into memory at once. A longer one is reported
@@ -78,7 +93,7 @@ pub enum InputError {
     BadPattern { pattern: String, message: String },
     #[error("cannot read input {path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("cannot tell the format of input {path}: {reason}. twinload reads Import-Jobs NDJSON (.ndjson, .jsonl, starting with {{\"Section\": \"Header\"}}) and DTDL model files (.json)")]
+    #[error("cannot tell the format of input {path}: {reason}. twinload reads Import-Jobs NDJSON (.ndjson, .jsonl, starting with {{\"Section\": \"Header\"}}), DTDL model files (.json), one JSON object per twin, and CSV (.csv)")]
     Unrecognised { path: String, reason: String },
     #[error("no inputs given; pass --input <file, folder, glob or Blob Storage URL>")]
     Empty,
@@ -86,37 +101,71 @@ pub enum InputError {
     BlobUrl(#[from] crate::azure::blob_url::BlobUrlError),
 }
 
-/// One input unit (a file today, a blob later) that streams items.
+/// How inputs are read beyond their format: the mapping file and the model for per-twin documents
+/// and CSV rows.
+#[derive(Debug, Clone, Default)]
+pub struct InputOptions {
+    /// The reference prototype's mapping file, already read.
+    pub mapping: Option<Arc<mapping::Mapping>>,
+    /// The model of twins whose input does not name one. With a mapping and no model, the
+    /// mapping patches existing twins.
+    pub model: Option<String>,
+    /// How Blob Storage inputs are reached, and the record of the blobs read to the end.
+    pub blobs: blob::BlobInputs,
+}
+
+/// One input unit (a file, or the blobs under a container URL) that streams items.
 pub trait Source: Send {
-    /// The file path (later: the blob URL); the `file` of every item's origin.
+    /// The file path or container URL (without SAS); a blob's items name their blob's URL.
     fn name(&self) -> &str;
     /// Streams items one at a time; a bad line is an Err and the stream goes on.
     fn items(self: Box<Self>) -> Box<dyn Iterator<Item = Result<Item, SourceError>> + Send>;
 }
 
 /// Expands paths (files, folders recursively, glob patterns) into input units, sorted by path
-/// and without repeats; Blob Storage URLs (reached without a credential: a SAS or none) after them.
+/// and without repeats.
 pub fn open_inputs(paths: &[String]) -> Result<Vec<Box<dyn Source>>, InputError> {
-    open_inputs_with(paths, &blob::BlobInputs::default())
+    open_inputs_with(paths, &InputOptions::default())
 }
 
-/// [`open_inputs`], reaching Blob Storage as `blobs` says and recording there what was read.
-pub fn open_inputs_with(paths: &[String], blobs: &blob::BlobInputs) -> Result<Vec<Box<dyn Source>>, InputError> {
-    use crate::azure::blob_url::BlobLocation;
+/// [`open_inputs`] with a mapping and a default model.
+pub fn open_inputs_with(paths: &[String], options: &InputOptions) -> Result<Vec<Box<dyn Source>>, InputError> {
     if paths.is_empty() {
         return Err(InputError::Empty);
     }
-    let (urls, locals): (Vec<String>, Vec<String>) = paths.iter().cloned().partition(|p| BlobLocation::is_blob_url(p));
+    // An http(s) URL is a Blob Storage container (and prefix); everything else is local.
+    let (urls, locals): (Vec<&String>, Vec<&String>) = paths.iter().partition(|p| BlobLocation::is_blob_url(p));
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     if !locals.is_empty() {
+        let locals: Vec<String> = locals.into_iter().cloned().collect();
         for file in local::expand(&locals)? {
-            sources.push(local::open(&file)?);
+            sources.push(local::open(&file, options)?);
         }
     }
-    for url in &urls {
-        sources.push(Box::new(blob::BlobListSource::new(BlobLocation::parse(url)?, blobs.clone())));
+    for url in urls {
+        sources.push(Box::new(blob::BlobListSource::new(BlobLocation::parse(url)?, options.clone())));
     }
     Ok(sources)
+}
+
+/// Opens one input unit of a known format from a reader: `name` names it in errors and origins
+/// (a path or blob URL), `short_name` is its file or blob name (`$FILENAME`, and the twin id of a
+/// per-twin document without `$dtId`).
+pub fn open_reader(
+    format: local::Format,
+    name: String,
+    short_name: String,
+    reader: Box<dyn std::io::Read + Send>,
+    options: &InputOptions,
+) -> Box<dyn Source> {
+    match format {
+        local::Format::Ndjson => Box::new(ndjson::NdjsonSource::new(name, reader)),
+        local::Format::DtdlModels => Box::new(dtdl_files::DtdlFileSource::new(name, reader)),
+        local::Format::TwinDocument => {
+            Box::new(twin_doc::TwinDocSource::new(name, short_name, reader, options.clone()))
+        }
+        local::Format::Csv => Box::new(csv_rows::CsvSource::new(name, short_name, reader, options.clone())),
+    }
 }
 
 /// Every item of every input, in input order: the sources one after another.

@@ -443,6 +443,26 @@ mod tests {
     }
 
     #[test]
+    fn a_line_with_500000_keys_and_one_repeated_is_rejected_without_a_quadratic_scan() {
+        let mut line = String::from(r#"{"$dtId":"big","$metadata":{"$model":"dtmi:a;1"}"#);
+        for i in 0..500_000 {
+            line.push_str(&format!(",\"k{i}\":0"));
+        }
+        line.push_str(",\"k499999\":1}");
+        let text = format!("{{\"Section\": \"Header\"}}\n{{}}\n{{\"Section\": \"Twins\"}}\n{line}\n");
+        // A quadratic scan of 500,000 keys takes hours; the bound turns such a hang into a
+        // failure instead of a stuck suite (a linear check needs well under a second).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(errors(&read(&text)));
+        });
+        let errs = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("the check finishes");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, 4);
+        assert!(errs[0].1.contains("\"k499999\" appears twice"), "{errs:?}");
+    }
+
+    #[test]
     fn bad_lines_are_reported_with_their_line_and_the_stream_goes_on() {
         let text = r#"{"Section": "Header"}
 {"fileVersion": "1.0.0"}
