@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::azure::identity::{self, CredentialKind, IdentitySettings};
+use crate::client::TokenProvider;
 use crate::limits::Limits;
+use crate::source::blob::BlobReadLog;
 use crate::source::select::{Phase, Selection, Shard};
 use crate::sync::settings::{MaxDeletes, PruneScope, SyncSettings, DEFAULT_MAX_DELETES};
 
@@ -129,7 +132,7 @@ impl FromStr for SecretToken {
     }
 }
 
-/// How the loader authenticates. Managed identity comes with the Azure-integration issue.
+/// A static token (or none); Entra ID credentials are chosen by `credential` ([`CredentialKind`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Auth {
@@ -297,8 +300,19 @@ pub struct LoadConfig {
     /// Base URL of the instance, e.g. `https://x.api.wcus.digitaltwins.azure.net` (no path).
     pub endpoint: String,
     pub auth: Auth,
-    /// An extra trusted CA certificate (PEM), e.g. the mock's self-signed one.
+    /// Where tokens come from (`--credential`); `auto` is resolved when the client is built.
+    pub credential: CredentialKind,
+    /// A user-assigned managed identity's client id (else `AZURE_CLIENT_ID`, else system-assigned).
+    pub identity_client_id: Option<String>,
+    /// Extra trusted CA certificates (a PEM bundle), e.g. the mock's self-signed one; trusted
+    /// by every HTTPS client (ADT, Blob, Key Vault, token endpoints).
     pub ca_cert: Option<PathBuf>,
+    /// Where fully landed input blobs are moved after the run (a container or prefix URL).
+    pub archive: Option<String>,
+    /// Blobs per page of a container listing.
+    pub blob_page_size: u32,
+    /// Which input blobs this run read to the end (filled while reading, used to archive).
+    pub blob_read_log: BlobReadLog,
     pub limits: Limits,
     pub writers: usize,
     pub model_batch_size: usize,
@@ -328,10 +342,6 @@ pub struct LoadConfig {
     pub twin_wait: Duration,
     /// See [`DEFAULT_MODEL_CHECK_MAX`].
     pub model_check_max: usize,
-    /// Where the archive of loaded inputs goes (a Blob container URL or prefix).
-    pub archive: Option<String>,
-    /// The client id of the user-assigned managed identity to authenticate with.
-    pub identity_client_id: Option<String>,
     /// ADF's `outputs.json` (the summary trimmed under 2 MB); set inside a Batch task.
     pub outputs_path: Option<PathBuf>,
     pub metrics: MetricsConfig,
@@ -355,7 +365,12 @@ impl LoadConfig {
         LoadConfig {
             endpoint: endpoint.into(),
             auth: Auth::None,
+            credential: CredentialKind::Auto,
+            identity_client_id: None,
             ca_cert: None,
+            archive: None,
+            blob_page_size: crate::source::blob::DEFAULT_LIST_PAGE_SIZE,
+            blob_read_log: BlobReadLog::default(),
             limits: Limits::adt_default(),
             writers: DEFAULT_WRITERS,
             model_batch_size: DEFAULT_MODEL_BATCH_SIZE,
@@ -375,11 +390,49 @@ impl LoadConfig {
             selection: Selection::default(),
             twin_wait: DEFAULT_TWIN_WAIT,
             model_check_max: DEFAULT_MODEL_CHECK_MAX,
-            archive: None,
-            identity_client_id: None,
             outputs_path: None,
             metrics: MetricsConfig::default(),
             import_job: ImportJobConfig::default(),
+        }
+    }
+
+    /// The credential kind, with `auto` resolved against the token and the environment.
+    pub fn credential_kind(&self) -> CredentialKind {
+        match self.credential {
+            CredentialKind::Auto => identity::resolve_auto(
+                matches!(self.auth, Auth::BearerToken { .. }),
+                &self.endpoint,
+                &identity::process_env,
+            ),
+            kind => kind,
+        }
+    }
+
+    /// What building a credential of `kind` needs.
+    pub fn identity_settings(&self, kind: CredentialKind) -> IdentitySettings {
+        IdentitySettings {
+            kind,
+            client_id: self.identity_client_id.clone().or_else(|| identity::process_env("AZURE_CLIENT_ID")),
+            ca_cert: self.ca_cert.clone(),
+        }
+    }
+
+    /// How Blob Storage inputs are reached, recording into this run's read log.
+    pub fn blob_inputs(&self) -> crate::source::blob::BlobInputs {
+        crate::source::blob::BlobInputs {
+            access: crate::azure::blob_url::BlobAccess::from_config(self),
+            log: self.blob_read_log.clone(),
+            page_size: self.blob_page_size,
+        }
+    }
+
+    /// The ADT client's tokens, as `credential` says.
+    pub fn token_provider(&self) -> Result<TokenProvider, crate::client::token::TokenError> {
+        match (self.credential_kind(), &self.auth) {
+            (CredentialKind::None, _) => Ok(TokenProvider::None),
+            (CredentialKind::Token, Auth::BearerToken { token }) => TokenProvider::fixed(token.expose()),
+            (CredentialKind::Token, Auth::None) => Ok(TokenProvider::None),
+            (kind, _) => TokenProvider::credential(self.identity_settings(kind)),
         }
     }
 
@@ -430,6 +483,17 @@ impl LoadConfig {
         }
         if a.cubic_c <= 0.0 || a.burst_seconds <= 0.0 {
             return bad("adaptive.cubic_c/burst_seconds", "must be positive".into());
+        }
+        if self.credential == CredentialKind::Token && !matches!(self.auth, Auth::BearerToken { .. }) {
+            return bad("credential", "'token' needs a token: give --token or TWINLOAD_TOKEN".into());
+        }
+        if let Some(archive) = &self.archive {
+            if let Err(e) = crate::azure::blob_url::BlobLocation::parse(archive) {
+                return bad("archive", e.to_string());
+            }
+        }
+        if !(1..=5000).contains(&self.blob_page_size) {
+            return bad("blob_page_size", "must be 1..=5000 (the service's maximum page)".into());
         }
         if let Some(share) = a.rate_share {
             if !(share > 0.0 && share <= 1.0) {
@@ -506,7 +570,11 @@ pub enum ConfigError {
 pub struct FileConfig {
     pub endpoint: Option<String>,
     pub auth: Option<Auth>,
+    pub credential: Option<CredentialKind>,
+    pub identity_client_id: Option<String>,
     pub ca_cert: Option<PathBuf>,
+    pub archive: Option<String>,
+    pub blob_page_size: Option<u32>,
     pub limits: Option<String>,
     pub writers: Option<usize>,
     pub model_batch_size: Option<usize>,
@@ -642,9 +710,23 @@ pub struct ConfigArgs {
     /// Static bearer token (prefer the TWINLOAD_TOKEN variable: flags show in `ps`).
     #[arg(long, env = "TWINLOAD_TOKEN", hide_env_values = true)]
     pub token: Option<SecretToken>,
-    /// Extra trusted CA certificate (PEM), e.g. the mock's `--ca-out` file.
+    /// Where tokens come from: auto (default: the token if given, else workload identity,
+    /// else managed identity in Batch, else the Azure CLI), managed-identity,
+    /// workload-identity, azure-cli, client-secret, token, none.
+    #[arg(long, env = "TWINLOAD_CREDENTIAL", value_enum)]
+    pub credential: Option<CredentialKind>,
+    /// Client id of a user-assigned managed identity (default: AZURE_CLIENT_ID, else system-assigned).
+    #[arg(long, env = "TWINLOAD_IDENTITY_CLIENT_ID")]
+    pub identity_client_id: Option<String>,
+    /// Extra trusted CA certificates (a PEM bundle), e.g. the mock's `--ca-out` file; trusted
+    /// by every HTTPS client (ADT, Blob Storage, Key Vault, the token endpoint).
     #[arg(long, env = "TWINLOAD_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
+    /// After the run, move each input blob whose items all landed to this container or
+    /// prefix URL (with a SAS, or reached with the credential); the summary and dead letters
+    /// are uploaded there too.
+    #[arg(long, env = "TWINLOAD_ARCHIVE")]
+    pub archive: Option<String>,
     /// Limits profile name (adt-2025, adt-2021) or limits file (`path.toml[#profile]`).
     #[arg(long, env = "TWINLOAD_LIMITS")]
     pub limits: Option<String>,
@@ -794,7 +876,11 @@ impl ConfigArgs {
             Some(token) => Auth::BearerToken { token: token.clone() },
             None => file.auth.unwrap_or(Auth::None),
         };
+        config.credential = self.credential.or(file.credential).unwrap_or_default();
+        config.identity_client_id = self.identity_client_id.clone().or(file.identity_client_id);
         config.ca_cert = self.ca_cert.clone().or(file.ca_cert);
+        config.archive = self.archive.clone().or(file.archive);
+        config.blob_page_size = file.blob_page_size.unwrap_or(crate::source::blob::DEFAULT_LIST_PAGE_SIZE);
         if let Some(spec) = self.limits.as_ref().or(file.limits.as_ref()) {
             config.limits = Limits::from_spec(spec)?;
         }

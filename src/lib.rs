@@ -12,9 +12,12 @@
 //! - [`item`]: the items a load moves (model, twin, relationship), their identity and origin.
 //!
 //! The loader (`twinload load`, `plan`, `gen`)
-//! - [`source`]: lists inputs (files, folders, globs) and streams parsed items from them:
+//! - [`source`]: lists inputs (files, folders, globs, Blob Storage containers) and streams parsed items from them:
 //!   Import-Jobs NDJSON, DTDL files, per-twin JSON documents, CSV, through the prototype's
 //!   mapping file; and a task's share of them (`--shard`, `--phase`).
+//! - [`azure`]: the Azure SDK side: identity (`--credential`), the shared HTTPS transport
+//!   (`--ca-cert`), Blob Storage URLs (inputs are listed and streamed by [`source`]), archiving
+//!   input blobs after a run, Key Vault secrets.
 //! - [`plan`]: the dependency graph (petgraph), pre-flight checks, model batches, the ideal
 //!   makespan T*, and the scheduler that releases an item once all it depends on has landed.
 //! - [`client`]: the ADT REST client: one attempt per call, errors classified for the supervisor.
@@ -51,6 +54,7 @@ pub use twinload_adt as adt;
 pub use twinload_adt::{dtdl, limits};
 
 pub mod adf;
+pub mod azure;
 pub mod cli;
 pub mod client;
 pub mod config;

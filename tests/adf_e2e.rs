@@ -142,21 +142,20 @@ fn the_prototypes_activity_json_and_mapping_patch_existing_twins() {
 }
 
 #[test]
-fn the_prototypes_blob_form_says_blob_inputs_are_not_built_yet() {
-    // 7b's Blob source has not landed on this branch: the blob URL is built as the prototype
-    // does, and the task fails at setup naming it (the Azurite end-to-end test is the lead's).
+fn the_prototypes_blob_form_with_a_service_url_reads_that_blob_and_fails_setup_when_adt_is_unreachable() {
+    // `Storage` as a Blob service URL on loopback (nothing listens there, nor at ADT's port):
+    // the blob form becomes a Blob input and the task fails at setup, never leaving loopback.
     let dir = tempfile::tempdir().unwrap();
     let wd = dir.path();
     std::fs::write(wd.join("m.json"), PROTOTYPE_MAPPING).unwrap();
-    let props = json!({"ADT": "http://127.0.0.1:9", "Storage": "dthackstorage", "Container": "inputfiles",
-                       "File": "org1", "Mapping": "m.json"});
+    let props = json!({"ADT": "http://127.0.0.1:9", "Storage": "http://127.0.0.1:9/devstoreaccount1",
+                       "Container": "inputfiles", "File": "org1", "Mapping": "m.json"});
     std::fs::write(wd.join("activity.json"), activity(props)).unwrap();
     let wd_text = wd.display().to_string();
     let out = twinload(wd, &[], &[("AZ_BATCH_TASK_WORKING_DIR", &wd_text)]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("https://dthackstorage.blob.core.windows.net/inputfiles/org1"), "{err}");
-    assert!(err.contains("Blob Storage inputs are not built yet"), "{err}");
+    assert!(err.contains("http://127.0.0.1:9"), "{err}");
     let outputs = read_json(&wd.join("outputs.json"));
     assert_eq!(outputs["outcome"], "setup_failed");
 }

@@ -23,7 +23,7 @@ if ! "$pyenv/bin/python" -c 'import aiohttp' >/dev/null 2>&1; then
 fi
 export TWINLOAD_PYTHON="$pyenv/bin/python"
 
-# Azurite (Blob Storage) for the Import Jobs tests (tests/support/azurite.rs). 3.35.0 is the
+# Azurite (Blob Storage) for the Blob-input and Import Jobs tests. 3.35.0 is the
 # newest that runs on Node 20.
 azurite_dir="$target_dir/azurite"
 if [ ! -x "$azurite_dir/node_modules/.bin/azurite-blob" ]; then
@@ -32,6 +32,8 @@ if [ ! -x "$azurite_dir/node_modules/.bin/azurite-blob" ]; then
     (cd "$azurite_dir" && npm install --silent --no-audit --no-fund azurite@3.35.0)
 fi
 export TWINLOAD_AZURITE_BLOB="$azurite_dir/node_modules/.bin/azurite-blob"
+# The Blob-input tests (tests/azure_support) read the same binary under this name.
+export TWINLOAD_AZURITE="$TWINLOAD_AZURITE_BLOB"
 
 
 # A real Prometheus, Pushgateway and promtool (tests/observe_prometheus.rs), from Debian's
@@ -53,6 +55,7 @@ if ! command -v chromium >/dev/null; then
         echo "tests/run.sh: cannot install chromium; the report test will fail" >&2
     fi
 fi
+
 
 # Formatting and lints are part of the suite (settings in .rustfmt.toml).
 cargo fmt --all --check

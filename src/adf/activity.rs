@@ -56,6 +56,8 @@ pub const CONFIG_KEYS: &[&str] = &[
     "rate_share",
     "archive",
     "identity_client_id",
+    "credential",
+    "blob_page_size",
 ];
 
 /// Extended properties that are not config keys.

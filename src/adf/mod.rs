@@ -101,17 +101,6 @@ pub fn resolve(
     let mut config =
         args.resolve_over(settings.config, &path.display().to_string()).map_err(|e| fail(e.to_string(), &redactor))?;
     config.outputs_path = Some(outputs_path.clone());
-    if config.archive.is_some() {
-        return Err(fail(
-            "extended property archive: Blob Storage archiving is not built yet; remove `archive`".into(),
-            &redactor,
-        ));
-    }
-    if config.identity_client_id.is_some() {
-        tracing::warn!(
-            "identityClientId is accepted, but managed identity is not built yet: the static token (if any) is used"
-        );
-    }
     let inputs = if inputs.is_empty() { settings.inputs } else { inputs };
     Ok(Resolved { config, inputs, redactor })
 }

@@ -4,30 +4,34 @@
 //! `twin_exists`) return a [`ClientError`] that says which URL failed and what to check.
 //!
 //! The bearer token goes into the `Authorization` header and nowhere else: no error or log
-//! line carries it.
+//! line carries it. It comes from a [`token::TokenProvider`] on every request (static, or an
+//! Entra ID credential); a 401 forces one refresh and one retry of that request.
 
 mod jobs;
 pub mod outcome;
 pub mod retry_after;
 pub mod stats;
 mod sync_calls;
+pub mod token;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, IF_NONE_MATCH};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, IF_NONE_MATCH};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::adt::{paths, ErrorBody, API_VERSION};
-use crate::config::{Auth, LoadConfig};
+use crate::config::LoadConfig;
 use crate::limits::LimitClass;
 
 pub use jobs::ImportJobInfo;
 pub use outcome::{Outcome, Reply, Sent};
 pub use stats::{RequestCounts, RequestStats};
 pub use sync_calls::QueryPage;
+use token::Authorization;
+pub use token::TokenProvider;
 
 /// Most pages `list_models` follows (100 models a page: a million models), so a server that
 /// hands out nextLinks forever cannot keep the loader looping.
@@ -41,6 +45,8 @@ pub enum ClientError {
     CaCert { path: String, detail: String },
     #[error("cannot build the HTTP client: {0}")]
     Build(String),
+    #[error(transparent)]
+    Token(#[from] token::TokenError),
     #[error("{method} {url} failed: {detail}. Check the endpoint URL, that the instance is reachable, and --ca-cert for a self-signed server{}", if cannot_heal(detail) { " (waiting cannot fix this, so it was not retried)" } else { "" })]
     Transport { method: String, url: String, detail: String },
     #[error(transparent)]
@@ -105,7 +111,7 @@ fn cannot_heal(detail: &str) -> bool {
 /// What to check for a failing setup call, by status.
 fn hint_for(status: StatusCode) -> &'static str {
     match status.as_u16() {
-        401 => "Check the token (--token / TWINLOAD_TOKEN): it is missing, expired or for another resource (scope https://digitaltwins.azure.net/.default)",
+        401 => "Check the token (--token / TWINLOAD_TOKEN, or the identity of --credential): it is missing, expired or for another resource (scope https://digitaltwins.azure.net/.default)",
         403 => "Check that the identity has the 'Azure Digital Twins Data Owner' role on the instance",
         404 => "Check the endpoint URL: it should be the instance's host name, with no path",
         429 => "The instance is throttling; try again later or lower --writers",
@@ -119,7 +125,7 @@ fn hint_for(status: StatusCode) -> &'static str {
 pub struct AdtClient {
     http: reqwest::Client,
     base: Url,
-    authorization: Option<HeaderValue>,
+    tokens: Arc<TokenProvider>,
     stats: Arc<RequestStats>,
 }
 
@@ -158,16 +164,13 @@ impl AdtClient {
             builder = builder.add_root_certificate(cert);
         }
         let http = builder.build().map_err(|e| ClientError::Build(e.to_string()))?;
-        let authorization = match &config.auth {
-            Auth::None => None,
-            Auth::BearerToken { token } => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                    .map_err(|_| ClientError::Build("the token has characters an HTTP header cannot carry".into()))?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-        };
-        Ok(AdtClient { http, base, authorization, stats: Arc::new(RequestStats::default()) })
+        let tokens = Arc::new(config.token_provider()?);
+        Ok(AdtClient { http, base, tokens, stats: Arc::new(RequestStats::default()) })
+    }
+
+    /// Where this client's tokens come from (shared by its clones).
+    pub fn tokens(&self) -> &Arc<TokenProvider> {
+        &self.tokens
     }
 
     /// The counts of every request this client (and its clones) sent.
@@ -186,11 +189,28 @@ impl AdtClient {
     }
 
     fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
-        let mut req = self.http.request(method, url);
-        if let Some(auth) = &self.authorization {
-            req = req.header(AUTHORIZATION, auth.clone());
+        self.http.request(method, url)
+    }
+
+    /// Sends `req` with a token; after a 401, forces one token refresh and sends it once more.
+    async fn send_authorized(
+        &self,
+        class: LimitClass,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Result<reqwest::Response>, token::TokenError> {
+        let auth = self.tokens.authorization().await?;
+        let again = req.try_clone();
+        let first = with_auth(req, &auth).send().await;
+        let unauthorized = matches!(&first, Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED);
+        match again {
+            Some(again) if unauthorized && self.tokens.refresh_after_unauthorized(&auth) => {
+                // The refused request counts too: the stats show every request sent.
+                self.stats.record(class, StatusCode::UNAUTHORIZED.as_str(), false);
+                let fresh = self.tokens.authorization().await?;
+                Ok(with_auth(again, &fresh).send().await)
+            }
+            _ => Ok(first),
         }
-        req
     }
 
     /// Sends one request and classifies what came back. Counts it in the stats.
@@ -199,7 +219,14 @@ impl AdtClient {
             class,
             crate::observe::catalog::operation(class, sent.relationship),
         );
-        match req.send().await {
+        let sent_result = match self.send_authorized(class, req).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.record(class, "token", false);
+                return Reply::transport(e.to_string());
+            }
+        };
+        match sent_result {
             Ok(resp) => {
                 let status = resp.status();
                 let headers = resp.headers().clone();
@@ -327,7 +354,7 @@ impl AdtClient {
     async fn get_ok(&self, class: LimitClass, url: Url) -> Result<bytes::Bytes, ClientError> {
         let shown = url.to_string();
         let _timer = crate::observe::catalog::RequestTimer::start(class, "get");
-        let result = self.request(Method::GET, url).send().await;
+        let result = self.send_authorized(class, self.request(Method::GET, url)).await?;
         let resp = match result {
             Ok(r) => r,
             Err(e) => {
@@ -387,6 +414,14 @@ impl AdtClient {
     }
 }
 
+/// `req` with the `Authorization` header of `auth`, if it has one.
+fn with_auth(req: reqwest::RequestBuilder, auth: &Authorization) -> reqwest::RequestBuilder {
+    match &auth.header {
+        Some(value) => req.header(AUTHORIZATION, value.clone()),
+        None => req,
+    }
+}
+
 /// An error and its causes on one line ("error sending request: connection refused").
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -402,7 +437,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SecretToken;
+    use crate::config::{Auth, SecretToken};
 
     fn client(endpoint: &str) -> AdtClient {
         AdtClient::new(&LoadConfig::new(endpoint)).unwrap()

@@ -81,7 +81,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
             return Ok(exit::SETUP_FAILED);
         }
     };
-    let input_options = crate::source::InputOptions { mapping, model: args.model.clone() };
+    let input_options = crate::source::InputOptions { mapping, model: args.model.clone(), ..Default::default() };
     let sources = match open_inputs_with(&args.inputs, &input_options) {
         Ok(s) => s,
         Err(e) => {

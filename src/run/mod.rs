@@ -131,5 +131,25 @@ fn finish(
             .write_json(path)
             .map_err(|e| LoadError::Internal(anyhow::anyhow!("cannot write the summary {}: {e}", path.display())))?;
     }
+    // Only a run that reached its end may archive: a stopped one left items unattempted.
+    if config.archive.is_some() && matches!(summary.exit_code, crate::cli::exit::OK | crate::cli::exit::DEAD_LETTERS) {
+        archive_inputs(&config).await;
+    }
     Ok(summary)
+}
+
+/// Moves the fully landed input blobs to `archive` (see [`crate::azure::archive`]) and says
+/// what it did on stderr. A failure leaves blobs in place and does not change the exit code.
+async fn archive_inputs(config: &LoadConfig) {
+    match crate::azure::archive::after_run(config).await {
+        Ok(r) => eprintln!(
+            "archive: {} blobs moved, {} kept (dead letters), {} failed, {} files uploaded{}",
+            r.archived.len(),
+            r.kept_with_dead_letters.len(),
+            r.failed.len(),
+            r.uploaded.len(),
+            r.failed.iter().map(|f| format!("\n  {f}")).collect::<String>()
+        ),
+        Err(e) => eprintln!("archive: nothing archived: {e}"),
+    }
 }

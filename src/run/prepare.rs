@@ -86,7 +86,7 @@ fn input_options(config: &LoadConfig) -> Result<crate::source::InputOptions, Loa
         }
         None => None,
     };
-    Ok(crate::source::InputOptions { mapping, model: config.model.clone() })
+    Ok(crate::source::InputOptions { mapping, model: config.model.clone(), blobs: config.blob_inputs() })
 }
 
 /// Every model the instance holds (one paged listing).

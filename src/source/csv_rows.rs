@@ -223,7 +223,8 @@ mod tests {
             br#"{"mapping":[{"Source":"Name","Target":"/Name"},{"Source":"Floors","Target":"/Floors","TargetType":"int"}]}"#,
         )
         .unwrap();
-        let opts = InputOptions { mapping: Some(Arc::new(mapping)), model: Some("dtmi:x:B;1".into()) };
+        let opts =
+            InputOptions { mapping: Some(Arc::new(mapping)), model: Some("dtmi:x:B;1".into()), ..Default::default() };
         let text =
             "\u{feff}$dtId,Name,Floors\r\nb1,\"Main, \"\"North\"\" wing\",3\r\nb2,\"two\r\nlines\",x\r\nb3,plain,\r\n";
         let items = read(text, opts);

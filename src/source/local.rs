@@ -2,7 +2,6 @@
 //! file is in.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::{InputError, InputOptions, Source};
@@ -112,40 +111,37 @@ pub fn detect_format(path: &Path) -> Result<Format, InputError> {
     }
     let io_err = |source| InputError::Io { path: path.display().to_string(), source };
     let file = std::fs::File::open(path).map_err(io_err)?;
-    let mut reader = BufReader::new(std::io::Read::take(file, SNIFF_BYTES));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).map_err(|e| InputError::Unrecognised {
-            path: path.display().to_string(),
-            reason: format!("it does not start as UTF-8 text ({e})"),
-        })?;
-        if n == 0 {
-            return Err(InputError::Unrecognised { path: path.display().to_string(), reason: "it is empty".into() });
-        }
-        let text = line.trim_start_matches('\u{feff}').trim();
-        if text.is_empty() {
-            continue;
-        }
-        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        if compact.starts_with("{\"Section\"") {
-            return Ok(Format::Ndjson);
-        }
-        if text.starts_with('[') {
-            return Ok(Format::DtdlModels);
-        }
-        if text.starts_with('{') {
-            // The rest of the sniffed bytes decide: an Interface's keys may come after line one.
-            let mut rest = String::new();
-            let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
-            let head = format!("{text}{rest}");
-            return Ok(if looks_like_dtdl(&head) { Format::DtdlModels } else { Format::TwinDocument });
-        }
-        return Err(InputError::Unrecognised {
-            path: path.display().to_string(),
-            reason: "its first line is neither an NDJSON section marker nor a JSON object or array".into(),
-        });
+    let mut head = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, SNIFF_BYTES), &mut head).map_err(io_err)?;
+    let unrecognised = |reason: String| InputError::Unrecognised { path: path.display().to_string(), reason };
+    let text = match std::str::from_utf8(&head) {
+        Ok(text) => text,
+        // Cut inside a character at the end of the sniffed bytes: the part before it is fine.
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
+        Err(e) => return Err(unrecognised(format!("it does not start as UTF-8 text ({e})"))),
+    };
+    format_by_head(text).map_err(unrecognised)
+}
+
+/// Recognises a format by the first bytes of an input (a file or a blob): an NDJSON section
+/// marker, a JSON array (DTDL), or a JSON object (a DTDL Interface or a per-twin document).
+pub(crate) fn format_by_head(head: &str) -> Result<Format, String> {
+    let text = head.trim_start_matches('\u{feff}').trim_start();
+    let Some(first) = text.lines().map(str::trim).find(|l| !l.is_empty()) else {
+        return Err("it is empty".into());
+    };
+    let compact: String = first.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.starts_with("{\"Section\"") {
+        return Ok(Format::Ndjson);
     }
+    if first.starts_with('[') {
+        return Ok(Format::DtdlModels);
+    }
+    if first.starts_with('{') {
+        // The rest of the sniffed bytes decide: an Interface's keys may come after line one.
+        return Ok(if looks_like_dtdl(text) { Format::DtdlModels } else { Format::TwinDocument });
+    }
+    Err("its first line is neither an NDJSON section marker nor a JSON object or array".into())
 }
 
 /// Opens one file as a source of the format it is in.

@@ -17,7 +17,11 @@
 //! one is configured ([`InputOptions`]). [`select`] keeps a task's share (`--shard`, `--phase`).
 //! Parsers take a unit name, a short name and a reader, never a path, so a blob plugs in as a
 //! local file does ([`open_reader`]).
+//!
+//! An input that is an `http(s)://` URL is a Blob Storage container (and prefix): every blob
+//! under it is an input, in the formats above, named by its URL without the SAS ([`blob`]).
 
+pub mod blob;
 pub mod csv_rows;
 pub mod dtdl_files;
 mod items;
@@ -29,6 +33,7 @@ pub mod twin_doc;
 
 use std::sync::Arc;
 
+use crate::azure::blob_url::BlobLocation;
 use crate::item::{Item, ItemKey, Origin};
 
 /// The longest line (NDJSON) or file (DTDL) read into memory at once. A longer one is reported
@@ -90,8 +95,10 @@ pub enum InputError {
     Io { path: String, source: std::io::Error },
     #[error("cannot tell the format of input {path}: {reason}. twinload reads Import-Jobs NDJSON (.ndjson, .jsonl, starting with {{\"Section\": \"Header\"}}), DTDL model files (.json), one JSON object per twin, and CSV (.csv)")]
     Unrecognised { path: String, reason: String },
-    #[error("no inputs given; pass --input <file, folder or glob>")]
+    #[error("no inputs given; pass --input <file, folder, glob or Blob Storage URL>")]
     Empty,
+    #[error(transparent)]
+    BlobUrl(#[from] crate::azure::blob_url::BlobUrlError),
 }
 
 /// How inputs are read beyond their format: the mapping file and the model for per-twin documents
@@ -103,11 +110,13 @@ pub struct InputOptions {
     /// The model of twins whose input does not name one. With a mapping and no model, the
     /// mapping patches existing twins.
     pub model: Option<String>,
+    /// How Blob Storage inputs are reached, and the record of the blobs read to the end.
+    pub blobs: blob::BlobInputs,
 }
 
-/// One input unit (a file today, a blob later) that streams items.
+/// One input unit (a file, or the blobs under a container URL) that streams items.
 pub trait Source: Send {
-    /// The file path (later: the blob URL); the `file` of every item's origin.
+    /// The file path or container URL (without SAS); a blob's items name their blob's URL.
     fn name(&self) -> &str;
     /// Streams items one at a time; a bad line is an Err and the stream goes on.
     fn items(self: Box<Self>) -> Box<dyn Iterator<Item = Result<Item, SourceError>> + Send>;
@@ -124,14 +133,19 @@ pub fn open_inputs_with(paths: &[String], options: &InputOptions) -> Result<Vec<
     if paths.is_empty() {
         return Err(InputError::Empty);
     }
-    if let Some(url) = paths.iter().find(|p| p.starts_with("https://") || p.starts_with("http://")) {
-        return Err(InputError::Unrecognised {
-            path: url.clone(),
-            reason: "Blob Storage inputs are not built yet; download the blobs and give local paths".into(),
-        });
+    // An http(s) URL is a Blob Storage container (and prefix); everything else is local.
+    let (urls, locals): (Vec<&String>, Vec<&String>) = paths.iter().partition(|p| BlobLocation::is_blob_url(p));
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    if !locals.is_empty() {
+        let locals: Vec<String> = locals.into_iter().cloned().collect();
+        for file in local::expand(&locals)? {
+            sources.push(local::open(&file, options)?);
+        }
     }
-    let files = local::expand(paths)?;
-    files.into_iter().map(|f| local::open(&f, options)).collect()
+    for url in urls {
+        sources.push(Box::new(blob::BlobListSource::new(BlobLocation::parse(url)?, options.clone())));
+    }
+    Ok(sources)
 }
 
 /// Opens one input unit of a known format from a reader: `name` names it in errors and origins

@@ -155,7 +155,7 @@ mod tests {
             br#"{"mapping":[{"Source":"$FILENAME","Target":"/AssetId","TargetType":"string"},{"Source":"Floors","Target":"/Floors","TargetType":"int"}]}"#,
         )
         .unwrap();
-        let opts = InputOptions { mapping: Some(Arc::new(mapping)), model: None };
+        let opts = InputOptions { mapping: Some(Arc::new(mapping)), model: None, ..Default::default() };
         let t = twin(parse(&origin(), "org1", br#"{"Floors":"3"}"#, &opts).unwrap());
         assert!(t.patch);
         let body: Value = serde_json::from_str(t.body.get()).unwrap();

@@ -23,6 +23,10 @@ pub enum AuthConfig {
     AnyBearer,
     /// Only this bearer token (`--token`).
     Token(String),
+    /// Only the tokens listed in this file, one a line, read at every request
+    /// (`--token-file`): a test's token endpoint adds the tokens it issues and removes the
+    /// ones it revokes, so tokens that change on refresh can be checked.
+    TokenFile(std::path::PathBuf),
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -32,6 +36,7 @@ impl std::fmt::Debug for AuthConfig {
             AuthConfig::Off => f.write_str("Off"),
             AuthConfig::AnyBearer => f.write_str("AnyBearer"),
             AuthConfig::Token(_) => f.write_str("Token(<redacted>)"),
+            AuthConfig::TokenFile(path) => write!(f, "TokenFile({})", path.display()),
         }
     }
 }
@@ -61,6 +66,14 @@ impl AuthConfig {
             AuthConfig::Off => return Ok(()),
             AuthConfig::AnyBearer => None,
             AuthConfig::Token(t) => Some(t.as_bytes()),
+            AuthConfig::TokenFile(path) => {
+                let value = authorization.ok_or(AuthRefusal::Missing)?;
+                let token = bearer_token(value).ok_or(AuthRefusal::NotBearer)?;
+                // An unreadable file accepts nothing.
+                let listed = std::fs::read(path).unwrap_or_default();
+                let known = listed.split(|b| *b == b'\n').any(|line| constant_time_eq(line.trim_ascii(), token));
+                return if known { Ok(()) } else { Err(AuthRefusal::WrongToken) };
+            }
         };
         let value = authorization.ok_or(AuthRefusal::Missing)?;
         let token = bearer_token(value).ok_or(AuthRefusal::NotBearer)?;
@@ -131,6 +144,20 @@ mod tests {
         assert_eq!(auth.check(Some(b"Bearer s3cret")), Ok(()));
         assert_eq!(auth.check(Some(b"Bearer s3cre")), Err(AuthRefusal::WrongToken));
         assert_eq!(auth.check(Some(b"Bearer s3cretX")), Err(AuthRefusal::WrongToken));
+    }
+
+    #[test]
+    fn a_token_file_accepts_the_tokens_listed_at_the_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        let auth = AuthConfig::TokenFile(path.clone());
+        assert_eq!(auth.check(Some(b"Bearer one")), Err(AuthRefusal::WrongToken), "no file: nothing accepted");
+        std::fs::write(&path, "one\ntwo\n").unwrap();
+        assert_eq!(auth.check(Some(b"Bearer two")), Ok(()));
+        std::fs::write(&path, "two\n").unwrap();
+        assert_eq!(auth.check(Some(b"Bearer one")), Err(AuthRefusal::WrongToken));
+        assert_eq!(auth.check(None), Err(AuthRefusal::Missing));
+        assert!(!format!("{auth:?}").contains("two"));
     }
 
     #[test]

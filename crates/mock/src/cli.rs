@@ -31,6 +31,11 @@ pub struct MockAdtArgs {
     #[arg(long, env = "TWINLOAD_MOCK_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// Accept only the bearer tokens listed in this file (one a line, read at every request):
+    /// for tests whose token endpoint issues new tokens on refresh.
+    #[arg(long, conflicts_with_all = ["token", "no_auth"])]
+    pub token_file: Option<std::path::PathBuf>,
+
     /// Serve HTTPS with a generated CA and certificate for 127.0.0.1 and localhost.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
     pub tls_self_signed: bool,
@@ -118,6 +123,7 @@ impl MockAdtArgs {
             })
         };
         let auth = match (&self.no_auth, &self.token) {
+            _ if self.token_file.is_some() => AuthConfig::TokenFile(self.token_file.clone().unwrap_or_default()),
             (true, _) => AuthConfig::Off,
             (false, Some(token)) if !token.is_empty() => AuthConfig::Token(token.clone()),
             (false, _) => AuthConfig::AnyBearer,

@@ -1,0 +1,131 @@
+//! Where the ADT client's bearer token comes from: nothing (a `--no-auth` mock), a static
+//! token, or an Entra ID credential (`azure_identity`) asked on every request. The credential
+//! caches its token and refreshes it within 5 minutes of expiry; after a 401 the client asks
+//! for a forced refresh ([`TokenProvider::refresh_after_unauthorized`]) and retries once.
+//!
+//! `azure_identity` 1.x has no "bypass the cache" option, so a forced refresh builds a fresh
+//! credential (with an empty cache). Each token handed out carries the generation of the
+//! credential that made it; a 401 refreshes only if its token is of the current generation, so
+//! the many requests in flight when a token goes bad cause exactly one refresh, not one each.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use azure_core::credentials::TokenCredential;
+use parking_lot::Mutex;
+use reqwest::header::HeaderValue;
+
+use crate::azure::identity::{self, IdentitySettings, ADT_SCOPE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token has characters an HTTP header cannot carry")]
+    BadHeader,
+    #[error("cannot get a token for {scope}: {detail}")]
+    Credential { scope: &'static str, detail: String },
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+}
+
+/// The `Authorization` header for one request, and which credential generation made it.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    pub header: Option<HeaderValue>,
+    pub generation: u64,
+}
+
+pub enum TokenProvider {
+    None,
+    Static(HeaderValue),
+    Credential(Refreshing),
+}
+
+impl std::fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenProvider::None => "TokenProvider::None",
+            TokenProvider::Static(_) => "TokenProvider::Static(<redacted>)",
+            TokenProvider::Credential(_) => "TokenProvider::Credential",
+        })
+    }
+}
+
+/// An Entra ID credential for one scope that can be replaced by a fresh one.
+pub struct Refreshing {
+    settings: IdentitySettings,
+    scope: &'static str,
+    current: Mutex<(Arc<dyn TokenCredential>, u64)>,
+    refreshes: AtomicU64,
+}
+
+impl TokenProvider {
+    /// A static `Bearer <token>`.
+    pub fn fixed(token: &str) -> Result<TokenProvider, TokenError> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| TokenError::BadHeader)?;
+        value.set_sensitive(true);
+        Ok(TokenProvider::Static(value))
+    }
+
+    /// Tokens for ADT's scope from a credential built from `settings`.
+    pub fn credential(settings: IdentitySettings) -> Result<TokenProvider, TokenError> {
+        let first = identity::credential(&settings)?;
+        Ok(TokenProvider::Credential(Refreshing {
+            settings,
+            scope: ADT_SCOPE,
+            current: Mutex::new((first, 0)),
+            refreshes: AtomicU64::new(0),
+        }))
+    }
+
+    /// The header for the next request (the credential's cached token while it is fresh).
+    pub async fn authorization(&self) -> Result<Authorization, TokenError> {
+        match self {
+            TokenProvider::None => Ok(Authorization { header: None, generation: 0 }),
+            TokenProvider::Static(value) => Ok(Authorization { header: Some(value.clone()), generation: 0 }),
+            TokenProvider::Credential(r) => {
+                let (credential, generation) = {
+                    let current = r.current.lock();
+                    (Arc::clone(&current.0), current.1)
+                };
+                let token = credential
+                    .get_token(&[r.scope], None)
+                    .await
+                    .map_err(|e| TokenError::Credential { scope: r.scope, detail: crate::azure::error_chain(&e) })?;
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.token.secret()))
+                    .map_err(|_| TokenError::BadHeader)?;
+                value.set_sensitive(true);
+                Ok(Authorization { header: Some(value), generation })
+            }
+        }
+    }
+
+    /// After a 401 to a request made with `used`: replaces the credential (once per
+    /// generation) and says whether a retry with a new token may help.
+    pub fn refresh_after_unauthorized(&self, used: &Authorization) -> bool {
+        let TokenProvider::Credential(r) = self else { return false };
+        let mut current = r.current.lock();
+        if current.1 != used.generation {
+            return true; // another request already refreshed after this token failed
+        }
+        match identity::credential(&r.settings) {
+            Ok(fresh) => {
+                *current = (fresh, used.generation + 1);
+                r.refreshes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("ADT answered 401; refreshing the token once and retrying");
+                true
+            }
+            Err(e) => {
+                tracing::warn!("ADT answered 401 and the credential cannot be rebuilt: {e}");
+                false
+            }
+        }
+    }
+
+    /// How many forced refreshes happened (for tests and the logs).
+    pub fn forced_refreshes(&self) -> u64 {
+        match self {
+            TokenProvider::Credential(r) => r.refreshes.load(Ordering::Relaxed),
+            _ => 0,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Blob Storage inputs and archiving against Azurite (real Blob service, on loopback) and the
+//! mock ADT: a container of NDJSON shards listed page by page, every item landed, the fully
+//! landed blobs moved to the archive, the one with a dead letter left in place, the summary and
+//! dead letters uploaded, and no SAS signature in any output.
+
+mod azure_support;
+mod load_support;
+
+use std::path::Path;
+
+use azure_support::{list, run_twinload, signature_of, test_ca, trust_ca, upload, Azurite, TokenEndpoint, TokenPolicy};
+use load_support::{assert_same_graph, dead_letters, exported, fleet, graph_of, mock};
+use twinload::mock::auth::AuthConfig;
+use twinload::mock::server::{start, MockConfig};
+
+/// Splits an Import-Jobs NDJSON fleet into shards of at most `per_shard` items: models in one
+/// blob, twins and relationships in several, each shard a complete file with the header.
+fn shards(path: &Path, per_shard: usize) -> Vec<(String, Vec<u8>)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header = format!("{}\n{}\n", lines.next().unwrap(), lines.next().unwrap());
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for line in lines {
+        if line.contains("\"Section\"") {
+            sections.push((line.to_string(), Vec::new()));
+        } else if let Some(last) = sections.last_mut() {
+            last.1.push(line.to_string());
+        }
+    }
+    let mut blobs = Vec::new();
+    for (i, (marker, items)) in sections.iter().enumerate() {
+        for (j, chunk) in items.chunks(per_shard).enumerate() {
+            let body = format!("{header}{marker}\n{}\n", chunk.join("\n"));
+            blobs.push((format!("fleet/{i}-{j:03}.ndjson"), body.into_bytes()));
+        }
+    }
+    blobs
+}
+
+#[test]
+fn a_container_of_shards_lands_fully_landed_blobs_are_archived_and_a_bad_one_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let azurite = Azurite::start();
+    let adt = mock();
+    let input = fleet(dir.path(), 120, 7);
+    let mut blobs = shards(&input, 40);
+    assert!(blobs.len() >= 6, "enough blobs for several listing pages: {}", blobs.len());
+    // One more shard with a twin line that is not JSON: its blob gets a dead letter.
+    let bad = "{\"Section\": \"Header\"}\n{\"fileVersion\": \"1.0.0\", \"author\": \"t\", \"organization\": \"t\"}\n{\"Section\": \"Twins\"}\n{\"$dtId\": \"broken\", \n";
+    blobs.push(("fleet/9-bad.ndjson".to_string(), bad.as_bytes().to_vec()));
+    // A blob outside the prefix is neither read nor archived.
+    blobs.push(("elsewhere/other.ndjson".to_string(), bad.as_bytes().to_vec()));
+    let input_container = azurite.container_url("input", "");
+    upload(&input_container, &blobs);
+    let archive_container = azurite.container_url("archive", "");
+    azure_support::create_container(&archive_container);
+
+    // Two blobs a page: the listing must follow its continuation markers to see them all.
+    let config = dir.path().join("twinload.toml");
+    std::fs::write(&config, "blob_page_size = 2\n").unwrap();
+    let input_url = azurite.container_url("input", "fleet/");
+    let archive_url = azurite.container_url("archive", "done");
+    let args: Vec<String> = [
+        "load",
+        "--endpoint",
+        &adt.url,
+        "--config",
+        &config.display().to_string(),
+        "--input",
+        &input_url,
+        "--archive",
+        &archive_url,
+        "--summary",
+        "summary.json",
+        "--dead-letter",
+        "dead.ndjson",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (code, stdout, stderr) = run_twinload(&args, &[], dir.path());
+    assert_eq!(code, 3, "dead letters, so exit code 3\nstdout: {stdout}\nstderr: {stderr}");
+
+    // Every good item landed; the mock holds exactly the fleet.
+    assert_same_graph(&graph_of(&input), &exported(&adt));
+
+    // The bad blob's line is a dead letter naming the blob's URL, without the SAS.
+    let letters = dead_letters(&dir.path().join("dead.ndjson"));
+    let bad_url = format!("{}/input/fleet/9-bad.ndjson", azurite.account_url);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["file"], bad_url.as_str());
+
+    // Fully landed blobs moved under archive/done/ with their names; the bad one stayed.
+    let good: Vec<String> = blobs[..blobs.len() - 2].iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(list(&input_container), vec!["elsewhere/other.ndjson".to_string(), "fleet/9-bad.ndjson".to_string()]);
+    let archived = list(&archive_container);
+    for name in &good {
+        assert!(archived.contains(&format!("done/{name}")), "{name} archived: {archived:?}");
+    }
+    let uploads: Vec<&String> = archived.iter().filter(|n| n.starts_with("done/twinload-")).collect();
+    assert_eq!(uploads.len(), 2, "summary and dead letters uploaded: {archived:?}");
+    let summary = azure_support::download(
+        &archive_container,
+        uploads.iter().find(|n| n.ends_with("-summary.json")).expect("summary uploaded"),
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&summary).expect("uploaded summary is JSON");
+    assert_eq!(summary["exit_code"], 3);
+
+    // No SAS signature anywhere twinload wrote.
+    let secret = signature_of(&input_url);
+    let written = [
+        stdout,
+        stderr,
+        std::fs::read_to_string(dir.path().join("summary.json")).unwrap(),
+        std::fs::read_to_string(dir.path().join("dead.ndjson")).unwrap(),
+    ];
+    for text in &written {
+        assert!(!text.contains(&secret), "the SAS signature leaked: {text}");
+    }
+}
+
+#[test]
+fn a_listing_that_fails_is_a_clear_error_without_the_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let azurite = Azurite::start();
+    let adt = mock();
+    // A container that does not exist: the listing fails; nothing may be archived.
+    let input_url = azurite.container_url("missing", "");
+    let args: Vec<String> =
+        ["load", "--endpoint", &adt.url, "--input", &input_url, "--summary", "s.json", "--dead-letter", "d.ndjson"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let (code, stdout, stderr) = run_twinload(&args, &[], dir.path());
+    assert_ne!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let letters = std::fs::read_to_string(dir.path().join("d.ndjson")).unwrap_or_default();
+    assert!(
+        letters.contains("cannot list") && letters.contains(&format!("{}/missing", azurite.account_url)),
+        "the dead letters say which listing failed: {letters}\nstderr: {stderr}"
+    );
+    let secret = signature_of(&input_url);
+    assert!(!stdout.contains(&secret) && !stderr.contains(&secret) && !letters.contains(&secret));
+}
+
+#[test]
+fn blobs_over_https_are_read_and_archived_with_the_managed_identity_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = test_ca(dir.path());
+    let azurite = Azurite::start_https(&ca);
+    trust_ca(&ca.ca_pem);
+    let tokens = dir.path().join("adt-tokens");
+    let endpoint = TokenEndpoint::start(TokenPolicy {
+        lifetime_s: 3600,
+        accept_file: Some(tokens.clone()),
+        withhold_first: 0,
+        jwt_for_storage: true,
+    });
+    let adt = start(MockConfig { auth: AuthConfig::TokenFile(tokens), ..MockConfig::default() }).unwrap();
+    let input = fleet(dir.path(), 40, 11);
+    let blobs = shards(&input, 30);
+    upload(&azurite.container_url("input", ""), &blobs);
+    azure_support::create_container(&azurite.container_url("archive", ""));
+
+    // No SAS: the Storage token of the managed identity, over HTTPS trusting --ca-cert.
+    let input_url = format!("{}/input/fleet/", azurite.account_url);
+    let archive_url = format!("{}/archive", azurite.account_url);
+    let args: Vec<String> = [
+        "load",
+        "--endpoint",
+        &adt.url,
+        "--input",
+        &input_url,
+        "--archive",
+        &archive_url,
+        "--ca-cert",
+        &ca.ca_pem.display().to_string(),
+        "--summary",
+        "summary.json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut env = endpoint.env();
+    env.push(("TWINLOAD_CREDENTIAL".into(), "managed-identity".into()));
+    let (code, stdout, stderr) = run_twinload(&args, &env, dir.path());
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_same_graph(&graph_of(&input), &exported(&adt));
+    assert!(endpoint.requests_for("https://storage.azure.com") >= 1, "a Storage token was asked for");
+    assert_eq!(endpoint.requests_for("https://digitaltwins.azure.net"), 1);
+    let archived = list(&azurite.container_url("archive", ""));
+    for (name, _) in &blobs {
+        assert!(archived.contains(name), "{name} archived: {archived:?}");
+    }
+    assert!(list(&azurite.container_url("input", "")).is_empty());
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains("fake-mi-token") && !text.contains("eyJ"), "a token leaked: {text}");
+    }
+}
