@@ -604,8 +604,6 @@ pub struct FileConfig {
     pub phase: Option<Phase>,
     pub twin_wait_s: Option<f64>,
     pub model_check_max: Option<usize>,
-    pub archive: Option<String>,
-    pub identity_client_id: Option<String>,
     #[serde(default)]
     pub metrics: MetricsFile,
     #[serde(default)]
@@ -800,12 +798,6 @@ pub struct ConfigArgs {
     /// Default 120.
     #[arg(long, env = "TWINLOAD_TWIN_WAIT_S")]
     pub twin_wait_s: Option<f64>,
-    /// Blob container URL or prefix that loaded input blobs are moved to.
-    #[arg(long, env = "TWINLOAD_ARCHIVE")]
-    pub archive: Option<String>,
-    /// Client id of the user-assigned managed identity to use.
-    #[arg(long, env = "TWINLOAD_IDENTITY_CLIENT_ID")]
-    pub identity_client_id: Option<String>,
     /// Serve Prometheus metrics at http://<addr>/metrics during the run, e.g. 127.0.0.1:9184
     /// (port 0: any free port; the bound address is printed on stderr). Default: off.
     #[arg(long, env = "TWINLOAD_METRICS_LISTEN")]
@@ -971,8 +963,6 @@ impl ConfigArgs {
             config.twin_wait = t;
         }
         config.model_check_max = file.model_check_max.unwrap_or(DEFAULT_MODEL_CHECK_MAX);
-        config.archive = self.archive.clone().or(file.archive);
-        config.identity_client_id = self.identity_client_id.clone().or(file.identity_client_id);
         config.metrics = MetricsConfig {
             listen: self.metrics_listen.or(file.metrics.listen),
             pushgateway: self.pushgateway.clone().or(file.metrics.pushgateway),

@@ -64,7 +64,8 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
         match crate::import_job::maybe_run(parts, prepared, journal, signals, started).await? {
             crate::import_job::Run::Done { end, prepared } => {
                 let summary =
-                    finish(&config, &end, prepared.plan_report, prepared.t_star_s, &client, &limiter, started, None)?;
+                    finish(&config, &end, prepared.plan_report, prepared.t_star_s, &client, &limiter, started, None)
+                        .await?;
                 observer.finish().await;
                 return Ok(summary);
             }
@@ -98,14 +99,15 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
         &limiter,
         started,
         stage.report().cloned(),
-    )?;
+    )
+    .await?;
     observer.finish().await;
     Ok(summary)
 }
 
 /// The summary of a run that ended (per item or by import job), written where configured.
 #[allow(clippy::too_many_arguments)]
-fn finish(
+async fn finish(
     config: &LoadConfig,
     end: &coordinator::RunEnd,
     plan: serde_json::Value,
@@ -133,7 +135,7 @@ fn finish(
     }
     // Only a run that reached its end may archive: a stopped one left items unattempted.
     if config.archive.is_some() && matches!(summary.exit_code, crate::cli::exit::OK | crate::cli::exit::DEAD_LETTERS) {
-        archive_inputs(&config).await;
+        archive_inputs(config).await;
     }
     Ok(summary)
 }

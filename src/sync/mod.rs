@@ -161,11 +161,6 @@ impl Stage {
         }
     }
 
-    /// True in `--mode sync`.
-    pub fn is_sync(&self) -> bool {
-        self.sync
-    }
-
     /// True when the instance is known to hold the model (sync mode's listing).
     pub fn known_model(&self, id: &str) -> bool {
         self.models_in_adt.contains(id)
