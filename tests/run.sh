@@ -61,17 +61,9 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-if cargo nextest --version >/dev/null 2>&1; then
-    # Doc tests first (nextest does not run them), so the last lines are the runner's summary.
-    cargo test --workspace --doc --quiet
-    cargo nextest run --workspace --no-fail-fast "$@"
-else
-    cargo test --workspace --no-fail-fast "$@"
-fi
-
-# Fuzzing (fuzz/): every target for FUZZ_SECONDS (default 10; 0 skips), after the tests and
-# only for a whole-suite run. cargo-fuzz is installed into the target dir once; its nightly
-# flags are accepted by the stable toolchain under RUSTC_BOOTSTRAP=1. `-s none`: no
+# Fuzzing (fuzz/): every target for FUZZ_SECONDS (default 10; 0 skips), before the tests (so
+# the test runner's summary is printed last) and only for a whole-suite run. cargo-fuzz is
+# installed into the target dir once; its nightly flags are accepted by the stable toolchain under RUSTC_BOOTSTRAP=1. `-s none`: no
 # AddressSanitizer (the parsers are safe Rust, and an instrumented build would double the build
 # time); libFuzzer still finds panics, hangs and runaway memory.
 fuzz_seconds="${FUZZ_SECONDS:-10}"
@@ -84,3 +76,12 @@ if [ $# -eq 0 ] && [ "$fuzz_seconds" != 0 ]; then
             "$tools/bin/cargo-fuzz" run -s none "$target" -- -max_total_time="$fuzz_seconds" -rss_limit_mb=1024 -timeout=10)
     done
 fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+    # Doc tests first (nextest does not run them), so the last lines are the runner's summary.
+    cargo test --workspace --doc --quiet
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    cargo test --workspace --no-fail-fast "$@"
+fi
+

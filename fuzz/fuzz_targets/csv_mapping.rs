@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let (Some(mapping), Some(csv)) = (halves.next(), halves.next()) else { return };
     let Ok(mapping) = Mapping::parse("mapping.json", mapping) else { return };
     for model in [None, Some("dtmi:fuzz:T;1".to_string())] {
-        let options = InputOptions { mapping: Some(Arc::new(mapping.clone())), model };
+        let options = InputOptions { mapping: Some(Arc::new(mapping.clone())), model, ..InputOptions::default() };
         let source = Box::new(CsvSource::new("rows.csv".into(), "rows".into(), Box::new(std::io::Cursor::new(csv.to_vec())), options));
         for item in source.items() {
             let _ = item;

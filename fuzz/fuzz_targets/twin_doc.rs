@@ -9,7 +9,7 @@ use twinload::source::{twin_doc, InputOptions};
 fuzz_target!(|data: &[u8]| {
     let origin = Origin { file: Arc::from("twins/t1.json"), line: 1 };
     for model in [None, Some("dtmi:fuzz:T;1".to_string())] {
-        let options = InputOptions { mapping: None, model };
+        let options = InputOptions { mapping: None, model, ..InputOptions::default() };
         let _ = twin_doc::parse(&origin, "t1", data, &options);
     }
 });
