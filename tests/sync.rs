@@ -353,3 +353,34 @@ fn without_a_ledger_the_sync_reads_adt_by_query_and_sends_the_same_differences()
     assert_eq!(writes(&before, &after), 0, "{}", after["requests_by_operation"]);
     mock.stop();
 }
+
+/// The query reads carry the run's token like every other request: against a mock that
+/// demands one, a sync without a ledger reads ADT's state and sends only the differences.
+#[test]
+fn the_query_reads_of_a_sync_carry_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, _old, change) = setup(dir.path(), 100);
+    use twinload::mock::{auth::AuthConfig, server::MockConfig};
+    let mock = twinload::mock::server::start(MockConfig {
+        auth: AuthConfig::Token("sync-token".into()),
+        ..MockConfig::default()
+    })
+    .expect("mock starts");
+    let with_token = |mut config: LoadConfig| {
+        config.auth = twinload::config::Auth::BearerToken { token: twinload::config::SecretToken::new("sync-token") };
+        config
+    };
+    let first = load(with_token(config_for(&mock, dir.path())), input_of(&input)).expect("a plain load runs");
+    assert_eq!(first.exit_code, exit::OK, "{}", first.human());
+
+    change.fleet.write(&input);
+    let before = stats(&mock);
+    let second = load(with_token(sync_config(&mock, dir.path(), None)), input_of(&input)).expect("the sync runs");
+    let after = stats(&mock);
+    assert_eq!(second.exit_code, exit::OK, "{}", second.human());
+    assert_eq!(second.sync.as_ref().unwrap().state_from, "query");
+    assert!(delta(&before, &after, "POST query") >= 2, "twins and relationships are read by query");
+    assert_eq!(after["requests_by_status"]["401"].as_u64().unwrap_or(0), 0, "no request went without the token");
+    assert_eq!(delta(&before, &after, "PATCH patch"), change.patched.len() as u64);
+    mock.stop();
+}

@@ -2,14 +2,12 @@
 //! 1 request/s) and the twin count that tells a first load (`SELECT COUNT() FROM DIGITALTWINS`).
 //! One attempt each, like every call of this client; non-2xx answers are [`ClientError`]s.
 
-use std::time::SystemTime;
-
 use reqwest::header::CONTENT_TYPE;
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde::Deserialize;
 
-use super::{error_chain, hint_for, retry_after, AdtClient, ClientError, StatusError};
-use crate::adt::{paths, AdtError, ErrorBody};
+use super::{AdtClient, ClientError};
+use crate::adt::{paths, AdtError};
 use crate::limits::LimitClass;
 
 /// An import job as the service shows it (the fields the loader uses).
@@ -90,39 +88,6 @@ impl AdtClient {
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
-        let transport = |e: reqwest::Error| ClientError::Transport {
-            method: method.to_string(),
-            url: shown.clone(),
-            detail: error_chain(&e),
-        };
-        let resp = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                self.stats.record(class, if e.is_timeout() { "timeout" } else { "connection" }, false);
-                return Err(transport(e));
-            }
-        };
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(transport)?;
-        let error = ErrorBody::parse(&body).map(|b| b.error);
-        let throttled = status == StatusCode::TOO_MANY_REQUESTS;
-        self.stats.record(class, status.as_str(), throttled);
-        if status.is_success() {
-            return Ok(body);
-        }
-        let message = match &error {
-            Some(e) => format!("{}: {}", e.code, e.message),
-            None => String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
-        };
-        Err(ClientError::Status(Box::new(StatusError {
-            method: method.to_string(),
-            url: shown,
-            status: status.as_u16(),
-            code: error.map(|e| e.code),
-            message,
-            hint: hint_for(status).to_string(),
-            retry_after: retry_after::parse(&headers, SystemTime::now()),
-        })))
+        self.send_ok(class, method.as_str(), shown, request).await
     }
 }

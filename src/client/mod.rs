@@ -354,18 +354,31 @@ impl AdtClient {
     async fn get_ok(&self, class: LimitClass, url: Url) -> Result<bytes::Bytes, ClientError> {
         let shown = url.to_string();
         let _timer = crate::observe::catalog::RequestTimer::start(class, "get");
-        let result = self.send_authorized(class, self.request(Method::GET, url)).await?;
+        self.send_ok(class, "GET", shown, self.request(Method::GET, url)).await
+    }
+
+    /// Sends a request that must succeed (GET, query, jobs) with a token (refreshed once on a
+    /// 401) and returns its body; a failure or a throttle (429 or a throttling code) is an
+    /// error that names the request and carries its `Retry-After`.
+    async fn send_ok(
+        &self,
+        class: LimitClass,
+        method: &str,
+        shown: String,
+        req: reqwest::RequestBuilder,
+    ) -> Result<bytes::Bytes, ClientError> {
+        let result = self.send_authorized(class, req).await?;
         let resp = match result {
             Ok(r) => r,
             Err(e) => {
                 self.stats.record(class, if e.is_timeout() { "timeout" } else { "connection" }, false);
-                return Err(ClientError::Transport { method: "GET".into(), url: shown, detail: error_chain(&e) });
+                return Err(ClientError::Transport { method: method.into(), url: shown, detail: error_chain(&e) });
             }
         };
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| ClientError::Transport {
-            method: "GET".into(),
+            method: method.into(),
             url: shown.clone(),
             detail: error_chain(&e),
         })?;
@@ -381,7 +394,7 @@ impl AdtClient {
             None => String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
         };
         Err(ClientError::Status(Box::new(StatusError {
-            method: "GET".into(),
+            method: method.into(),
             url: shown,
             status: status.as_u16(),
             code: error.map(|e| e.code),

@@ -2,17 +2,14 @@
 //! classified [`Reply`]s, for the supervisor's rules), GET of one document, and the query API
 //! (`POST /query`, paged by `continuationToken`) that reads what ADT holds.
 
-use std::time::SystemTime;
-
 use reqwest::header::CONTENT_TYPE;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::adt::ErrorBody;
 use crate::limits::LimitClass;
 
-use super::{error_chain, hint_for, retry_after, AdtClient, ClientError, Reply, Sent, StatusError};
+use super::{AdtClient, ClientError, Reply, Sent};
 
 /// One page of a query's answer.
 #[derive(Debug, Deserialize)]
@@ -103,39 +100,8 @@ impl AdtClient {
             .header(CONTENT_TYPE, "application/json")
             .header("max-items-per-page", page_size.to_string())
             .body(body.to_string());
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                self.stats.record(LimitClass::Query, if e.is_timeout() { "timeout" } else { "connection" }, false);
-                return Err(ClientError::Transport { method: "POST".into(), url: shown, detail: error_chain(&e) });
-            }
-        };
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
-            method: "POST".into(),
-            url: shown.clone(),
-            detail: error_chain(&e),
-        })?;
-        let error = ErrorBody::parse(&bytes).map(|b| b.error);
-        let throttled = status == StatusCode::TOO_MANY_REQUESTS
-            || error.as_ref().is_some_and(|e| crate::adt::codes::is_throttle_code(&e.code));
-        self.stats.record(LimitClass::Query, status.as_str(), throttled);
-        if status.is_success() && !throttled {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ClientError::Unexpected { url: shown, detail: format!("not a query page: {e}") });
-        }
-        Err(ClientError::Status(Box::new(StatusError {
-            method: "POST".into(),
-            url: shown,
-            status: status.as_u16(),
-            message: match &error {
-                Some(e) => format!("{}: {}", e.code, e.message),
-                None => String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).trim().to_string(),
-            },
-            code: error.map(|e| e.code),
-            hint: hint_for(status).to_string(),
-            retry_after: retry_after::parse(&headers, SystemTime::now()),
-        })))
+        let bytes = self.send_ok(LimitClass::Query, "POST", shown.clone(), req).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Unexpected { url: shown, detail: format!("not a query page: {e}") })
     }
 }
