@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use load_support::{assert_same_graph, config_for, dead_letters, exported, fleet, graph_of};
+use load_support::{assert_same_graph, config_for, dead_letters, exported, fleet, graph_of, stats};
 use serde_json::Value;
 use support::azurite::Azurite;
 use twinload::config::{LoadConfig, SecretUrl, WriteMode};
@@ -73,10 +73,11 @@ fn an_import_job_load_lands_the_graph_and_brings_bad_lines_back_with_file_and_li
     let mock = mock(0.0);
     let fleet_path = fleet(dir.path(), 200, 7);
     let bad_path = bad_input(dir.path(), &fleet_path);
-    let config = import_job_config(&mock, dir.path(), &staging_url);
-    let summary =
-        twinload::run::load(config.clone(), vec![fleet_path.display().to_string(), bad_path.display().to_string()])
-            .expect("the load runs");
+    let mut config = import_job_config(&mock, dir.path(), &staging_url);
+    let ledger = dir.path().join("ledger.ndjson");
+    config.sync.ledger = Some(ledger.display().to_string());
+    let inputs = vec![fleet_path.display().to_string(), bad_path.display().to_string()];
+    let summary = twinload::run::load(config.clone(), inputs.clone()).expect("the load runs");
 
     assert_same_graph(&graph_of(&fleet_path), &exported(&mock));
     assert_eq!(summary.exit_code, twinload::cli::exit::DEAD_LETTERS, "{}", summary.human());
@@ -97,9 +98,35 @@ fn an_import_job_load_lands_the_graph_and_brings_bad_lines_back_with_file_and_li
     let twins = &summary.items["twins"];
     assert_eq!((twins.landed, twins.dead_lettered), (graph_of(&fleet_path).twins.len() as u64, 1));
     // The staging SAS is in no output.
-    let summary_json = std::fs::read_to_string(config.summary_path.unwrap()).unwrap();
+    let summary_json = std::fs::read_to_string(config.summary_path.clone().unwrap()).unwrap();
     let letters_text = std::fs::read_to_string(&config.dead_letter_path).unwrap();
     assert!(!summary_json.contains("sig=") && !letters_text.contains("sig="));
+
+    // The ledger records what the job landed (and not the refused lines), so a sync of the same
+    // input right after writes nothing but the two items the job refused.
+    let ledger_text = std::fs::read_to_string(&ledger).unwrap();
+    let graph = graph_of(&fleet_path);
+    assert_eq!(
+        ledger_text.lines().count(),
+        1 + graph.models.len() + graph.twins.len() + graph.relationships.len(),
+        "header, models, twins, relationships"
+    );
+    assert!(!ledger_text.contains("bad-twin") && !ledger_text.contains("bad-rel"));
+    let before = stats(&mock);
+    let mut sync = config.clone();
+    sync.mode = WriteMode::Sync;
+    // The same inputs (a ledger belongs to its inputs): the two refused lines are tried again.
+    let synced = twinload::run::load(sync, inputs).expect("the sync runs");
+    assert_eq!(synced.exit_code, twinload::cli::exit::DEAD_LETTERS, "{}", synced.human());
+    let after = stats(&mock);
+    let writes: u64 = ["PUT create_delete", "DELETE create_delete", "PATCH patch", "POST models"]
+        .iter()
+        .map(|op| {
+            after["requests_by_operation"][op].as_u64().unwrap_or(0)
+                - before["requests_by_operation"][op].as_u64().unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(writes, 2, "{}", after["requests_by_operation"]);
 }
 
 #[test]

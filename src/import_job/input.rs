@@ -20,6 +20,18 @@ struct ItemLine {
     id: ItemId,
     kind: ItemKind,
     bytes: Range<usize>,
+    /// The item's content hash (what the ledger records), taken before the scheduler releases
+    /// its body.
+    hash: blake3::Hash,
+}
+
+/// One line of the file, as [`LineMap::items`] gives it.
+pub struct LineItem<'a> {
+    pub id: ItemId,
+    pub kind: ItemKind,
+    /// The line's text.
+    pub text: &'a str,
+    pub hash: blake3::Hash,
 }
 
 /// Which item each NDJSON line holds.
@@ -35,11 +47,14 @@ impl LineMap {
         self.items.binary_search_by_key(&line, |l| l.number).ok().map(|i| self.items[i].id)
     }
 
-    /// Every item with its kind and its line's text in `ndjson` (the file this map was made
-    /// with), in file order.
-    pub fn items<'a>(&'a self, ndjson: &'a [u8]) -> impl Iterator<Item = (ItemId, ItemKind, &'a str)> + 'a {
-        self.items.iter().map(move |l| {
-            (l.id, l.kind, ndjson.get(l.bytes.clone()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or(""))
+    /// Every item with its kind, its line's text in `ndjson` (the file this map was made
+    /// with) and its content hash, in file order.
+    pub fn items<'a>(&'a self, ndjson: &'a [u8]) -> impl Iterator<Item = LineItem<'a>> + 'a {
+        self.items.iter().map(move |l| LineItem {
+            id: l.id,
+            kind: l.kind,
+            text: ndjson.get(l.bytes.clone()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or(""),
+            hash: l.hash,
         })
     }
 
@@ -59,7 +74,7 @@ pub struct JobInput {
 }
 
 /// One section's lines' text, and (item, range in that text) per line.
-type SectionText = (Vec<u8>, Vec<(ItemId, Range<usize>)>);
+type SectionText = (Vec<u8>, Vec<(ItemId, Range<usize>, blake3::Hash)>);
 
 /// Takes every item from the scheduler in release order (each counted as released at once:
 /// the job, not this process, writes them) and lays them out as an import file.
@@ -76,7 +91,7 @@ pub fn write(scheduler: &mut Scheduler) -> JobInput {
             let (text, entries) = &mut sections[kind_index(item.kind())];
             let start = text.len();
             text.extend_from_slice(item_line(item).as_bytes());
-            entries.push((id, start..text.len()));
+            entries.push((id, start..text.len(), item.content_hash()));
             text.push(b'\n');
             // The job writes it, not this process: its dependents are released for the file.
             scheduler.landed(id);
@@ -95,9 +110,9 @@ pub fn write(scheduler: &mut Scheduler) -> JobInput {
         number += 1;
         let base = ndjson.len();
         ndjson.extend_from_slice(&text);
-        for (id, range) in entries {
+        for (id, range, hash) in entries {
             number += 1;
-            lines.items.push(ItemLine { number, id, kind, bytes: base + range.start..base + range.end });
+            lines.items.push(ItemLine { number, id, kind, bytes: base + range.start..base + range.end, hash });
         }
     }
     JobInput { ndjson: ndjson.into(), lines }
@@ -208,7 +223,8 @@ mod tests {
         assert_eq!(scheduler.origin(id).line, 9);
         assert_eq!(scheduler.key(id).to_string(), "relationship a/r");
         assert_eq!(input.lines.item_at(5), None, "a section marker holds no item");
-        let (_, kind, text) = input.lines.items(&input.ndjson).last().unwrap();
+        let last = input.lines.items(&input.ndjson).last().unwrap();
+        let (kind, text) = (last.kind, last.text);
         assert_eq!((kind, text), (ItemKind::Relationship, lines[8]));
     }
 

@@ -15,7 +15,7 @@ use crate::limiter::Limiter;
 use crate::limits::LimitClass;
 use crate::plan::{ItemId, Scheduler};
 use crate::run::coordinator::{RunEnd, StopReason};
-use crate::run::journal::{Completion, DeadLetter, Journal, NOT_ATTEMPTED};
+use crate::run::journal::{DeadLetter, Journal, NOT_ATTEMPTED};
 use crate::run::supervisor::{RetryStats, StopSignals};
 
 use super::input::LineMap;
@@ -237,7 +237,8 @@ fn account(
 ) -> Result<(), String> {
     let job_problem =
         if findings.job_errors.is_empty() { String::new() } else { format!(" ({})", findings.job_errors.join("; ")) };
-    for (id, kind, text) in f.lines.items(f.ndjson) {
+    for line in f.lines.items(f.ndjson) {
+        let (id, kind, text) = (line.id, line.kind, line.text);
         let section = section_of(kind);
         let letter = |reason_code: &str, error_code: Option<String>, reason: String| DeadLetter {
             key: f.scheduler.key(id),
@@ -273,7 +274,14 @@ fn account(
             ))
         };
         match outcome {
-            None => journal.completed(kind, Completion::Landed),
+            None => {
+                let target = match f.scheduler.item(id) {
+                    crate::item::Item::Relationship(r) => Some(r.target.clone()),
+                    _ => None,
+                };
+                let entry = crate::ledger::Entry { hash: line.hash.to_hex().to_string(), etag: None, target };
+                journal.landed_as(kind, f.scheduler.key(id), entry);
+            }
             Some(letter) => journal.dead_letter(&letter).map_err(|e| e.to_string())?,
         }
     }

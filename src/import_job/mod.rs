@@ -12,7 +12,8 @@
 //!
 //! [`maybe_run`] is the entry from `run::load`. Import jobs have no resume and are not
 //! atomic: a cancelled or failed job leaves what it wrote; the dead letters say which items are
-//! in doubt. (Recording what landed in the sync ledger waits for the ledger, issue 9.)
+//! in doubt. What the job landed is recorded in the ledger (`--ledger`), so a later sync starts
+//! from there.
 
 pub mod choice;
 pub mod input;
@@ -61,7 +62,8 @@ pub struct LoadParts<'a> {
 pub async fn maybe_run(
     parts: LoadParts<'_>,
     mut prepared: Prepared,
-    journal: Journal,
+    mut journal: Journal,
+    stage: &mut crate::sync::Stage,
     signals: StopSignals,
     started: Instant,
 ) -> Result<Run, LoadError> {
@@ -126,6 +128,8 @@ pub async fn maybe_run(
         ndjson: &input.ndjson,
         scheduler: &prepared.scheduler,
     };
+    // What the job lands goes into the ledger (the caller saves it from the run's end).
+    journal.attach_ledger(stage.take_ledger());
     let deadline = config.deadline.map(|d| d.saturating_sub(started.elapsed()));
     let end = job::follow(following, journal, signals, deadline).await;
     Ok(Run::Done { end, prepared })

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::AdaptiveRate;
 
+use super::throttle_share::{Lesson, ThrottleShare};
+
 /// The slow start doubles the rate this often: from half the ceiling it is there in a second,
 /// gradual for ADT (which may throttle while it scales) and cheap for a short load.
 pub const STARTUP_DOUBLING: Duration = Duration::from_secs(1);
@@ -30,6 +32,29 @@ pub struct AdaptiveState {
     start_rate: f64,
     started: Option<Instant>,
     decreases: u64,
+    /// The class's recent replies: tells congestion from background throttling.
+    share: Option<ThrottleShare>,
+    undos: u64,
+}
+
+/// What a throttle meant to the rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// Congestion, and the rate was cut.
+    Cut,
+    /// Congestion already answered by a recent cut (an echo of the same event), or the adaptive
+    /// rate is off.
+    Echo,
+    /// Background throttling (the same share whatever the rate): the item waits, the class
+    /// goes on.
+    Background,
+}
+
+impl Throttle {
+    /// Congestion: the class as a whole should hold off for the server's `Retry-After`.
+    pub fn is_congestion(self) -> bool {
+        self != Throttle::Background
+    }
 }
 
 impl AdaptiveState {
@@ -50,6 +75,8 @@ impl AdaptiveState {
             start_rate: start,
             started: None,
             decreases: 0,
+            share: None,
+            undos: 0,
         }
     }
 
@@ -60,6 +87,40 @@ impl AdaptiveState {
     /// How many times a throttle cut the rate.
     pub fn decreases(&self) -> u64 {
         self.decreases
+    }
+
+    /// How many times a cut turned out spurious (background throttling) and was undone.
+    pub fn undos(&self) -> u64 {
+        self.undos
+    }
+
+    /// The share of requests throttled whatever the rate, as far as known (0 until shown).
+    pub fn background_share(&self) -> f64 {
+        self.share.as_ref().map_or(0.0, ThrottleShare::background)
+    }
+
+    /// Records a reply at `now`; a lesson from it (cuts that were spurious) is applied.
+    fn record(&mut self, now: Instant, throttled: bool) {
+        let allowed = self.rate_at(now);
+        let share = self.share.get_or_insert_with(|| ThrottleShare::new(now, allowed));
+        if let Lesson::Background { restore, .. } = share.record(now, throttled, allowed) {
+            let restore = restore.min(self.ceiling);
+            if self.settings.enabled && restore > self.rate {
+                // Undo: back to the rate before the spurious cuts, and ramp up from there as at
+                // the start (the next congestion cut ends the ramp).
+                self.rate = restore;
+                self.last_throttle = None;
+                self.last_max = self.ceiling;
+                self.start_rate = restore;
+                self.started = Some(now);
+                self.undos += 1;
+            }
+        }
+    }
+
+    /// A reply of this class that was not throttled came back at `now`.
+    pub fn on_reply(&mut self, now: Instant) {
+        self.record(now, false);
     }
 
     /// The rate in force at `now` (growing back along the CUBIC curve after a throttle).
@@ -90,17 +151,22 @@ impl AdaptiveState {
         self.rate
     }
 
-    /// A throttle came back at `now`. Returns true if it cut the rate. One cut per congestion
-    /// event: the 429s of requests sent before the last cut (`sent_at`, when known) or within
-    /// the cooldown after it are echoes of it. So the rate falls once per round trip while the
-    /// instance keeps throttling, however short the round trip, and no faster.
-    pub fn on_throttle(&mut self, now: Instant, sent_at: Option<Instant>) -> bool {
+    /// A throttle came back at `now`. Background throttling (see [`ThrottleShare`]) leaves the
+    /// rate alone. Congestion cuts it, once per congestion event: the 429s of requests sent
+    /// before the last cut (`sent_at`, when known) or within the cooldown after it are echoes of
+    /// it. So the rate falls once per round trip while the instance keeps throttling, however
+    /// short the round trip, and no faster.
+    pub fn on_throttle(&mut self, now: Instant, sent_at: Option<Instant>) -> Throttle {
+        self.record(now, true);
         if !self.settings.enabled {
-            return false;
+            return Throttle::Echo;
+        }
+        if !self.share.as_ref().is_none_or(ThrottleShare::is_congestion) {
+            return Throttle::Background;
         }
         if let Some(cut) = self.last_cut {
             if sent_at.is_some_and(|sent| sent <= cut) || now.saturating_duration_since(cut) < self.settings.cooldown {
-                return false;
+                return Throttle::Echo;
             }
         }
         let current = self.rate_at(now);
@@ -109,7 +175,7 @@ impl AdaptiveState {
         self.last_throttle = Some(now);
         self.last_cut = Some(now);
         self.decreases += 1;
-        true
+        Throttle::Cut
     }
 }
 
@@ -142,17 +208,17 @@ mod tests {
     fn a_throttle_cuts_by_the_factor_once_per_cooldown() {
         let mut s = AdaptiveState::new(&settings(), 500.0);
         let t = Instant::now();
-        assert!(s.on_throttle(t, None));
+        assert_eq!(Throttle::Cut, s.on_throttle(t, None));
         assert!((s.rate_at(t) - 350.0).abs() < 1e-6);
         // In-flight 429s right after are the same event: the rate stays near the cut (CUBIC's
         // steepest climb is right after a cut, ~60/s per s here).
-        assert!(!s.on_throttle(t + Duration::from_millis(100), None));
+        assert_ne!(Throttle::Cut, s.on_throttle(t + Duration::from_millis(100), None));
         let r = s.rate_at(t + Duration::from_millis(100));
         assert!((350.0..360.0).contains(&r), "{r}");
         // After the cooldown a new throttle cuts again, from where the rate is then.
         let t2 = t + Duration::from_millis(1100);
         let before = s.rate_at(t2);
-        assert!(s.on_throttle(t2, None));
+        assert_eq!(Throttle::Cut, s.on_throttle(t2, None));
         assert!((s.rate_at(t2) - before * 0.7).abs() < 1e-6);
         assert_eq!(s.decreases(), 2);
     }
@@ -198,12 +264,12 @@ mod tests {
         let mut s = AdaptiveState::new(&AdaptiveRate { cooldown: Duration::from_millis(10), ..settings() }, 500.0);
         let t = Instant::now();
         let before = t - Duration::from_millis(5);
-        assert!(s.on_throttle(t, Some(before)));
+        assert_eq!(Throttle::Cut, s.on_throttle(t, Some(before)));
         // Long after the cooldown, but the request went out before the cut: the same event.
-        assert!(!s.on_throttle(t + Duration::from_secs(1), Some(t - Duration::from_millis(1))));
+        assert_ne!(Throttle::Cut, s.on_throttle(t + Duration::from_secs(1), Some(t - Duration::from_millis(1))));
         assert_eq!(s.decreases(), 1);
         // Sent after the cut and still throttled: the cut was not enough, cut again.
-        assert!(s.on_throttle(t + Duration::from_millis(50), Some(t + Duration::from_millis(20))));
+        assert_eq!(Throttle::Cut, s.on_throttle(t + Duration::from_millis(50), Some(t + Duration::from_millis(20))));
         assert_eq!(s.decreases(), 2);
     }
 
@@ -212,7 +278,7 @@ mod tests {
         let mut off = settings();
         off.enabled = false;
         let mut s = AdaptiveState::new(&off, 100.0);
-        assert!(!s.on_throttle(Instant::now(), None));
+        assert_ne!(Throttle::Cut, s.on_throttle(Instant::now(), None));
         assert_eq!(s.rate_at(Instant::now()), 100.0);
     }
 
@@ -246,7 +312,7 @@ mod tests {
         assert!((s.rate_at(t) - 100.0).abs() < 1e-6);
         assert!((s.rate_at(t + Duration::from_secs(1)) - 200.0).abs() < 1e-6);
         assert!((s.rate_at(t + Duration::from_millis(1500)) - 200.0 * 2f64.sqrt()).abs() < 1e-6);
-        assert!(s.on_throttle(t + Duration::from_millis(1500), None));
+        assert_eq!(Throttle::Cut, s.on_throttle(t + Duration::from_millis(1500), None));
         let cut = s.rate_at(t + Duration::from_millis(1500));
         assert!((cut - 200.0 * 2f64.sqrt() * 0.7).abs() < 1e-6, "{cut}");
         // From there it recovers along CUBIC, not by doubling.
@@ -263,5 +329,71 @@ mod tests {
         assert!((r0 - 250.0).abs() < 1.0, "{r0}");
         let r = s.rate_at(t + Duration::from_secs(30));
         assert_eq!(r, 500.0);
+    }
+
+    /// A loader sending at the adaptive rate for `seconds` of simulated time (10 ms ticks,
+    /// replies at once) to an instance that gives `capacity`/s (a token bucket of 0.1 s) and
+    /// throttles every `background`-th request it would take on top. Returns the mean allowed
+    /// rate and the share of requests throttled over the second half.
+    fn simulate(capacity: f64, background: Option<u64>, seconds: u64) -> (f64, f64) {
+        let mut s = AdaptiveState::new(&AdaptiveRate::default(), 500.0);
+        let t0 = Instant::now();
+        let tick = Duration::from_millis(10);
+        let (mut owed, mut tokens, mut n) = (0.0f64, 0.0f64, 0u64);
+        let (mut rate_sum, mut ticks, mut sent, mut throttled) = (0.0, 0u64, 0u64, 0u64);
+        for k in 0..seconds * 100 {
+            let now = t0 + tick * k as u32;
+            tokens = (tokens + capacity * 0.01).min(capacity * 0.1);
+            let rate = s.rate_at(now);
+            owed += rate * 0.01;
+            let second_half = k >= seconds * 50;
+            while owed >= 1.0 {
+                owed -= 1.0;
+                n += 1;
+                let noise = background.is_some_and(|b| n % b == 0);
+                let refused = noise || tokens < 1.0;
+                if !noise && tokens >= 1.0 {
+                    tokens -= 1.0;
+                }
+                if refused {
+                    s.on_throttle(now, Some(now));
+                } else {
+                    s.on_reply(now);
+                }
+                if second_half {
+                    sent += 1;
+                    throttled += u64::from(refused);
+                }
+            }
+            if second_half {
+                rate_sum += rate;
+                ticks += 1;
+            }
+        }
+        (rate_sum / ticks as f64, throttled as f64 / sent.max(1) as f64)
+    }
+
+    #[test]
+    fn background_throttling_does_not_drag_the_rate_down() {
+        // 15% of requests throttled whatever the rate, capacity to spare: the rate stays near the
+        // ceiling (cutting for each 429 took it to the floor).
+        let (rate, share) = simulate(1000.0, Some(7), 60);
+        assert!(rate > 0.8 * 500.0, "{rate}");
+        assert!((share - 1.0 / 7.0).abs() < 0.03, "{share}");
+    }
+
+    #[test]
+    fn a_full_instance_brings_the_rate_to_its_capacity_with_few_throttles() {
+        let (rate, share) = simulate(250.0, None, 60);
+        assert!(rate > 0.6 * 250.0 && rate < 1.1 * 250.0, "{rate}");
+        assert!(share < 0.05, "{share}");
+    }
+
+    #[test]
+    fn background_throttling_on_a_full_instance_still_backs_off_to_its_capacity() {
+        let (rate, share) = simulate(250.0, Some(7), 60);
+        assert!(rate < 1.25 * 250.0, "{rate}");
+        assert!(rate > 0.5 * 250.0, "{rate}");
+        assert!(share < 0.3, "{share}");
     }
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::config::AdaptiveRate;
 use crate::limits::LimitClass;
 
-use super::adaptive::AdaptiveState;
+use super::adaptive::{AdaptiveState, Throttle};
 
 /// Longest a waiter sleeps before looking at the (maybe swapped) bucket again.
 pub const MAX_POLL: Duration = Duration::from_millis(50);
@@ -77,6 +77,10 @@ pub struct ClassStats {
     pub wait_seconds: f64,
     pub throttles_reported: u64,
     pub rate_decreases: u64,
+    /// Cuts undone because the throttles behind them turned out to be background (the same
+    /// share whatever the rate), and that share.
+    pub rate_undos: u64,
+    pub background_throttle_share: f64,
     /// Wall time during which work of this class was held back by 429s (a class pause from
     /// `Retry-After`, or a throttled item waiting to go again).
     pub throttled_wait_s: f64,
@@ -180,11 +184,30 @@ impl ClassBucket {
         }
     }
 
-    /// A request of this class came back throttled: cut the rate (once per cooldown).
-    pub fn on_throttle(&self, sent_at: Option<Instant>) {
+    /// A request of this class came back throttled: on congestion, cut the rate (once per
+    /// event).
+    pub fn on_throttle(&self, sent_at: Option<Instant>) -> Throttle {
         self.throttles.fetch_add(1, Ordering::Relaxed);
-        let cut = self.adaptive.lock().on_throttle(Instant::now(), sent_at);
-        if cut {
+        let (verdict, undos) = {
+            let mut adaptive = self.adaptive.lock();
+            let before = adaptive.undos();
+            (adaptive.on_throttle(Instant::now(), sent_at), adaptive.undos() - before)
+        };
+        if verdict == Throttle::Cut || undos > 0 {
+            self.refresh();
+        }
+        verdict
+    }
+
+    /// A request of this class came back without a throttle.
+    pub fn on_reply(&self) {
+        let undone = {
+            let mut adaptive = self.adaptive.lock();
+            let before = adaptive.undos();
+            adaptive.on_reply(Instant::now());
+            adaptive.undos() > before
+        };
+        if undone {
             self.refresh();
         }
     }
@@ -204,6 +227,8 @@ impl ClassBucket {
             wait_seconds: self.wait_nanos.load(Ordering::Relaxed) as f64 / 1e9,
             throttles_reported: self.throttles.load(Ordering::Relaxed),
             rate_decreases: adaptive.decreases(),
+            rate_undos: adaptive.undos(),
+            background_throttle_share: adaptive.background_share(),
             throttled_wait_s: self.held.lock().total.as_secs_f64(),
         }
     }

@@ -10,6 +10,7 @@
 pub mod adaptive;
 pub mod class_bucket;
 pub mod per_twin;
+pub mod throttle_share;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use crate::config::AdaptiveRate;
 use crate::limits::{LimitClass, Limits};
 
+pub use adaptive::Throttle;
 pub use class_bucket::{ClassBucket, ClassStats};
 pub use per_twin::{InFlight, TwinBudget, TwinLimiter, TwinStats};
 
@@ -61,9 +63,15 @@ impl Limiter {
     }
 
     /// A request of this class, sent at `sent_at` (when known), was throttled: feed the
-    /// adaptive rate.
-    pub fn on_throttle(&self, class: LimitClass, sent_at: Option<std::time::Instant>) {
+    /// adaptive rate. The answer says whether it was congestion (then the class should also
+    /// honour the server's `Retry-After`) or background throttling (only the item waits).
+    pub fn on_throttle(&self, class: LimitClass, sent_at: Option<std::time::Instant>) -> Throttle {
         self.class(class).on_throttle(sent_at)
+    }
+
+    /// A request of this class came back without a throttle (whatever else it said).
+    pub fn on_reply(&self, class: LimitClass) {
+        self.class(class).on_reply()
     }
 
     /// The server asked (`Retry-After`) that this class wait `wait`: every writer of the class

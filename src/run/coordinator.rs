@@ -409,14 +409,15 @@ impl Coordinator {
     }
 
     /// The supervisor's verdict on a failed attempt, or "stopped" once the run is stopping.
-    /// The one place a throttle is observed: it cuts the class's adaptive rate and pauses the
-    /// class for the server's `Retry-After`.
+    /// The one place a throttle is observed: it feeds the class's adaptive rate and, when the
+    /// limiter calls it congestion, pauses the class for the server's `Retry-After` (background
+    /// throttling makes only this item wait).
     fn decide(&mut self, task: &mut Task, reply: &Reply, ctx: &mut Context<Self>) -> Decision {
         match &reply.outcome {
             Outcome::Throttled { retry_after } => {
                 task.throttles += 1;
-                self.limiter.on_throttle(task.class(&self.scheduler), task.sent_at);
-                if let Some(asked) = retry_after {
+                let verdict = self.limiter.on_throttle(task.class(&self.scheduler), task.sent_at);
+                if let (Some(asked), true) = (retry_after, verdict.is_congestion()) {
                     self.limiter.pause(task.class(&self.scheduler), self.supervisor.server_wait(*asked));
                 }
             }
@@ -699,6 +700,15 @@ impl Handler<Finished> for Coordinator {
         }
         self.idle.push(msg.writer);
         task.sent_at = msg.sent_at;
+        let throttled = match &msg.report {
+            Report::Single(reply) => matches!(reply.outcome, Outcome::Throttled { .. }),
+            Report::Models(report) => {
+                report.unsettled_reply.as_ref().is_some_and(|r| matches!(r.outcome, Outcome::Throttled { .. }))
+            }
+        };
+        if !throttled {
+            self.limiter.on_reply(task.class(&self.scheduler));
+        }
         match (msg.report, &task.work) {
             (Report::Single(reply), TaskWork::Twin(id) | TaskWork::Relationship(id)) => {
                 let id = *id;

@@ -146,6 +146,15 @@ impl Journal {
         }
     }
 
+    /// An item landed as `entry` (written by someone else, an import job, so only its key and
+    /// entry are known): counted, and recorded in the ledger if one is attached.
+    pub fn landed_as(&mut self, kind: ItemKind, key: crate::item::ItemKey, entry: crate::ledger::Entry) {
+        self.completed(kind, Completion::Landed);
+        if let Some(ledger) = self.ledger.as_mut() {
+            ledger.put(key, entry);
+        }
+    }
+
     /// An item landed or was already there.
     pub fn completed(&mut self, kind: ItemKind, how: Completion) {
         crate::observe::catalog::item(kind, if how == Completion::Landed { "landed" } else { "already_existed" });

@@ -61,8 +61,11 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
     // Import Jobs (`--mode import-job`, or `auto` for a big first load): crate::import_job.
     let parts = crate::import_job::LoadParts { config: &config, inputs: &inputs, client: &client, limiter: &limiter };
     let (prepared, mut journal, signals) =
-        match crate::import_job::maybe_run(parts, prepared, journal, signals, started).await? {
-            crate::import_job::Run::Done { end, prepared } => {
+        match crate::import_job::maybe_run(parts, prepared, journal, &mut stage, signals, started).await? {
+            crate::import_job::Run::Done { mut end, prepared } => {
+                // Only the ledger: an import job is a first load (no patches, no prune).
+                stage.put_ledger(end.journal.take_ledger());
+                stage.after_writes(&config, &client, &limiter, &mut end.journal, true).await;
                 let summary =
                     finish(&config, &end, prepared.plan_report, prepared.t_star_s, &client, &limiter, started, None)
                         .await?;

@@ -258,16 +258,21 @@ where
         out.writes += 1;
         let sent_at = std::time::Instant::now();
         let reply = call().await;
+        if !matches!(reply.outcome, Outcome::Throttled { .. }) {
+            env.limiter.on_reply(class);
+        }
         match &reply.outcome {
             Outcome::Throttled { retry_after }
                 if throttled_since.get_or_insert(sent_at).elapsed() < env.config.no_progress_timeout =>
             {
                 throttled += 1;
-                env.limiter.on_throttle(class, Some(sent_at));
+                let verdict = env.limiter.on_throttle(class, Some(sent_at));
                 let wait = match retry_after {
                     Some(asked) => {
                         let wait = backoff.server_wait(*asked);
-                        env.limiter.pause(class, wait);
+                        if verdict.is_congestion() {
+                            env.limiter.pause(class, wait);
+                        }
                         wait
                     }
                     None => backoff.backoff(throttled.min(5)),
