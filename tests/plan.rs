@@ -514,6 +514,11 @@ fn the_binary_reports_and_exits_by_outcome() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("Ideal makespan T*") && stderr.contains("twins"), "{stderr}");
+    // How `load --mode auto` would write it, and why.
+    assert!(
+        stderr.contains("Load mode (load --mode auto, the default): per item: 4 items is below import_job.auto_min_items"),
+        "{stderr}"
+    );
 
     let json = dir.path().join("plan.json");
     let out = twinload().args(["plan", "--input"]).arg(&bad).arg("--json").arg(&json).output().unwrap();

@@ -45,6 +45,32 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Instance>,
 {
+    let job = match choose_offline(config, items, t_star_s) {
+        Ok(decided) => return decided,
+        Err(job_if_empty) => job_if_empty,
+    };
+    let compare = job.reason.clone();
+    match instance().await {
+        Instance::Empty => ModeChoice { reason: format!("first load into an empty instance; {compare}"), ..job },
+        Instance::Holds(n) => ModeChoice {
+            mode: "per-item",
+            reason: format!(
+                "the instance already holds {n} twins: import jobs are for first loads (no resume, no patch); {compare}"
+            ),
+            ..job
+        },
+        Instance::Unknown(why) => ModeChoice {
+            mode: "per-item",
+            reason: format!("cannot tell whether the instance is empty ({why})"),
+            ..job
+        },
+    }
+}
+
+/// The choice as far as it can be made without asking the instance: `Ok` when made, `Err`
+/// with the job (its reason the time comparison) when it only waits on the instance being
+/// empty. `twinload plan`, which never contacts ADT, shows this.
+pub fn choose_offline(config: &LoadConfig, items: u64, t_star_s: f64) -> Result<ModeChoice, ModeChoice> {
     let j = &config.import_job;
     let job_s = items as f64 / j.expected_rate_per_s + JOB_FIXED_COST_S;
     let choice = |mode, reason: String| ModeChoice {
@@ -61,30 +87,24 @@ where
     );
     match config.mode {
         WriteMode::Upsert | WriteMode::CreateOnly | WriteMode::Sync => {
-            return per_item("--mode chose the per-item API".into())
+            return Ok(per_item("--mode chose the per-item API".into()))
         }
-        WriteMode::ImportJob => return choice("import-job", format!("--mode import-job; {compare}")),
+        WriteMode::ImportJob => return Ok(choice("import-job", format!("--mode import-job; {compare}"))),
         WriteMode::Auto => {}
     }
     if j.staging.is_none() {
-        return per_item("no staging container (--staging), which an import job needs".into());
+        return Ok(per_item("no staging container (--staging), which an import job needs".into()));
     }
     if items < j.auto_min_items {
-        return per_item(format!(
+        return Ok(per_item(format!(
             "{items} items is below import_job.auto_min_items ({}); per-item T* {t_star_s:.0} s",
             j.auto_min_items
-        ));
+        )));
     }
     if job_s >= t_star_s {
-        return per_item(format!("the job would not be faster: {compare}"));
+        return Ok(per_item(format!("the job would not be faster: {compare}")));
     }
-    match instance().await {
-        Instance::Empty => choice("import-job", format!("first load into an empty instance; {compare}")),
-        Instance::Holds(n) => per_item(format!(
-            "the instance already holds {n} twins: import jobs are for first loads (no resume, no patch); {compare}"
-        )),
-        Instance::Unknown(why) => per_item(format!("cannot tell whether the instance is empty ({why})")),
-    }
+    Err(choice("import-job", compare))
 }
 
 #[cfg(test)]

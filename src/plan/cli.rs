@@ -90,6 +90,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
         }
     };
     let files: Vec<String> = sources.iter().map(|s| s.name().to_string()).collect();
+    let limits_for_mode = limits.clone();
     let opts = PlanOptions { limits, model_batch_size: args.model_batch_size, keep_bodies: false };
     let mut stage = match (&args.ledger, &args.endpoint) {
         (Some(ledger), Some(endpoint)) => {
@@ -109,6 +110,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
     let elapsed_s = started.elapsed().as_secs_f64();
 
     eprint!("{}", report(&plan, &files, elapsed_s, args.examples));
+    eprintln!("{}", load_mode_line(&plan, &limits_for_mode));
     if let Some(sync) = stage.report() {
         eprintln!("{}", sync.plan_line());
     }
@@ -119,6 +121,25 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
     Ok(if plan.rejected().is_empty() { exit::OK } else { exit::DEAD_LETTERS })
+}
+
+/// How `load --mode auto` (the default) would write this plan: per item, or one import job,
+/// and why. Only an empty instance is left to check, which `plan` cannot (it never contacts
+/// ADT).
+fn load_mode_line(plan: &Plan, limits: &Limits) -> String {
+    let counts = plan.counts();
+    let items = counts.models.to_write + counts.twins.to_write + counts.relationships.to_write;
+    let mut config = crate::config::LoadConfig::new("https://plan.invalid");
+    config.limits = limits.clone();
+    config.mode = crate::config::WriteMode::Auto;
+    config.import_job.staging = Some(crate::config::SecretUrl::new("https://staging.invalid/container"));
+    match crate::import_job::choice::choose_offline(&config, items, plan.makespan().t_star_s) {
+        Ok(per_item) => format!("Load mode (load --mode auto, the default): per item: {}", per_item.reason),
+        Err(job) => format!(
+            "Load mode (load --mode auto, the default): one import job if the instance holds no twins yet and --staging names a container ({}); per item otherwise",
+            job.reason
+        ),
+    }
 }
 
 /// The plan as JSON (`--json`).
