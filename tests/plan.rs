@@ -516,7 +516,9 @@ fn the_binary_reports_and_exits_by_outcome() {
     assert!(stderr.contains("Ideal makespan T*") && stderr.contains("twins"), "{stderr}");
     // How `load --mode auto` would write it, and why.
     assert!(
-        stderr.contains("Load mode (load --mode auto, the default): per item: 4 items is below import_job.auto_min_items"),
+        stderr.contains(
+            "Load mode (load --mode auto, the default): per item: 4 items is below import_job.auto_min_items"
+        ),
         "{stderr}"
     );
 

@@ -59,11 +59,9 @@ where
             ),
             ..job
         },
-        Instance::Unknown(why) => ModeChoice {
-            mode: "per-item",
-            reason: format!("cannot tell whether the instance is empty ({why})"),
-            ..job
-        },
+        Instance::Unknown(why) => {
+            ModeChoice { mode: "per-item", reason: format!("cannot tell whether the instance is empty ({why})"), ..job }
+        }
     }
 }
 

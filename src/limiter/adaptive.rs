@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::AdaptiveRate;
 
-use super::throttle_share::{Lesson, ThrottleShare};
+use super::throttle_share::{Lesson, ThrottleShare, WALL_SHARE, WINDOW};
 
 /// The slow start doubles the rate this often: from half the ceiling it is there in a second,
 /// gradual for ADT (which may throttle while it scales) and cheap for a short load.
@@ -51,7 +51,6 @@ pub enum Throttle {
 }
 
 impl Throttle {
-    /// Congestion: the class as a whole should hold off for the server's `Retry-After`.
     pub fn is_congestion(self) -> bool {
         self != Throttle::Background
     }
@@ -92,6 +91,11 @@ impl AdaptiveState {
     /// How many times a cut turned out spurious (background throttling) and was undone.
     pub fn undos(&self) -> u64 {
         self.undos
+    }
+
+    /// The share of recent replies that were throttled.
+    pub fn recent_share(&self) -> f64 {
+        self.share.as_ref().map_or(0.0, ThrottleShare::recent_share)
     }
 
     /// The share of requests throttled whatever the rate, as far as known (0 until shown).
@@ -154,8 +158,8 @@ impl AdaptiveState {
     /// A throttle came back at `now`. Background throttling (see [`ThrottleShare`]) leaves the
     /// rate alone. Congestion cuts it, once per congestion event: the 429s of requests sent
     /// before the last cut (`sent_at`, when known) or within the cooldown after it are echoes of
-    /// it. So the rate falls once per round trip while the instance keeps throttling, however
-    /// short the round trip, and no faster.
+    /// it. So against a wall of 429s the rate falls once per round trip, however short the round
+    /// trip, and no faster; against a trickle, once per [`WINDOW`].
     pub fn on_throttle(&mut self, now: Instant, sent_at: Option<Instant>) -> Throttle {
         self.record(now, true);
         if !self.settings.enabled {
@@ -165,7 +169,12 @@ impl AdaptiveState {
             return Throttle::Background;
         }
         if let Some(cut) = self.last_cut {
-            if sent_at.is_some_and(|sent| sent <= cut) || now.saturating_duration_since(cut) < self.settings.cooldown {
+            let since = now.saturating_duration_since(cut);
+            // Below a wall of 429s, one cut per window: a trickle of throttles is answered by
+            // one cut, and the next window shows whether it helped (the experiment that tells
+            // background throttling from congestion needs the rate to stay put that long).
+            let trickle = self.recent_share() < WALL_SHARE && since < WINDOW;
+            if sent_at.is_some_and(|sent| sent <= cut) || since < self.settings.cooldown || trickle {
                 return Throttle::Echo;
             }
         }
@@ -263,13 +272,34 @@ mod tests {
     fn throttles_of_requests_sent_before_the_last_cut_do_not_cut_again() {
         let mut s = AdaptiveState::new(&AdaptiveRate { cooldown: Duration::from_millis(10), ..settings() }, 500.0);
         let t = Instant::now();
-        let before = t - Duration::from_millis(5);
-        assert_eq!(Throttle::Cut, s.on_throttle(t, Some(before)));
-        // Long after the cooldown, but the request went out before the cut: the same event.
-        assert_ne!(Throttle::Cut, s.on_throttle(t + Duration::from_secs(1), Some(t - Duration::from_millis(1))));
+        assert_eq!(Throttle::Cut, s.on_throttle(t, Some(t - Duration::from_millis(5))));
+        // Long after the cooldown, but the requests went out before the cut: the same event.
+        for i in 1..=30 {
+            let echo = s.on_throttle(t + Duration::from_millis(i), Some(t - Duration::from_millis(1)));
+            assert_eq!(Throttle::Echo, echo);
+        }
         assert_eq!(s.decreases(), 1);
-        // Sent after the cut and still throttled: the cut was not enough, cut again.
+        // Everything comes back throttled (a wall), and a request sent after the cut too: the
+        // cut was not enough, cut again (a round trip later, not a window later).
         assert_eq!(Throttle::Cut, s.on_throttle(t + Duration::from_millis(50), Some(t + Duration::from_millis(20))));
+        assert_eq!(s.decreases(), 2);
+    }
+
+    #[test]
+    fn against_a_trickle_of_throttles_the_rate_is_cut_once_per_window() {
+        let mut s = AdaptiveState::new(&AdaptiveRate { cooldown: Duration::from_millis(10), ..settings() }, 500.0);
+        let t0 = Instant::now();
+        for i in 0..100 {
+            s.on_reply(t0 + Duration::from_millis(i));
+        }
+        let t = t0 + Duration::from_millis(100);
+        assert_eq!(Throttle::Cut, s.on_throttle(t, Some(t)));
+        // Sent after the cut, a round trip later: still the same window, so no second cut yet.
+        let later = t + Duration::from_millis(100);
+        assert_eq!(Throttle::Echo, s.on_throttle(later, Some(t + Duration::from_millis(50))));
+        assert_eq!(s.decreases(), 1);
+        let next_window = t + WINDOW + Duration::from_millis(100);
+        assert_eq!(Throttle::Cut, s.on_throttle(next_window, Some(t + WINDOW)));
         assert_eq!(s.decreases(), 2);
     }
 

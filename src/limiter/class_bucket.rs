@@ -21,6 +21,7 @@ use crate::config::AdaptiveRate;
 use crate::limits::LimitClass;
 
 use super::adaptive::{AdaptiveState, Throttle};
+use super::throttle_share::WALL_SHARE;
 
 /// Longest a waiter sleeps before looking at the (maybe swapped) bucket again.
 pub const MAX_POLL: Duration = Duration::from_millis(50);
@@ -43,6 +44,25 @@ pub struct ClassBucket {
     paused_until: Mutex<Option<tokio::time::Instant>>,
     held: Mutex<Held>,
     clock: DefaultClock,
+}
+
+/// What a throttle meant, and whether the class should hold off as a whole.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThrottleVerdict {
+    pub throttle: Throttle,
+    /// The share of the class's recent replies that were throttled.
+    pub recent_share: f64,
+}
+
+impl ThrottleVerdict {
+    /// Should every writer of the class hold off for the server's `Retry-After`? When the
+    /// instance is a wall (congestion, and most recent requests throttled). Below that the rate
+    /// cut is the answer and only the throttled item waits: pausing a whole class for each of a
+    /// trickle of 429s caps it at a few requests per `Retry-After` (a 10% share held a load
+    /// at 50/s of 2,000/s), and a pause-bound rate never shows whether the 429s follow the rate.
+    pub fn pauses_class(&self) -> bool {
+        self.throttle.is_congestion() && self.recent_share >= WALL_SHARE
+    }
 }
 
 /// The union of the intervals during which work of the class was held back by a throttle.
@@ -186,17 +206,18 @@ impl ClassBucket {
 
     /// A request of this class came back throttled: on congestion, cut the rate (once per
     /// event).
-    pub fn on_throttle(&self, sent_at: Option<Instant>) -> Throttle {
+    pub fn on_throttle(&self, sent_at: Option<Instant>) -> ThrottleVerdict {
         self.throttles.fetch_add(1, Ordering::Relaxed);
-        let (verdict, undos) = {
+        let (throttle, recent_share, undos) = {
             let mut adaptive = self.adaptive.lock();
             let before = adaptive.undos();
-            (adaptive.on_throttle(Instant::now(), sent_at), adaptive.undos() - before)
+            let throttle = adaptive.on_throttle(Instant::now(), sent_at);
+            (throttle, adaptive.recent_share(), adaptive.undos() - before)
         };
-        if verdict == Throttle::Cut || undos > 0 {
+        if throttle == Throttle::Cut || undos > 0 {
             self.refresh();
         }
-        verdict
+        ThrottleVerdict { throttle, recent_share }
     }
 
     /// A request of this class came back without a throttle.

@@ -21,8 +21,9 @@ use crate::config::AdaptiveRate;
 use crate::limits::{LimitClass, Limits};
 
 pub use adaptive::Throttle;
-pub use class_bucket::{ClassBucket, ClassStats};
+pub use class_bucket::{ClassBucket, ClassStats, ThrottleVerdict};
 pub use per_twin::{InFlight, TwinBudget, TwinLimiter, TwinStats};
+pub use throttle_share::WALL_SHARE;
 
 pub struct Limiter {
     classes: Vec<ClassBucket>,
@@ -63,9 +64,9 @@ impl Limiter {
     }
 
     /// A request of this class, sent at `sent_at` (when known), was throttled: feed the
-    /// adaptive rate. The answer says whether it was congestion (then the class should also
-    /// honour the server's `Retry-After`) or background throttling (only the item waits).
-    pub fn on_throttle(&self, class: LimitClass, sent_at: Option<std::time::Instant>) -> Throttle {
+    /// adaptive rate. The answer says whether the whole class should also honour the server's
+    /// `Retry-After` ([`ThrottleVerdict::pauses_class`]) or only the item waits.
+    pub fn on_throttle(&self, class: LimitClass, sent_at: Option<std::time::Instant>) -> ThrottleVerdict {
         self.class(class).on_throttle(sent_at)
     }
 
@@ -198,6 +199,26 @@ mod tests {
         let stats = limiter.stats();
         let cd = stats.classes.iter().find(|c| c.class == LimitClass::CreateDelete).unwrap();
         assert!(cd.throttled_wait_s >= 3.0 && cd.throttled_wait_s < 3.5, "{cd:?}");
+    }
+
+    #[test]
+    fn only_a_wall_of_429s_pauses_the_class() {
+        let limiter = Limiter::new(&limits(500, 10, 500), &at_ceiling());
+        let cd = LimitClass::CreateDelete;
+        for _ in 0..50 {
+            limiter.on_reply(cd);
+        }
+        // One 429 among 50 replies: congestion (nothing says otherwise), so the rate is cut,
+        // but the class is not paused for it.
+        let trickle = limiter.on_throttle(cd, None);
+        assert_eq!(trickle.throttle, Throttle::Cut);
+        assert!(!trickle.pauses_class(), "{trickle:?}");
+        // Then everything comes back 429: the instance is a wall, the class holds off.
+        let mut last = trickle;
+        for _ in 0..60 {
+            last = limiter.on_throttle(cd, None);
+        }
+        assert!(last.pauses_class(), "{last:?}");
     }
 
     #[test]

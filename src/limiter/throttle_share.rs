@@ -32,6 +32,10 @@ use std::time::{Duration, Instant};
 pub const WINDOW: Duration = Duration::from_secs(1);
 /// Fewest replies in a window: enough for a share to mean something.
 pub const WINDOW_MIN_REPLIES: u64 = 200;
+/// A recent throttle share from which on the instance is a wall: most of what is sent comes
+/// back 429. The whole class then holds off for the server's `Retry-After`, and the rate is cut
+/// once per round trip; below it, at most once per [`WINDOW`].
+pub const WALL_SHARE: f64 = 0.5;
 /// Windows kept for experiments (about this many seconds at full rate).
 const HISTORY: usize = 8;
 /// Two windows are an experiment when one went at most this share of the other's rate.
@@ -42,6 +46,8 @@ pub const MAX_BACKGROUND: f64 = 0.5;
 const MIN_MARGIN: f64 = 0.02;
 /// How far apart (in standard deviations of the sampling noise) the two predictions must be.
 const CLEAR: f64 = 4.0;
+/// [`ThrottleShare::recent_share`] counts over at least this many replies.
+pub const WALL_MIN_REPLIES: u64 = 20;
 /// How fast the background share follows later windows.
 const FOLLOW: f64 = 0.3;
 
@@ -67,7 +73,7 @@ impl Window {
 
     /// Replies per second: what was really sent, whatever was allowed.
     fn rate(&self) -> f64 {
-        self.replies as f64 / self.ended.saturating_duration_since(self.started).as_secs_f64().max(1e-3)
+        Sample::pool(std::iter::once(self)).rate()
     }
 }
 
@@ -118,25 +124,43 @@ impl ThrottleShare {
         if self.background <= 0.0 {
             return true;
         }
-        let (replies, throttles) = self.history.back().map_or((0, 0), |last| (last.replies, last.throttles));
-        let replies = replies + self.current.replies;
-        let throttles = throttles + self.current.throttles;
+        let (replies, throttles) = self.recent();
         let share = throttles as f64 / replies.max(1) as f64;
         share > self.background + margin(self.background, replies)
     }
 
+    /// The share of recent replies that were throttled (the open window and the last closed
+    /// one), counted over at least [`WALL_MIN_REPLIES`] so a first 429 is not a 100% share.
+    pub fn recent_share(&self) -> f64 {
+        let (replies, throttles) = self.recent();
+        throttles as f64 / replies.max(WALL_MIN_REPLIES) as f64
+    }
+
+    /// Replies and throttles of the open window and the last closed one.
+    fn recent(&self) -> (u64, u64) {
+        let (replies, throttles) = self.history.back().map_or((0, 0), |last| (last.replies, last.throttles));
+        (replies + self.current.replies, throttles + self.current.throttles)
+    }
+
     fn close(&mut self, newest: Window) -> Lesson {
-        let mut lesson = Lesson::None;
-        for older in &self.history {
-            let (hi, lo) = if newest.rate() <= older.rate() { (older, &newest) } else { (&newest, older) };
-            if let Some(share) = background_between(hi, lo) {
-                let restore = if std::ptr::eq(lo, &newest) { hi.allowed } else { 0.0 };
-                lesson = match lesson {
-                    Lesson::Background { restore: r, .. } => Lesson::Background { share, restore: r.max(restore) },
-                    Lesson::None => Lesson::Background { share, restore },
-                };
-            }
+        self.history.push_back(newest);
+        if self.history.len() > HISTORY {
+            self.history.pop_front();
         }
+        // The newest window's rate level (every kept window within a rate step of it, pooled:
+        // a low rate needs several windows before its share means something) against the
+        // levels clearly above and below it.
+        let r = newest.rate();
+        let level = |keep: &dyn Fn(f64) -> bool| Sample::pool(self.history.iter().filter(|w| keep(w.rate())));
+        let similar = level(&|x| x >= RATE_STEP * r && x * RATE_STEP <= r);
+        let higher = level(&|x| x * RATE_STEP > r);
+        let lower = level(&|x| x < RATE_STEP * r);
+        // Only a drop to the newest level is a cut to undo; a rise needs none.
+        let lesson = match (background_between(&higher, &similar), background_between(&similar, &lower)) {
+            (Some(share), _) => Lesson::Background { share, restore: higher.allowed },
+            (None, Some(share)) => Lesson::Background { share, restore: 0.0 },
+            (None, None) => Lesson::None,
+        };
         match lesson {
             Lesson::Background { share, .. } => self.background = share,
             Lesson::None if self.background > 0.0 => {
@@ -152,16 +176,43 @@ impl ThrottleShare {
             }
             Lesson::None => {}
         }
-        self.history.push_back(newest);
-        if self.history.len() > HISTORY {
-            self.history.pop_front();
-        }
         lesson
     }
 }
 
-/// The background share shown by two windows at clearly different rates, if they show one.
-fn background_between(hi: &Window, lo: &Window) -> Option<f64> {
+/// Windows pooled: their replies over their summed durations.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    replies: u64,
+    throttles: u64,
+    seconds: f64,
+    allowed: f64,
+}
+
+impl Sample {
+    fn pool<'a>(windows: impl Iterator<Item = &'a Window>) -> Sample {
+        windows.fold(Sample::default(), |s, w| Sample {
+            replies: s.replies + w.replies,
+            throttles: s.throttles + w.throttles,
+            seconds: s.seconds + w.ended.saturating_duration_since(w.started).as_secs_f64(),
+            allowed: s.allowed.max(w.allowed),
+        })
+    }
+
+    fn rate(&self) -> f64 {
+        self.replies as f64 / self.seconds.max(1e-3)
+    }
+
+    fn share(&self) -> f64 {
+        self.throttles as f64 / self.replies.max(1) as f64
+    }
+}
+
+/// The background share shown by two samples at clearly different rates, if they show one.
+fn background_between(hi: &Sample, lo: &Sample) -> Option<f64> {
+    if hi.replies == 0 || lo.replies == 0 {
+        return None;
+    }
     let (r_hi, r_lo) = (hi.rate(), lo.rate());
     if r_lo > RATE_STEP * r_hi {
         return None;

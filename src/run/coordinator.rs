@@ -417,7 +417,7 @@ impl Coordinator {
             Outcome::Throttled { retry_after } => {
                 task.throttles += 1;
                 let verdict = self.limiter.on_throttle(task.class(&self.scheduler), task.sent_at);
-                if let (Some(asked), true) = (retry_after, verdict.is_congestion()) {
+                if let (Some(asked), true) = (retry_after, verdict.pauses_class()) {
                     self.limiter.pause(task.class(&self.scheduler), self.supervisor.server_wait(*asked));
                 }
             }

@@ -270,7 +270,7 @@ where
                 let wait = match retry_after {
                     Some(asked) => {
                         let wait = backoff.server_wait(*asked);
-                        if verdict.is_congestion() {
+                        if verdict.pauses_class() {
                             env.limiter.pause(class, wait);
                         }
                         wait
