@@ -110,13 +110,24 @@ impl AdaptiveState {
         if let Lesson::Background { restore, .. } = share.record(now, throttled, allowed) {
             let restore = restore.min(self.ceiling);
             if self.settings.enabled && restore > self.rate {
-                // Undo: back to the rate before the spurious cuts, and ramp up from there as at
-                // the start (the next congestion cut ends the ramp).
+                // Undo: back to the rate before the spurious cuts, and from there along CUBIC's
+                // concave curve to the ceiling (fast at first, careful near it), as if the
+                // last congestion had been at the ceiling.
                 self.rate = restore;
-                self.last_throttle = None;
                 self.last_max = self.ceiling;
-                self.start_rate = restore;
-                self.started = Some(now);
+                if restore < self.ceiling {
+                    let c = self.settings.cubic_c;
+                    let k = (self.ceiling * (1.0 - self.settings.decrease_factor) / c).cbrt();
+                    let k_here = ((self.ceiling - restore) / c).cbrt();
+                    let offset = k - k_here;
+                    self.last_throttle = Some(if offset >= 0.0 {
+                        now.checked_sub(Duration::from_secs_f64(offset)).unwrap_or(now)
+                    } else {
+                        now + Duration::from_secs_f64(-offset)
+                    });
+                } else {
+                    self.last_throttle = None;
+                }
                 self.undos += 1;
             }
         }
@@ -361,46 +372,87 @@ mod tests {
         assert_eq!(r, 500.0);
     }
 
-    /// A loader sending at the adaptive rate for `seconds` of simulated time (10 ms ticks,
-    /// replies at once) to an instance that gives `capacity`/s (a token bucket of 0.1 s) and
-    /// throttles every `background`-th request it would take on top. Returns the mean allowed
-    /// rate and the share of requests throttled over the second half.
-    fn simulate(capacity: f64, background: Option<u64>, seconds: u64) -> (f64, f64) {
-        let mut s = AdaptiveState::new(&AdaptiveRate::default(), 500.0);
+    /// What a simulated run saw over its second half.
+    struct Simulated {
+        /// The loaders' allowed rates summed, averaged.
+        rate: f64,
+        /// The share of all requests throttled.
+        share: f64,
+        /// Cuts undone, all loaders (the first half included).
+        undos: u64,
+    }
+
+    /// `loaders` loaders (ceiling 500/s each) sending at their adaptive rates for `seconds` of
+    /// simulated time (10 ms ticks, requests taken in turn, replies at once) to an instance
+    /// that gives `capacity`/s (a token bucket of 0.1 s) and throttles every `background`-th
+    /// request it would take on top.
+    fn simulate_many(loaders: usize, capacity: f64, background: Option<u64>, seconds: u64) -> Simulated {
+        let mut states: Vec<AdaptiveState> =
+            (0..loaders).map(|_| AdaptiveState::new(&AdaptiveRate::default(), 500.0)).collect();
         let t0 = Instant::now();
         let tick = Duration::from_millis(10);
-        let (mut owed, mut tokens, mut n) = (0.0f64, 0.0f64, 0u64);
+        let (mut owed, mut tokens, mut n) = (vec![0.0f64; loaders], 0.0f64, 0u64);
         let (mut rate_sum, mut ticks, mut sent, mut throttled) = (0.0, 0u64, 0u64, 0u64);
         for k in 0..seconds * 100 {
             let now = t0 + tick * k as u32;
             tokens = (tokens + capacity * 0.01).min(capacity * 0.1);
-            let rate = s.rate_at(now);
-            owed += rate * 0.01;
             let second_half = k >= seconds * 50;
-            while owed >= 1.0 {
-                owed -= 1.0;
-                n += 1;
-                let noise = background.is_some_and(|b| n % b == 0);
-                let refused = noise || tokens < 1.0;
-                if !noise && tokens >= 1.0 {
-                    tokens -= 1.0;
-                }
-                if refused {
-                    s.on_throttle(now, Some(now));
-                } else {
-                    s.on_reply(now);
-                }
-                if second_half {
-                    sent += 1;
-                    throttled += u64::from(refused);
+            let mut total_rate = 0.0;
+            for (s, owed) in states.iter_mut().zip(owed.iter_mut()) {
+                let rate = s.rate_at(now);
+                total_rate += rate;
+                *owed += rate * 0.01;
+            }
+            // Bounded: each pass takes at least one request off a loader that owes one.
+            while let Some(i) = (0..loaders).find(|&i| owed[i] >= 1.0) {
+                for j in i..loaders {
+                    if owed[j] < 1.0 {
+                        continue;
+                    }
+                    owed[j] -= 1.0;
+                    n += 1;
+                    let noise = background.is_some_and(|b| n % b == 0);
+                    let refused = noise || tokens < 1.0;
+                    if !refused {
+                        tokens -= 1.0;
+                    }
+                    if refused {
+                        states[j].on_throttle(now, Some(now));
+                    } else {
+                        states[j].on_reply(now);
+                    }
+                    if second_half {
+                        sent += 1;
+                        throttled += u64::from(refused);
+                    }
                 }
             }
             if second_half {
-                rate_sum += rate;
+                rate_sum += total_rate;
                 ticks += 1;
             }
         }
-        (rate_sum / ticks as f64, throttled as f64 / sent.max(1) as f64)
+        Simulated {
+            rate: rate_sum / ticks as f64,
+            share: throttled as f64 / sent.max(1) as f64,
+            undos: states.iter().map(AdaptiveState::undos).sum(),
+        }
+    }
+
+    /// One loader: (mean allowed rate, throttled share) over the second half.
+    fn simulate(capacity: f64, background: Option<u64>, seconds: u64) -> (f64, f64) {
+        let s = simulate_many(1, capacity, background, seconds);
+        (s.rate, s.share)
+    }
+
+    #[test]
+    fn loaders_sharing_a_full_instance_converge_on_it_and_never_take_congestion_for_background() {
+        for loaders in [2, 4, 8] {
+            let s = simulate_many(loaders, 500.0, None, 60);
+            assert_eq!(s.undos, 0, "{loaders} loaders");
+            assert!(s.rate > 0.6 * 500.0 && s.rate < 1.2 * 500.0, "{loaders} loaders: {}", s.rate);
+            assert!(s.share < 0.05, "{loaders} loaders: {}", s.share);
+        }
     }
 
     #[test]

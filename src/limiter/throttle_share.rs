@@ -36,6 +36,8 @@ pub const WINDOW_MIN_REPLIES: u64 = 200;
 /// back 429. The whole class then holds off for the server's `Retry-After`, and the rate is cut
 /// once per round trip; below it, at most once per [`WINDOW`].
 pub const WALL_SHARE: f64 = 0.5;
+/// Fewest windows that can show background throttling.
+const MIN_WINDOWS: usize = 3;
 /// Windows kept for experiments (about this many seconds at full rate).
 const HISTORY: usize = 8;
 /// Two windows are an experiment when one went at most this share of the other's rate.
@@ -73,7 +75,7 @@ impl Window {
 
     /// Replies per second: what was really sent, whatever was allowed.
     fn rate(&self) -> f64 {
-        Sample::pool(std::iter::once(self)).rate()
+        self.replies as f64 / self.ended.saturating_duration_since(self.started).as_secs_f64().max(1e-3)
     }
 }
 
@@ -147,20 +149,7 @@ impl ThrottleShare {
         if self.history.len() > HISTORY {
             self.history.pop_front();
         }
-        // The newest window's rate level (every kept window within a rate step of it, pooled:
-        // a low rate needs several windows before its share means something) against the
-        // levels clearly above and below it.
-        let r = newest.rate();
-        let level = |keep: &dyn Fn(f64) -> bool| Sample::pool(self.history.iter().filter(|w| keep(w.rate())));
-        let similar = level(&|x| x >= RATE_STEP * r && x * RATE_STEP <= r);
-        let higher = level(&|x| x * RATE_STEP > r);
-        let lower = level(&|x| x < RATE_STEP * r);
-        // Only a drop to the newest level is a cut to undo; a rise needs none.
-        let lesson = match (background_between(&higher, &similar), background_between(&similar, &lower)) {
-            (Some(share), _) => Lesson::Background { share, restore: higher.allowed },
-            (None, Some(share)) => Lesson::Background { share, restore: 0.0 },
-            (None, None) => Lesson::None,
-        };
+        let lesson = background_in(self.history.make_contiguous());
         match lesson {
             Lesson::Background { share, .. } => self.background = share,
             Lesson::None if self.background > 0.0 => {
@@ -180,54 +169,50 @@ impl ThrottleShare {
     }
 }
 
-/// Windows pooled: their replies over their summed durations.
-#[derive(Debug, Clone, Copy, Default)]
-struct Sample {
-    replies: u64,
-    throttles: u64,
-    seconds: f64,
-    allowed: f64,
-}
-
-impl Sample {
-    fn pool<'a>(windows: impl Iterator<Item = &'a Window>) -> Sample {
-        windows.fold(Sample::default(), |s, w| Sample {
-            replies: s.replies + w.replies,
-            throttles: s.throttles + w.throttles,
-            seconds: s.seconds + w.ended.saturating_duration_since(w.started).as_secs_f64(),
-            allowed: s.allowed.max(w.allowed),
+/// Background throttling shown by the kept windows, if they show it: windows sent at clearly
+/// different rates (the lowest at most [`RATE_STEP`] of the highest) all throttled at one share
+/// (a chi-square test of homogeneity: the spread of their shares is what sampling alone
+/// gives), and that share clearly above what congestion would leave at the lowest rate.
+///
+/// Why all windows and not a pair: with other loaders on the instance, one loader's share can
+/// hold still for a window while it cuts (another loader ramping up takes what it left), but
+/// congestion does not keep the share still across rates and time; loaders that cut and
+/// recover leave windows with few or no 429s, and those break the homogeneity.
+fn background_in(windows: &[Window]) -> Lesson {
+    if windows.len() < MIN_WINDOWS {
+        return Lesson::None;
+    }
+    let by_rate = |a: &&Window, b: &&Window| a.rate().total_cmp(&b.rate());
+    let (Some(hi), Some(lo)) = (windows.iter().max_by(by_rate), windows.iter().min_by(by_rate)) else {
+        return Lesson::None;
+    };
+    if lo.rate() > RATE_STEP * hi.rate() {
+        return Lesson::None;
+    }
+    let replies: u64 = windows.iter().map(|w| w.replies).sum();
+    let throttles: u64 = windows.iter().map(|w| w.throttles).sum();
+    let share = throttles as f64 / replies.max(1) as f64;
+    if share <= 0.0 || share > MAX_BACKGROUND {
+        return Lesson::None;
+    }
+    let chi2: f64 = windows
+        .iter()
+        .map(|w| {
+            let expected = w.replies as f64 * share;
+            (w.throttles as f64 - expected).powi(2) / (expected * (1.0 - share)).max(1e-9)
         })
+        .sum();
+    let df = (windows.len() - 1) as f64;
+    if chi2 > df + 3.0 * (2.0 * df).sqrt() {
+        return Lesson::None;
     }
-
-    fn rate(&self) -> f64 {
-        self.replies as f64 / self.seconds.max(1e-3)
+    let congestion = (1.0 - (1.0 - hi.share()) * hi.rate() / lo.rate().max(1e-9)).max(0.0);
+    let sigma = (share * (1.0 - share) / lo.replies.max(1) as f64).sqrt();
+    if share - congestion < CLEAR * sigma {
+        return Lesson::None;
     }
-
-    fn share(&self) -> f64 {
-        self.throttles as f64 / self.replies.max(1) as f64
-    }
-}
-
-/// The background share shown by two samples at clearly different rates, if they show one.
-fn background_between(hi: &Sample, lo: &Sample) -> Option<f64> {
-    if hi.replies == 0 || lo.replies == 0 {
-        return None;
-    }
-    let (r_hi, r_lo) = (hi.rate(), lo.rate());
-    if r_lo > RATE_STEP * r_hi {
-        return None;
-    }
-    let p_hi = hi.share();
-    let congestion = (1.0 - (1.0 - p_hi) * r_hi / r_lo.max(1e-9)).max(0.0);
-    let sigma = (p_hi * (1.0 - p_hi) / lo.replies.max(1) as f64).sqrt();
-    if p_hi - congestion < CLEAR * sigma {
-        return None;
-    }
-    if lo.share() <= (p_hi + congestion) / 2.0 {
-        return None;
-    }
-    let pooled = (hi.throttles + lo.throttles) as f64 / (hi.replies + lo.replies).max(1) as f64;
-    (pooled <= MAX_BACKGROUND).then_some(pooled)
+    let restore = windows.iter().map(|w| w.allowed).fold(0.0, f64::max);
+    Lesson::Background { share, restore }
 }
 
 /// How far above the background a share of `replies` replies must be to be congestion.
