@@ -586,7 +586,10 @@ fn simulate(plan: Plan) -> (f64, f64) {
                 s.landed(id);
                 break;
             }
-            s.defer(work);
+            // Deferred for what is left of the busiest twin's interval, as the coordinator does.
+            let wait =
+                twins.iter().filter_map(|t| last_write.get(t).map(|&at| gap - (now - at))).fold(0.0f64, f64::max);
+            s.defer_for_wait(work, std::time::Duration::from_secs_f64(wait.max(0.0)));
             if !deferred_now.insert(id) {
                 break; // only deferred work is left this step
             }

@@ -94,8 +94,11 @@ pub struct Scheduler {
     lane_remaining: Vec<u32>,
     lane_state: Vec<Lane>,
     lane_heap: BinaryHeap<(u32, Reverse<TwinIdx>)>,
-    parked: VecDeque<(u64, TwinIdx)>,
+    /// Parked lanes by the hand-out count at which they may come back (earliest first).
+    parked: BinaryHeap<Reverse<(u64, TwinIdx)>>,
     park_span: u64,
+    /// Hand-outs per second at the configured create/delete rate (to turn a wait into hand-outs).
+    handouts_per_s: f64,
     handouts: u64,
     deferred: VecDeque<Work>,
     pending: usize,
@@ -127,8 +130,9 @@ impl Scheduler {
             lane_remaining: vec![0; twins],
             lane_state: vec![Lane::Idle; twins],
             lane_heap: BinaryHeap::new(),
-            parked: VecDeque::new(),
+            parked: BinaryHeap::new(),
             park_span,
+            handouts_per_s: f64::from(limits.create_delete_per_s.max(1)),
             handouts: 0,
             deferred: VecDeque::new(),
             pending: 0,
@@ -230,7 +234,7 @@ impl Scheduler {
         if let Some(work) = self.next_deferred() {
             return Some(work);
         }
-        while let Some((_, lane)) = self.parked.pop_front() {
+        while let Some(Reverse((_, lane))) = self.parked.pop() {
             if self.lane_state[lane as usize] == Lane::Parked && self.requeue(lane) {
                 if let Some(top) = self.top_lane() {
                     return self.hand_out_from(top);
@@ -241,8 +245,25 @@ impl Scheduler {
     }
 
     /// Puts work back (e.g. its twin's per-twin budget is spent); it comes out again from
-    /// next() after other ready work.
+    /// next() after other ready work. A relationship's lane is parked for the time its twin
+    /// needs to earn its next write at full speed.
     pub fn defer(&mut self, work: Work) {
+        let span = self.park_span;
+        self.defer_for(work, span);
+    }
+
+    /// As [`defer`](Scheduler::defer), when the twin's budget frees in `wait`: the lane comes
+    /// back after about that long (counted in hand-outs at the configured rate), not a whole
+    /// write interval later. Parking a hub's lane for a full interval whatever was left of it
+    /// cost hubs up to half their 10 writes/s.
+    pub fn defer_for_wait(&mut self, work: Work, wait: std::time::Duration) {
+        // One hand-out more than the wait, so the lane does not come straight back into the
+        // same pass still a moment short of its time.
+        let span = (wait.as_secs_f64() * self.handouts_per_s).ceil() as u64 + 1;
+        self.defer_for(work, span.min(self.park_span));
+    }
+
+    fn defer_for(&mut self, work: Work, span: u64) {
         match work {
             Work::Relationship(id) => {
                 if !self.take_back(id) {
@@ -258,7 +279,7 @@ impl Scheduler {
                 }
                 if self.lane_state[l] != Lane::Parked {
                     self.lane_state[l] = Lane::Parked;
-                    self.parked.push_back((self.handouts + self.park_span, lane));
+                    self.parked.push(Reverse((self.handouts + span, lane)));
                 }
             }
             Work::Twin(id) => {
@@ -495,6 +516,9 @@ impl Scheduler {
         self.state[id as usize] = State::Ready;
         self.outstanding -= 1;
         self.pending += 1;
+        // Hand-outs count writes that went out (the scheduler's clock for parked lanes): one
+        // that came back did not.
+        self.handouts = self.handouts.saturating_sub(1);
         if !matches!(self.plan.arena.record(id), Record::Model { .. }) {
             self.pending_writes += 1;
         }
@@ -641,11 +665,11 @@ impl Scheduler {
 
     /// Parked lanes whose time has come go back in the heap.
     fn release_due_lanes(&mut self) {
-        while let Some(&(until, lane)) = self.parked.front() {
+        while let Some(&Reverse((until, lane))) = self.parked.peek() {
             if until > self.handouts {
                 break;
             }
-            self.parked.pop_front();
+            self.parked.pop();
             if self.lane_state[lane as usize] == Lane::Parked {
                 self.requeue(lane);
             }

@@ -259,7 +259,7 @@ impl Coordinator {
                     if task.attempts > 0 {
                         deferred_retries.push(task);
                     } else if let Some(work) = into_work(task) {
-                        self.scheduler.defer(work);
+                        self.scheduler.defer_for_wait(work, wait);
                     }
                 }
             }

@@ -39,9 +39,11 @@ use super::writer::{Writer, WriterEnv};
 /// Throttled items back off at most this many doubling steps (200 ms … 1.6 s nominal): the
 /// class's rate limiter meters what goes out, the item's own wait only spreads the retries.
 pub const THROTTLE_BACKOFF_STEPS: u32 = 4;
-/// Retry budget refill with no traffic at all, per second, so a load whose last items are all
-/// failing still moves (slowly) instead of waiting for traffic that will not come.
-pub const RETRY_BUDGET_TRICKLE_PER_S: f64 = 1.0;
+/// Retry budget refill with no traffic at all, per second (Finagle's `minRetriesPerSec`
+/// default), so a load whose last items are failing still moves instead of waiting for traffic
+/// that will not come: at 1/s, a service failing 12% of requests left a 2,000-twin load a
+/// minute-long tail of retries waiting for tokens.
+pub const RETRY_BUDGET_TRICKLE_PER_S: f64 = 10.0;
 
 /// What to do with a failed attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +66,7 @@ pub struct RetryStats {
 }
 
 /// The run-wide retry budget (Google SRE "Handling overload"): a token bucket that every
-/// request fills by `budget_share` of a token (plus a slow trickle) up to `budget_min` tokens,
+/// request fills by `budget_share` of a token (plus a trickle over time) up to `budget_min` tokens,
 /// and every retry of a failure empties by one. Retries therefore stay near that share of the
 /// traffic; a retry that finds it empty waits instead of being dropped.
 #[derive(Debug, Clone)]
