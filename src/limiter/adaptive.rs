@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::AdaptiveRate;
 
-use super::throttle_share::{Lesson, ThrottleShare, WALL_SHARE, WINDOW};
+use super::throttle_share::{margin, Lesson, ThrottleShare, WALL_MIN_REPLIES, WALL_SHARE, WINDOW};
 
 /// The slow start doubles the rate this often: from half the ceiling it is there in a second,
 /// gradual for ADT (which may throttle while it scales) and cheap for a short load.
@@ -35,6 +35,10 @@ pub struct AdaptiveState {
     /// The class's recent replies: tells congestion from background throttling.
     share: Option<ThrottleShare>,
     undos: u64,
+    /// The recent throttle share when the rate was last cut, and the replies and throttles
+    /// since: a share that grew since the cut calls for another cut without waiting a window.
+    share_at_cut: f64,
+    since_cut: (u64, u64),
 }
 
 /// What a throttle meant to the rate.
@@ -76,6 +80,8 @@ impl AdaptiveState {
             decreases: 0,
             share: None,
             undos: 0,
+            share_at_cut: 0.0,
+            since_cut: (0, 0),
         }
     }
 
@@ -105,6 +111,8 @@ impl AdaptiveState {
 
     /// Records a reply at `now`; a lesson from it (cuts that were spurious) is applied.
     fn record(&mut self, now: Instant, throttled: bool) {
+        self.since_cut.0 += 1;
+        self.since_cut.1 += u64::from(throttled);
         let allowed = self.rate_at(now);
         let share = self.share.get_or_insert_with(|| ThrottleShare::new(now, allowed));
         if let Lesson::Background { restore, .. } = share.record(now, throttled, allowed) {
@@ -184,7 +192,9 @@ impl AdaptiveState {
             // Below a wall of 429s, one cut per window: a trickle of throttles is answered by
             // one cut, and the next window shows whether it helped (the experiment that tells
             // background throttling from congestion needs the rate to stay put that long).
-            let trickle = self.recent_share() < WALL_SHARE && since < WINDOW;
+            // Unless the share grew since the cut (other loaders ramping up, say): then the
+            // cut was not enough, whatever the share.
+            let trickle = self.recent_share() < WALL_SHARE && since < WINDOW && !self.worse_since_cut();
             if sent_at.is_some_and(|sent| sent <= cut) || since < self.settings.cooldown || trickle {
                 return Throttle::Echo;
             }
@@ -195,7 +205,19 @@ impl AdaptiveState {
         self.last_throttle = Some(now);
         self.last_cut = Some(now);
         self.decreases += 1;
+        self.share_at_cut = self.recent_share();
+        self.since_cut = (0, 0);
         Throttle::Cut
+    }
+
+    /// Has the throttle share grown since the last cut, beyond what sampling explains?
+    fn worse_since_cut(&self) -> bool {
+        let (replies, throttles) = self.since_cut;
+        if replies < WALL_MIN_REPLIES {
+            return false;
+        }
+        let share = throttles as f64 / replies as f64;
+        share > self.share_at_cut + margin(self.share_at_cut, replies)
     }
 }
 
@@ -452,6 +474,15 @@ mod tests {
             assert_eq!(s.undos, 0, "{loaders} loaders");
             assert!(s.rate > 0.6 * 500.0 && s.rate < 1.2 * 500.0, "{loaders} loaders: {}", s.rate);
             assert!(s.share < 0.05, "{loaders} loaders: {}", s.share);
+        }
+    }
+
+    #[test]
+    fn loaders_starting_together_throttle_little_while_they_find_their_share() {
+        // The whole run, start included: the ramp of 4 loaders meets the instance at once.
+        for loaders in [2, 4] {
+            let s = simulate_many(loaders, 500.0, None, 2);
+            assert!(s.share < 0.15, "{loaders} loaders, second second: {}", s.share);
         }
     }
 

@@ -216,7 +216,7 @@ fn background_in(windows: &[Window]) -> Lesson {
 }
 
 /// How far above the background a share of `replies` replies must be to be congestion.
-fn margin(background: f64, replies: u64) -> f64 {
+pub(crate) fn margin(background: f64, replies: u64) -> f64 {
     let sigma = (background * (1.0 - background) / replies.max(1) as f64).sqrt();
     (3.0 * sigma).max(MIN_MARGIN)
 }
