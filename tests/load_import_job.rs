@@ -228,3 +228,49 @@ fn sigterm_cancels_the_import_job() {
     let accounted = twins["landed"].as_u64().unwrap() + twins["not_attempted"].as_u64().unwrap();
     assert_eq!(accounted, graph_of(&fleet_path).twins.len() as u64, "{summary}");
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_while_waiting_for_another_bulk_job_ends_the_wait_without_starting_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_azurite, staging_url) = staging();
+    // A slow job (about 1,000 items at 20/s) that holds the instance's one bulk-job slot.
+    let mock = mock(20.0);
+    let fleet_path = fleet(dir.path(), 300, 12);
+    let loader = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_twinload"))
+            .args(["load", "--mode", "import-job", "--endpoint", &mock.url])
+            .arg("--input")
+            .arg(&fleet_path)
+            .arg("--dead-letter")
+            .arg(dir.path().join(format!("{name}.dead.ndjson")))
+            .env("TWINLOAD_STAGING", &staging_url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = loader("first");
+    let started = Instant::now();
+    while mock.store().twin_count() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the first import job did not start writing twins");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The second finds the slot taken (JobLimitReached) and waits for it; give it time to ask.
+    let mut second = loader("second");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(second.try_wait().unwrap().is_none(), "the second loader should be waiting");
+    assert!(Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the waiting loader did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = std::io::read_to_string(second.stderr.take().unwrap()).unwrap();
+    assert_ne!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("SIGTERM received while waiting for another bulk job to end"), "{stderr}");
+    let _ = first.kill();
+    let _ = first.wait();
+}

@@ -70,6 +70,7 @@ pub async fn start(
     input_url: &str,
     log_url: &str,
     wait_if_busy: Option<Duration>,
+    signals: &mut StopSignals,
 ) -> Result<Started, String> {
     let began = Instant::now();
     loop {
@@ -81,7 +82,12 @@ pub async fn start(
                     None => return Ok(Started::Busy(busy.into())),
                     Some(limit) if began.elapsed() < limit => {
                         tracing::warn!("{busy}: waiting for it to end ({:.0} s so far)", began.elapsed().as_secs_f64());
-                        tokio::time::sleep(config.import_job.poll_interval).await;
+                        tokio::select! {
+                            signal = signals.next() => return Err(format!(
+                                "{signal} received while waiting for another bulk job to end: no job was started and nothing was written"
+                            )),
+                            _ = tokio::time::sleep(config.import_job.poll_interval) => {}
+                        }
                     }
                     Some(limit) => {
                         return Err(format!(

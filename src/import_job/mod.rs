@@ -64,7 +64,7 @@ pub async fn maybe_run(
     mut prepared: Prepared,
     mut journal: Journal,
     stage: &mut crate::sync::Stage,
-    signals: StopSignals,
+    mut signals: StopSignals,
     started: Instant,
 ) -> Result<Run, LoadError> {
     let LoadParts { config, inputs, client, limiter } = parts;
@@ -100,6 +100,7 @@ pub async fn maybe_run(
         &staging.blob_url(&input_blob),
         &staging.blob_url(&log_blob),
         wait,
+        &mut signals,
     )
     .await
     .map_err(LoadError::Setup)?;

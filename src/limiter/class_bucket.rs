@@ -56,7 +56,7 @@ pub struct ThrottleVerdict {
 
 impl ThrottleVerdict {
     /// Should every writer of the class hold off for the server's `Retry-After`? When the
-    /// instance is a wall (congestion, and most recent requests throttled). Below that the rate
+    /// instance is a wall (congestion, and [`WALL_SHARE`] of recent requests throttled). Below that the rate
     /// cut is the answer and only the throttled item waits: pausing a whole class for each of a
     /// trickle of 429s caps it at a few requests per `Retry-After` (a 10% share held a load
     /// at 50/s of 2,000/s), and a pause-bound rate never shows whether the 429s follow the rate.

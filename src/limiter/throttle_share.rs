@@ -32,10 +32,12 @@ use std::time::{Duration, Instant};
 pub const WINDOW: Duration = Duration::from_secs(1);
 /// Fewest replies in a window: enough for a share to mean something.
 pub const WINDOW_MIN_REPLIES: u64 = 200;
-/// A recent throttle share from which on the instance is a wall: most of what is sent comes
-/// back 429. The whole class then holds off for the server's `Retry-After`, and the rate is cut
-/// once per round trip; below it, at most once per [`WINDOW`].
-pub const WALL_SHARE: f64 = 0.5;
+/// A recent throttle share from which on the instance is a wall: a quarter or more of what is
+/// sent comes back 429 (above the 10–15% that an instance scaling internally, or the mock's
+/// faults, throttle whatever the rate). The whole class then holds off for the server's
+/// `Retry-After`, and the rate is cut once per round trip; below it, at most once per
+/// [`WINDOW`] unless the share grew since the last cut.
+pub const WALL_SHARE: f64 = 0.25;
 /// Fewest windows that can show background throttling.
 const MIN_WINDOWS: usize = 3;
 /// Windows kept for experiments (about this many seconds at full rate).

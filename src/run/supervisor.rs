@@ -301,9 +301,15 @@ impl StopSignals {
         });
     }
 
+    pub async fn wait(mut self) -> &'static str {
+        self.next().await
+    }
+
+    /// The next signal, keeping the listeners for later (a wait that comes before the run's
+    /// own, such as an import job waiting for another one to end).
     #[cfg(unix)]
-    pub async fn wait(self) -> &'static str {
-        let Some((mut term, mut int)) = self.listeners else { return std::future::pending().await };
+    pub async fn next(&mut self) -> &'static str {
+        let Some((term, int)) = self.listeners.as_mut() else { return std::future::pending().await };
         tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
@@ -311,7 +317,7 @@ impl StopSignals {
     }
 
     #[cfg(not(unix))]
-    pub async fn wait(self) -> &'static str {
+    pub async fn next(&mut self) -> &'static str {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
     }
