@@ -60,18 +60,25 @@ fn is_job_limit(e: &ClientError) -> bool {
     matches!(e, ClientError::Status(s) if s.code.as_deref() == Some(codes::JOB_LIMIT_REACHED))
 }
 
+/// The job to start: its id, its input and log blobs (URLs with their SAS), and how long to
+/// wait when another bulk job holds the instance (`None`: do not wait).
+pub struct JobRequest<'a> {
+    pub job_id: &'a str,
+    pub input_url: &'a str,
+    pub log_url: &'a str,
+    pub wait_if_busy: Option<Duration>,
+}
+
 /// Creates the job. While another bulk job runs: waits up to `wait_if_busy` (polling every
 /// `poll_interval`), or reports `Busy` at once when there is no wait.
 pub async fn start(
     config: &LoadConfig,
     client: &AdtClient,
     limiter: &Limiter,
-    job_id: &str,
-    input_url: &str,
-    log_url: &str,
-    wait_if_busy: Option<Duration>,
+    job: JobRequest<'_>,
     signals: &mut StopSignals,
 ) -> Result<Started, String> {
+    let JobRequest { job_id, input_url, log_url, wait_if_busy } = job;
     let began = Instant::now();
     loop {
         match jobs_call(config, limiter, || client.create_import_job(job_id, input_url, log_url)).await {

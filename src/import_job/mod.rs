@@ -92,18 +92,9 @@ pub async fn maybe_run(
     );
     staging.put(&input_blob, input.ndjson.clone()).await.map_err(|e| LoadError::Setup(e.to_string()))?;
     let wait = (config.mode == WriteMode::ImportJob).then_some(config.import_job.busy_wait);
-    let start = job::start(
-        config,
-        client,
-        limiter,
-        &job_id,
-        &staging.blob_url(&input_blob),
-        &staging.blob_url(&log_blob),
-        wait,
-        &mut signals,
-    )
-    .await
-    .map_err(LoadError::Setup)?;
+    let (input_url, log_url) = (staging.blob_url(&input_blob), staging.blob_url(&log_blob));
+    let request = job::JobRequest { job_id: &job_id, input_url: &input_url, log_url: &log_url, wait_if_busy: wait };
+    let start = job::start(config, client, limiter, request, &mut signals).await.map_err(LoadError::Setup)?;
     if let Started::Busy(why) = start {
         // Auto: per-item instead. The scheduler gave its items to the import file, so plan again.
         tracing::warn!("{why}: writing per item instead");
