@@ -9,7 +9,7 @@ mod load_support;
 use std::path::Path;
 
 use azure_support::{list, run_twinload, signature_of, test_ca, trust_ca, upload, Azurite, TokenEndpoint, TokenPolicy};
-use load_support::{assert_same_graph, dead_letters, exported, fleet, graph_of, mock};
+use load_support::{assert_same_graph, dead_letters, exported, fleet, graph_of, mock, stats, writes_between};
 use twinload::mock::auth::AuthConfig;
 use twinload::mock::server::{start, MockConfig};
 
@@ -195,4 +195,43 @@ fn blobs_over_https_are_read_and_archived_with_the_managed_identity_token() {
     for text in [&stdout, &stderr] {
         assert!(!text.contains("fake-mi-token") && !text.contains("eyJ"), "a token leaked: {text}");
     }
+}
+
+#[test]
+fn a_ledger_in_blob_storage_carries_a_load_to_the_next_sync_which_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let azurite = Azurite::start();
+    let adt = mock();
+    let input = fleet(dir.path(), 60, 3);
+    let ledgers = azurite.container_url("ledgers", "");
+    azure_support::create_container(&ledgers);
+    // As a Batch task would: the ledger next to the input, not on the node's disk.
+    let ledger_url = azurite.container_url("ledgers", "orders/ledger.ndjson");
+    let run = |mode: &str| {
+        let args: Vec<String> = ["load", "--endpoint", &adt.url, "--mode", mode, "--ledger", &ledger_url]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--input".to_string(), input.display().to_string()])
+            .chain(["--summary", "summary.json", "--dead-letter", "dead.ndjson"].iter().map(|s| s.to_string()))
+            .collect();
+        run_twinload(&args, &[], dir.path())
+    };
+
+    let (code, stdout, stderr) = run("upsert");
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_same_graph(&graph_of(&input), &exported(&adt));
+    // The blob holds the compacted ledger: its header and one line per item that landed.
+    let graph = graph_of(&input);
+    let ledger = String::from_utf8(azure_support::download(&ledgers, "orders/ledger.ndjson")).unwrap();
+    assert_eq!(ledger.lines().count(), 1 + graph.models.len() + graph.twins.len() + graph.relationships.len());
+
+    // The next scheduled run, on another node: everything is in the ledger, nothing is written.
+    let before = stats(&adt);
+    let (code, stdout, stderr) = run("sync");
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let after = stats(&adt);
+    let writes = writes_between(&before, &after);
+    assert_eq!(writes, 0, "{}", after["requests_by_operation"]);
+    let secret = signature_of(&ledger_url);
+    assert!(!stderr.contains(&secret) && !stdout.contains(&secret), "the SAS signature leaked: {stderr}");
 }

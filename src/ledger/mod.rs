@@ -5,7 +5,8 @@
 //!
 //! - [`record`]: the NDJSON format (a header, then one line per landed or deleted item).
 //! - [`identity`]: the instance and inputs a ledger belongs to; any other is refused.
-//! - [`store`]: where the bytes live (a local file; Blob Storage plugs in behind the trait).
+//! - [`store`]: where the bytes live, behind a trait: a local file, or
+//! - [`blob_store`]: a blob in Blob Storage (a local copy uploaded whole, atomically).
 //!
 //! An item is recorded only after ADT confirmed it, appended as the run goes (handed to the OS
 //! at once, so a killed loader loses nothing recorded) and fsynced in batches
@@ -13,6 +14,7 @@
 //! whose items are then sent again, which is safe. It never records an item that did not
 //! land. Opening and finishing compact the ledger (one line per item) atomically.
 
+pub mod blob_store;
 pub mod identity;
 pub mod record;
 pub mod store;
@@ -22,9 +24,12 @@ use std::time::{Duration, Instant};
 
 use crate::item::{Item, ItemKey};
 
+pub use blob_store::BlobStore;
 pub use identity::Identity;
 pub use record::{Entry, Header, Record};
 pub use store::{LedgerStore, LocalStore, StoreError};
+
+use crate::azure::blob_url::{BlobAccess, BlobLocation};
 
 /// Records appended before the ledger is made durable (fsync).
 pub const SYNC_EVERY_RECORDS: usize = 512;
@@ -40,8 +45,6 @@ pub enum LedgerError {
     /// A ledger of another instance or other inputs.
     #[error("{0}")]
     Foreign(String),
-    #[error("ledger {0}: ledgers in Blob Storage are not available in this build; give a local path")]
-    BlobUnsupported(String),
 }
 
 /// An open ledger: the entries in memory, the store behind them.
@@ -57,22 +60,15 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens the ledger at `location` (a local path) for `identity`, creating it if absent.
-    pub fn open(location: &str, identity: Identity) -> Result<Ledger, LedgerError> {
-        if location.starts_with("https://") || location.starts_with("http://") {
-            let shown = location.split('?').next().unwrap_or(location).to_string();
-            return Err(LedgerError::BlobUnsupported(shown));
-        }
-        Ledger::open_store(Box::new(LocalStore::new(location)), identity)
+    /// Opens the ledger at `location` (a local path, or a blob URL reached with a SAS in it or
+    /// with `access`'s identity) for `identity`, creating it if absent.
+    pub fn open(location: &str, identity: Identity, access: &BlobAccess) -> Result<Ledger, LedgerError> {
+        Ledger::open_store(store_at(location, access)?, identity)
     }
 
     /// Reads the ledger at `location` without writing to it (for a dry run); absent is empty.
-    pub fn read_only(location: &str, identity: Identity) -> Result<Ledger, LedgerError> {
-        if location.starts_with("https://") || location.starts_with("http://") {
-            let shown = location.split('?').next().unwrap_or(location).to_string();
-            return Err(LedgerError::BlobUnsupported(shown));
-        }
-        let mut ledger = Ledger::read(Box::new(LocalStore::new(location)), identity)?;
+    pub fn read_only(location: &str, identity: Identity, access: &BlobAccess) -> Result<Ledger, LedgerError> {
+        let mut ledger = Ledger::read(store_at(location, access)?, identity)?;
         // Anything recorded by mistake is never written.
         ledger.failed = Some("opened read-only".into());
         Ok(ledger)
@@ -201,6 +197,15 @@ impl Ledger {
         }
         self.sync()?;
         self.compact()
+    }
+}
+
+/// The store for a ledger location: a blob for an http(s) URL, else a local file.
+fn store_at(location: &str, access: &BlobAccess) -> Result<Box<dyn LedgerStore>, LedgerError> {
+    if BlobLocation::is_blob_url(location) {
+        Ok(Box::new(BlobStore::new(location, access)?))
+    } else {
+        Ok(Box::new(LocalStore::new(location)))
     }
 }
 

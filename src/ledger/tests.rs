@@ -39,7 +39,7 @@ fn what_landed_survives_a_reopen_and_changed_content_does_not_match() {
     let b = twin("b", r#"{"p":1}"#);
     let r = rel("a", "r1", "b");
     {
-        let mut l = Ledger::open(location, identity()).unwrap();
+        let mut l = Ledger::open(location, identity(), &BlobAccess::default()).unwrap();
         assert!(l.is_empty());
         l.landed(&a, Some("W/\"1\"".into()));
         l.landed(&b, None);
@@ -47,7 +47,7 @@ fn what_landed_survives_a_reopen_and_changed_content_does_not_match() {
         l.deleted(&b.key());
         l.finish().unwrap();
     }
-    let l = Ledger::open(location, identity()).unwrap();
+    let l = Ledger::open(location, identity(), &BlobAccess::default()).unwrap();
     assert_eq!(l.len(), 2);
     assert!(l.holds_unchanged(&a));
     assert!(!l.holds_unchanged(&twin("a", r#"{"p":2}"#)), "a changed twin is not 'unchanged'");
@@ -62,7 +62,7 @@ fn what_landed_survives_a_reopen_and_changed_content_does_not_match() {
 fn records_are_durable_in_batches_without_finish() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.ndjson");
-    let mut l = Ledger::open(path.to_str().unwrap(), identity()).unwrap();
+    let mut l = Ledger::open(path.to_str().unwrap(), identity(), &BlobAccess::default()).unwrap();
     for i in 0..SYNC_EVERY_RECORDS {
         l.landed(&twin(&format!("t{i}"), "{}"), None);
     }
@@ -77,17 +77,25 @@ fn a_ledger_of_another_instance_or_other_inputs_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.ndjson");
     let location = path.to_str().unwrap();
-    Ledger::open(location, identity()).unwrap().finish().unwrap();
-    let e = Ledger::open(location, Identity::new("https://two.api", &["in.ndjson".into()])).err().unwrap();
+    Ledger::open(location, identity(), &BlobAccess::default()).unwrap().finish().unwrap();
+    let e = Ledger::open(location, Identity::new("https://two.api", &["in.ndjson".into()]), &BlobAccess::default())
+        .err()
+        .unwrap();
     assert!(matches!(e, LedgerError::Foreign(_)), "{e}");
     assert!(e.to_string().contains("https://one.api") && e.to_string().contains("https://two.api"), "{e}");
-    let e = Ledger::open(location, Identity::new("https://one.api", &["other.ndjson".into()])).err().unwrap();
+    let e = Ledger::open(location, Identity::new("https://one.api", &["other.ndjson".into()]), &BlobAccess::default())
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("other.ndjson") && e.to_string().contains("in.ndjson"), "{e}");
 }
 
 #[test]
-fn a_blob_url_without_blob_support_is_a_clear_error_without_the_sas() {
-    let e = Ledger::open("https://acc.blob.core.windows.net/c/l.ndjson?sig=SECRET", identity()).err().unwrap();
+fn a_blob_url_that_names_no_blob_is_a_clear_error_without_the_sas() {
+    // Refused before any request: a container is not a ledger.
+    let e = Ledger::open("https://acc.blob.core.windows.net/c/?sig=SECRET", identity(), &BlobAccess::default())
+        .err()
+        .unwrap();
     let text = e.to_string();
-    assert!(text.contains("acc.blob.core.windows.net/c/l.ndjson") && !text.contains("SECRET"), "{text}");
+    assert!(text.contains("acc.blob.core.windows.net/c") && !text.contains("SECRET"), "{text}");
+    assert!(text.contains("not a blob"), "{text}");
 }

@@ -95,7 +95,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
     let mut stage = match (&args.ledger, &args.endpoint) {
         (Some(ledger), Some(endpoint)) => {
             let identity = crate::ledger::Identity::new(endpoint, &args.inputs);
-            match crate::ledger::Ledger::read_only(ledger, identity) {
+            match crate::ledger::Ledger::read_only(ledger, identity, &crate::azure::blob_url::BlobAccess::default()) {
                 Ok(l) => crate::sync::Stage::offline(l),
                 Err(e) => {
                     eprintln!("error: {e}");

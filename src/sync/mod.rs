@@ -102,7 +102,8 @@ impl Stage {
         }
         if let Some(location) = &settings.ledger {
             let identity = Identity::new(&config.endpoint, inputs);
-            let ledger = Ledger::open(location, identity).map_err(|e| LoadError::Setup(e.to_string()))?;
+            let ledger = Ledger::open(location, identity, &crate::azure::blob_url::BlobAccess::from_config(config))
+                .map_err(|e| LoadError::Setup(e.to_string()))?;
             tracing::info!("ledger {}: {} items recorded", ledger.location(), ledger.len());
             stage.ledger = Some(ledger);
         }

@@ -51,6 +51,18 @@ pub fn stats(mock: &MockHandle) -> serde_json::Value {
     serde_json::from_str(&get(&format!("{}/_mock/stats", mock.url))).expect("stats are JSON")
 }
 
+/// Write requests (creates, deletes, patches, model uploads) the mock answered between two
+/// `stats` snapshots.
+pub fn writes_between(before: &serde_json::Value, after: &serde_json::Value) -> u64 {
+    ["PUT create_delete", "DELETE create_delete", "PATCH patch", "POST models"]
+        .iter()
+        .map(|op| {
+            let count = |stats: &serde_json::Value| stats["requests_by_operation"][op].as_u64().unwrap_or(0);
+            count(after) - count(before)
+        })
+        .sum()
+}
+
 /// The mock's graph, from `/_mock/export`.
 pub fn exported(mock: &MockHandle) -> Graph {
     let text = get(&format!("{}/_mock/export", mock.url));
