@@ -183,6 +183,16 @@ fn a_sync_with_a_ledger_sends_exactly_the_differences_and_prunes_what_left() {
     let untouched = change.fleet.ids_of_model("dtmi:twinload:fleet:Depot;1")[0].clone();
     let untouched_time = twin_doc(&mock, &untouched)["$metadata"]["$lastUpdateTime"].clone();
     assert!(untouched_time.is_string());
+    // The ledger keeps each item's ETag as ADT answered the write.
+    let ledger_text = std::fs::read_to_string(&ledger).unwrap();
+    let line = ledger_text
+        .lines()
+        .find(|l| l.contains(&format!("\"id\":\"{untouched}\"")) && l.contains("\"kind\":\"twin\""))
+        .expect("the twin is in the ledger");
+    let recorded: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(recorded["etag"], twin_doc(&mock, &untouched)["$etag"], "{line}");
+    let written = ledger_text.lines().filter(|l| !l.contains("\"kind\":\"model\"")).skip(1);
+    assert!(written.clone().count() > 0 && written.clone().all(|l| l.contains("\"etag\":")), "{ledger_text}");
 
     // The source changes; the next sync prunes too.
     change.fleet.write(&input);

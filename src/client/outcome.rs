@@ -38,11 +38,13 @@ pub struct Reply {
     pub outcome: Outcome,
     pub status: Option<u16>,
     pub code: Option<String>,
+    /// The `ETag` ADT answered with (a written twin or relationship's version), for the ledger.
+    pub etag: Option<String>,
 }
 
 impl Reply {
     pub fn transport(detail: String) -> Reply {
-        Reply { outcome: Outcome::Transient { detail }, status: None, code: None }
+        Reply { outcome: Outcome::Transient { detail }, status: None, code: None, etag: None }
     }
 }
 
@@ -84,7 +86,8 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], sent: Sent
     } else {
         Outcome::Rejected { message }
     };
-    Reply { outcome, status: Some(status.as_u16()), code }
+    let etag = headers.get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
+    Reply { outcome, status: Some(status.as_u16()), code, etag }
 }
 
 fn is_twin_missing(code: &str, relationship: bool) -> bool {

@@ -362,12 +362,13 @@ impl Coordinator {
         }
     }
 
-    fn land(&mut self, id: ItemId, how: Completion) {
+    /// An item landed (with the `ETag` ADT answered, when it did).
+    fn land(&mut self, id: ItemId, how: Completion, etag: Option<String>) {
         self.last_landed = Instant::now();
         // The journal (and the ledger behind it) reads the item before the scheduler releases
         // its body.
         if let Some(j) = self.journal.as_mut() {
-            j.landed_item(self.scheduler.item(id), how);
+            j.landed_item(self.scheduler.item(id), how, etag);
         }
         self.scheduler.landed(id);
     }
@@ -454,11 +455,11 @@ impl Coordinator {
 
     fn settle_single(&mut self, mut task: Task, id: ItemId, reply: Reply, ctx: &mut Context<Self>) {
         match &reply.outcome {
-            Outcome::Landed => self.land(id, Completion::Landed),
+            Outcome::Landed => self.land(id, Completion::Landed, reply.etag.clone()),
             // A 412/409 after an attempt of ours that may have written means it landed; else
             // (a first attempt, or only throttled ones before) it was there before the run.
             Outcome::AlreadyExists { .. } => {
-                self.land(id, if task.may_have_written { Completion::Landed } else { Completion::AlreadyExisted })
+                self.land(id, if task.may_have_written { Completion::Landed } else { Completion::AlreadyExisted }, None)
             }
             _ => match self.decide(&mut task, &reply, ctx) {
                 Decision::Retry { after, budgeted, .. } => self.schedule_retry(task, after, budgeted, ctx),
@@ -470,10 +471,10 @@ impl Coordinator {
     fn settle_models(&mut self, mut task: Task, report: ModelReport, ctx: &mut Context<Self>) {
         let how = if task.may_have_written { Completion::Landed } else { Completion::AlreadyExisted };
         for id in report.landed {
-            self.land(id, Completion::Landed);
+            self.land(id, Completion::Landed, None);
         }
         for id in report.already_existed {
-            self.land(id, how);
+            self.land(id, how, None);
         }
         let failures =
             report.failed.into_iter().map(|f| (f.item, f.reply, f.reason_code.to_string(), f.reason)).collect();

@@ -139,10 +139,10 @@ impl Journal {
     }
 
     /// An item landed or was already there: counted, and recorded in the ledger if one is attached.
-    pub fn landed_item(&mut self, item: &Item, how: Completion) {
+    pub fn landed_item(&mut self, item: &Item, how: Completion, etag: Option<String>) {
         self.completed(item.kind(), how);
         if let Some(ledger) = self.ledger.as_mut() {
-            ledger.landed(item, None);
+            ledger.landed(item, etag);
         }
     }
 

@@ -328,7 +328,7 @@ mod tests {
     use super::*;
 
     fn reply(outcome: Outcome, status: Option<u16>) -> Reply {
-        Reply { outcome, status, code: None }
+        Reply { outcome, status, code: None, etag: None }
     }
 
     fn failed(n: u32) -> Attempt {

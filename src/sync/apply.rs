@@ -34,10 +34,16 @@ pub struct Env<'a> {
 
 /// What became of one piece of work.
 enum Done {
-    Landed(Item),
+    /// Written, with the `ETag` ADT answered (if any).
+    Landed(Item, Option<String>),
     Unchanged(Item),
     Deleted(ItemKey),
-    Failed { key: ItemKey, item: Option<Item>, reply: Option<Reply>, reason: String },
+    Failed {
+        key: ItemKey,
+        item: Option<Item>,
+        reply: Option<Reply>,
+        reason: String,
+    },
 }
 
 #[derive(Default)]
@@ -64,10 +70,10 @@ pub async fn run(
         report.reads += outcomes.reads;
         for done in outcomes.done {
             match done {
-                Done::Landed(item) => {
+                Done::Landed(item, etag) => {
                     journal.completed(item.kind(), Completion::Landed);
                     if let Some(l) = ledger.as_deref_mut() {
-                        l.landed(&item, None);
+                        l.landed(&item, etag);
                     }
                 }
                 Done::Unchanged(item) => {
@@ -150,7 +156,7 @@ async fn patch(item: Item, ops: Vec<PatchOp>, env: &Env<'_>, out: &mut Outcomes)
         write(env, LimitClass::Patch, &twins_of(&item), out, || env.client.patch(&path, body.clone(), relationship))
             .await;
     match reply.outcome {
-        Outcome::Landed => out.done.push(Done::Landed(item)),
+        Outcome::Landed => out.done.push(Done::Landed(item, reply.etag.clone())),
         // Gone since it was read: create it.
         _ if is_not_found(&reply) => put(item, true, env, out).await,
         _ => out.done.push(failed(&item, reply, "ADT refused the patch")),
@@ -168,7 +174,7 @@ async fn put(item: Item, create_only: bool, env: &Env<'_>, out: &mut Outcomes) {
     })
     .await;
     match reply.outcome {
-        Outcome::Landed | Outcome::AlreadyExists { .. } => out.done.push(Done::Landed(item)),
+        Outcome::Landed | Outcome::AlreadyExists { .. } => out.done.push(Done::Landed(item, reply.etag.clone())),
         _ => out.done.push(failed(&item, reply, "ADT refused the write")),
     }
 }
