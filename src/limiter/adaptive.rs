@@ -496,6 +496,15 @@ mod tests {
     }
 
     #[test]
+    fn a_low_background_share_is_recognised_too() {
+        // 5% and 2% whatever the rate: slow windows are pooled until the share means something.
+        for every in [20, 50] {
+            let (rate, _) = simulate(1000.0, Some(every), 90);
+            assert!(rate > 0.8 * 500.0, "1 in {every}: {rate}");
+        }
+    }
+
+    #[test]
     fn a_full_instance_brings_the_rate_to_its_capacity_with_few_throttles() {
         let (rate, share) = simulate(250.0, None, 60);
         assert!(rate > 0.6 * 250.0 && rate < 1.1 * 250.0, "{rate}");
