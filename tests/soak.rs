@@ -13,8 +13,8 @@ use load_support::{assert_same_graph, exported, fleet, graph_of};
 use twinload::mock::faults::FaultConfig;
 use twinload::mock::server::{start, MockConfig};
 
-/// 12,000 twins and 24,000 relationships: about two minutes at 500 creates/s with the faults.
-const TWINS: u64 = 12_000;
+/// 18,000 twins and 36,000 relationships: about two minutes at 500 creates/s with the faults.
+const TWINS: u64 = 18_000;
 /// Bounds the run: a soak that has not ended by then fails.
 const LIMIT: Duration = Duration::from_secs(600);
 /// How often the loader's resident set is read.
