@@ -39,7 +39,7 @@ pub const WINDOW_MIN_REPLIES: u64 = 200;
 /// [`WINDOW`] unless the share grew since the last cut.
 pub const WALL_SHARE: f64 = 0.25;
 /// Fewest windows that can show background throttling.
-const MIN_WINDOWS: usize = 3;
+const MIN_WINDOWS: usize = 4;
 /// Windows kept for experiments (about this many seconds at full rate).
 const HISTORY: usize = 8;
 /// Two windows are an experiment when one went at most this share of the other's rate.
@@ -96,11 +96,18 @@ pub struct ThrottleShare {
     current: Window,
     history: VecDeque<Window>,
     background: f64,
+    /// The last window closed showed background throttling; one more in a row confirms it.
+    seen_once: bool,
 }
 
 impl ThrottleShare {
     pub fn new(now: Instant, allowed: f64) -> ThrottleShare {
-        ThrottleShare { current: Window::open(now, allowed), history: VecDeque::new(), background: 0.0 }
+        ThrottleShare {
+            current: Window::open(now, allowed),
+            history: VecDeque::new(),
+            background: 0.0,
+            seen_once: false,
+        }
     }
 
     /// The share of requests the instance throttles whatever the rate, as far as known (0 until
@@ -151,7 +158,14 @@ impl ThrottleShare {
         if self.history.len() > HISTORY {
             self.history.pop_front();
         }
-        let lesson = background_in(self.history.make_contiguous());
+        // Two closes in a row must show it: congestion among several loaders can look
+        // homogeneous for a moment, but the next window of a loader that cut breaks it.
+        let shown = background_in(self.history.make_contiguous());
+        let lesson = match (shown, self.seen_once) {
+            (Lesson::Background { .. }, true) => shown,
+            _ => Lesson::None,
+        };
+        self.seen_once = shown != Lesson::None;
         match lesson {
             Lesson::Background { share, .. } => self.background = share,
             Lesson::None if self.background > 0.0 => {
@@ -265,7 +279,7 @@ mod tests {
         let (mut s, mut t) = (ThrottleShare::new(t0, 500.0), t0);
         assert!(feed(&mut s, &mut t, 500.0, 2.0, every(7)).is_empty(), "one rate: no experiment");
         assert!(s.is_congestion(), "unknown background: every throttle is congestion");
-        let lessons = feed(&mut s, &mut t, 350.0, 2.0, every(7));
+        let lessons = feed(&mut s, &mut t, 350.0, 3.0, every(7));
         let Some(Lesson::Background { share, restore }) = lessons.first().copied() else { panic!("{lessons:?}") };
         assert!((share - 1.0 / 7.0).abs() < 0.02, "{share}");
         assert_eq!(restore, 500.0);
@@ -305,7 +319,7 @@ mod tests {
         let t0 = Instant::now();
         let (mut s, mut t) = (ThrottleShare::new(t0, 500.0), t0);
         feed(&mut s, &mut t, 500.0, 2.0, every(10));
-        feed(&mut s, &mut t, 350.0, 2.0, every(10));
+        feed(&mut s, &mut t, 350.0, 3.0, every(10));
         assert!(s.background() > 0.05);
         // Background 10%, and now a third of the requests throttled: congestion on top.
         feed(&mut s, &mut t, 350.0, 0.5, every(3));
