@@ -22,7 +22,8 @@
 //!   makespan T*, and the scheduler that releases an item once all it depends on has landed.
 //! - [`client`]: the ADT REST client: one attempt per call, errors classified for the supervisor.
 //! - [`limiter`]: the token buckets every writer shares (per limit class, per twin), with the
-//!   adaptive rate that backs off when ADT throttles.
+//!   adaptive rate that backs off when ADT is full, and tells that from 429s that come at one
+//!   share whatever the rate (`throttle_share`).
 //! - [`run`]: the actors of a load (coordinator, writers, supervisor, journal) and the summary.
 //! - [`observe`]: Prometheus metrics of a run (names, `/metrics` listener, Pushgateway push).
 //! - [`import_job`]: big first loads through ADT's Import Jobs API (`--mode import-job`, and
@@ -32,8 +33,8 @@
 //! - [`adf`]: the Azure Data Factory Custom-activity contract: settings from `activity.json`
 //!   (extended properties, SecureStrings, the reference prototype's properties) and the summary
 //!   as `outputs.json`.
-//! - [`ledger`]: what landed, per item (content hash, target), kept across runs: resume after a
-//!   crash, skip what is unchanged, scope a prune.
+//! - [`ledger`]: what landed, per item (content hash, ETag, target), kept across runs in a local
+//!   file or a blob: resume after a crash, skip what is unchanged, scope a prune.
 //! - [`sync`]: `--mode sync` (only differences: JSON Patch diff, creates, replaces), reading
 //!   ADT's state by query, `--prune` planning with its `--max-deletes` guard.
 //! - [`gen`]: the synthetic fleet generator.

@@ -1,6 +1,7 @@
 //! The one rate limiter that all writers share: a token bucket per ADT limit class with the
 //! configured rates ([`class_bucket`], governor), made adaptive ([`adaptive`]: multiplicative
-//! decrease on a throttle, CUBIC recovery, never above the configured rate), and the per-twin
+//! decrease on congestion, CUBIC recovery, never above the configured rate; [`throttle_share`]
+//! tells congestion from 429s that come at one share whatever the rate), and the per-twin
 //! budget ([`per_twin`]: writes per second and requests in flight on one twin).
 //!
 //! Bursts are small (`adaptive.burst_seconds`, default 1/20 s of the rate) so the stream is
