@@ -36,7 +36,7 @@ fn two_minutes_with_every_fault_lose_nothing_and_memory_levels_off() {
     let input = fleet(dir.path(), TWINS, 5);
     let faults = FaultConfig {
         seed: 9,
-        rate_429: 0.05,
+        rate_429: 0.10,
         rate_5xx: 0.02,
         drop_rate: 0.01,
         latency: Duration::from_millis(2),
