@@ -383,7 +383,7 @@ def write_results(args, out, results, pending):
     cmd = " ".join(["load-tests/suite/suite.py"] + sys.argv[1:])
     text = ["# Load-test results", "", "Written by `load-tests/suite/suite.py all` (do not edit by hand).", "",
             f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
-            f"- Machine: {machine()}; shared with other engineers' builds, so times are a ceiling.",
+            f"- Machine: {machine()} (a busy machine makes times a ceiling).",
             f"- Binary: {binary()}",
             f"- Command: `{cmd}`", f"- Size: {args.size}; limits {args.profile} x k, k = {args.scale:g}",
             f"- Output (JSON, Markdown, report pages): {out}",
