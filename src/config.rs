@@ -808,8 +808,9 @@ pub struct ConfigArgs {
     /// Keep the metrics listener up this many seconds after the run, for the last scrape. Default 0.
     #[arg(long, env = "TWINLOAD_METRICS_LINGER_S")]
     pub metrics_linger_s: Option<f64>,
-    /// Ledger of what landed (local path): skips what it records unchanged, resumes after a
-    /// crash, scopes --prune. Default: none.
+    /// Ledger of what landed (a local path, or a blob URL with a SAS or reached with the
+    /// identity): skips what it records unchanged, resumes after a crash, scopes --prune.
+    /// Default: none.
     #[arg(long, env = "TWINLOAD_LEDGER")]
     pub ledger: Option<String>,
     /// With --mode sync: read ADT's current state through the query API even with a ledger.
