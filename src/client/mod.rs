@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::adt::{paths, ErrorBody, API_VERSION};
+use crate::azure::error_chain;
 use crate::config::LoadConfig;
 use crate::limits::LimitClass;
 
@@ -433,18 +434,6 @@ fn with_auth(req: reqwest::RequestBuilder, auth: &Authorization) -> reqwest::Req
         Some(value) => req.header(AUTHORIZATION, value.clone()),
         None => req,
     }
-}
-
-/// An error and its causes on one line ("error sending request: connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
