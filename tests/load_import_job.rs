@@ -168,6 +168,33 @@ fn auto_writes_per_item_for_a_small_load_and_uses_a_job_for_a_large_first_load()
     assert_same_graph(&graph_of(&fleet_path), &exported(&mock_large));
 }
 
+/// `twinload load --mode import-job` as a process of its own (signals can reach it), its
+/// summary next to its dead letters (`<dead>.summary.json`), stderr piped.
+fn import_job_process(mock: &MockHandle, input: &Path, staging: &str, dead: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_twinload"))
+        .args(["load", "--mode", "import-job", "--endpoint", &mock.url])
+        .arg("--input")
+        .arg(input)
+        .arg("--dead-letter")
+        .arg(dead)
+        .arg("--summary")
+        .arg(dead.with_extension("summary.json"))
+        .env("TWINLOAD_STAGING", staging)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (at most a minute) until the mock's import job has written a twin.
+fn wait_for_first_twin(mock: &MockHandle) {
+    let started = Instant::now();
+    while mock.store().twin_count() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the import job did not start writing twins");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_cancels_the_import_job() {
@@ -177,25 +204,10 @@ fn sigterm_cancels_the_import_job() {
     let mock = mock(40.0);
     let fleet_path = fleet(dir.path(), 300, 11);
     let dead = dir.path().join("dead.ndjson");
-    let summary_path = dir.path().join("summary.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twinload"))
-        .args(["load", "--mode", "import-job", "--endpoint", &mock.url])
-        .arg("--input")
-        .arg(&fleet_path)
-        .arg("--dead-letter")
-        .arg(&dead)
-        .arg("--summary")
-        .arg(&summary_path)
-        .env("TWINLOAD_STAGING", &staging_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let summary_path = dead.with_extension("summary.json");
+    let mut child = import_job_process(&mock, &fleet_path, &staging_url, &dead);
     let started = Instant::now();
-    while mock.store().twin_count() == 0 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the import job did not start writing twins");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_first_twin(&mock);
     let landed_at_signal = mock.store().twin_count() + mock.store().relationship_count();
     // SIGTERM, as Batch sends it.
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
@@ -232,24 +244,11 @@ fn sigterm_while_waiting_for_another_bulk_job_ends_the_wait_without_starting_one
     let mock = mock(20.0);
     let fleet_path = fleet(dir.path(), 300, 12);
     let loader = |name: &str| {
-        Command::new(env!("CARGO_BIN_EXE_twinload"))
-            .args(["load", "--mode", "import-job", "--endpoint", &mock.url])
-            .arg("--input")
-            .arg(&fleet_path)
-            .arg("--dead-letter")
-            .arg(dir.path().join(format!("{name}.dead.ndjson")))
-            .env("TWINLOAD_STAGING", &staging_url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        import_job_process(&mock, &fleet_path, &staging_url, &dir.path().join(format!("{name}.dead.ndjson")))
     };
     let mut first = loader("first");
     let started = Instant::now();
-    while mock.store().twin_count() == 0 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the first import job did not start writing twins");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_first_twin(&mock);
     // The second finds the slot taken (JobLimitReached) and waits for it; give it time to ask.
     let mut second = loader("second");
     std::thread::sleep(Duration::from_secs(3));
