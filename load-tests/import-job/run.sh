@@ -13,6 +13,7 @@
 # the mock's stats in $OUT (default /tmp/twinload-import-job). Stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. load-tests/lib.sh
 
 twins="${1:-100000}"
 seed="${2:-1}"
@@ -44,12 +45,7 @@ rate_flags=()
 "$bin" mock-adt --listen 127.0.0.1:0 --no-auth "${rate_flags[@]}" >"$out/mock.stdout" 2>"$out/mock.stderr" &
 pids+=($!)
 mock_pid=$!
-for _ in $(seq 1 100); do
-    grep -q '^listening on ' "$out/mock.stdout" 2>/dev/null && break
-    sleep 0.1
-done
-url="$(sed -n 's/^listening on //p' "$out/mock.stdout" | head -n1)"
-[ -n "$url" ] || { echo "the mock did not start; see $out/mock.stderr" >&2; exit 1; }
+url="$(mock_url "$out/mock.stdout" "$out/mock.stderr")"
 for _ in $(seq 1 300); do
     (exec 3<>"/dev/tcp/127.0.0.1/$blob_port") 2>/dev/null && break
     sleep 0.1

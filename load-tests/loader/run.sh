@@ -10,6 +10,7 @@
 # /tmp/twinload-loader-<mode>). Every process it starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. load-tests/lib.sh
 
 mode="${1:-limited}"
 twins="${2:-20000}"
@@ -32,12 +33,7 @@ esac
 "$bin" mock-adt --listen 127.0.0.1:0 "${mock_flags[@]}" >"$out/mock.stdout" 2>"$out/mock.stderr" &
 mock_pid=$!
 trap 'kill "$mock_pid" 2>/dev/null || true; wait "$mock_pid" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    grep -q '^listening on ' "$out/mock.stdout" 2>/dev/null && break
-    sleep 0.1
-done
-url="$(sed -n 's/^listening on //p' "$out/mock.stdout" | head -n1)"
-[ -n "$url" ] || { echo "the mock did not start; see $out/mock.stderr" >&2; exit 1; }
+url="$(mock_url "$out/mock.stdout" "$out/mock.stderr")"
 
 set +e
 /usr/bin/time -v "$bin" load --endpoint "$url" --input "$fleet" "${load_flags[@]}" \

@@ -12,6 +12,7 @@
 # first start to the last end), 429 share. Every process it starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. load-tests/lib.sh
 
 loaders="${1:-4}"
 twins="${2:-2000}"
@@ -40,12 +41,7 @@ cleanup() {
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do
-    grep -q '^listening on ' "$out/mock.stdout" 2>/dev/null && break
-    sleep 0.1
-done
-url="$(sed -n 's/^listening on //p' "$out/mock.stdout" | head -n1)"
-[ -n "$url" ] || { echo "the mock did not start; see $out/mock.stderr" >&2; exit 1; }
+url="$(mock_url "$out/mock.stdout" "$out/mock.stderr")"
 
 start_ns=$(date +%s%N)
 for i in $(seq 1 "$loaders"); do

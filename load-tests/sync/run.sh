@@ -18,6 +18,7 @@
 # the wall times show the loader's own cost. Figures go to $OUT (default /tmp/twinload-sync).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. load-tests/lib.sh
 
 twins="${1:-100000}"
 seed="${2:-1}"
@@ -43,12 +44,7 @@ start_mock() {
     [ -n "$mock_pid" ] && { kill "$mock_pid" 2>/dev/null || true; wait "$mock_pid" 2>/dev/null || true; }
     "$bin" mock-adt --listen 127.0.0.1:0 "${mock_flags[@]}" >"$out/mock.stdout" 2>"$out/mock.stderr" &
     mock_pid=$!
-    for _ in $(seq 1 100); do
-        grep -q '^listening on ' "$out/mock.stdout" 2>/dev/null && break
-        sleep 0.1
-    done
-    url="$(sed -n 's/^listening on //p' "$out/mock.stdout" | head -n1)"
-    [ -n "$url" ] || { echo "the mock did not start; see $out/mock.stderr" >&2; exit 1; }
+    url="$(mock_url "$out/mock.stdout" "$out/mock.stderr")"
 }
 trap '[ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null; wait 2>/dev/null || true' EXIT
 

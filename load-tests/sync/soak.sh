@@ -10,6 +10,7 @@
 # Not part of tests/run.sh (it takes minutes). Figures go to $OUT (default /tmp/twinload-soak).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. load-tests/lib.sh
 
 twins="${1:-12000}"
 seed="${2:-1}"
@@ -31,11 +32,7 @@ rm -f "$out/ledger.ndjson" "$out/rss.csv"
     >"$out/mock.stdout" 2>"$out/mock.stderr" &
 mock_pid=$!
 trap 'kill "$mock_pid" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    grep -q '^listening on ' "$out/mock.stdout" 2>/dev/null && break
-    sleep 0.1
-done
-url="$(sed -n 's/^listening on //p' "$out/mock.stdout" | head -n1)"
+url="$(mock_url "$out/mock.stdout" "$out/mock.stderr")"
 
 run() {
     local name="$1"; shift

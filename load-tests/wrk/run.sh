@@ -8,6 +8,7 @@
 # Needs wrk (Debian: apt-get install wrk) and curl. Prints wrk's report for each endpoint.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. load-tests/lib.sh
 
 DURATION="${DURATION:-15s}"
 CONNECTIONS="${CONNECTIONS:-64}"
@@ -24,12 +25,7 @@ out="$(mktemp)"
 "$bin" mock-adt --limits-off --workers "$MOCK_WORKERS" >"$out" 2>/dev/null &
 mock_pid=$!
 trap 'kill "$mock_pid" 2>/dev/null || true; wait "$mock_pid" 2>/dev/null || true; rm -f "$out"' EXIT
-for _ in $(seq 100); do
-    grep -q '^listening on ' "$out" && break
-    sleep 0.1
-done
-url="$(sed -n 's/^listening on //p' "$out")"
-[ -n "$url" ] || { echo "the mock did not start" >&2; exit 1; }
+url="$(mock_url "$out")"
 echo "mock at $url (workers $MOCK_WORKERS); wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION; $TWINS twins"
 
 auth=(-H "Authorization: Bearer load-test")
