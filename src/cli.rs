@@ -5,21 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit codes, documented in the README. Scripts (ADF, Batch) branch on them.
-pub mod exit {
-    /// Everything landed (or was already there, unchanged).
-    pub const OK: u8 = 0;
-    /// An unexpected internal error.
-    pub const INTERNAL: u8 = 1;
-    /// The command line was wrong (clap's own code).
-    pub const USAGE: u8 = 2;
-    /// The run finished, but some items are in the dead-letter file.
-    pub const DEAD_LETTERS: u8 = 3;
-    /// Configuration, auth or connectivity failed before anything was written.
-    pub const SETUP_FAILED: u8 = 4;
-    /// The run stopped early (deadline, SIGTERM/SIGINT); items not attempted are listed.
-    pub const STOPPED_EARLY: u8 = 5;
-}
+use crate::exit::ExitStatus;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,7 +41,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+            return if e.use_stderr() { ExitStatus::Usage } else { ExitStatus::Ok }.into();
         }
     };
     init_logging();
@@ -67,13 +53,13 @@ pub fn main() -> ExitCode {
         #[cfg(feature = "mock")]
         Command::Demo(args) => crate::demo::run(args),
         #[cfg(feature = "mock")]
-        Command::MockAdt(args) => crate::mock::cli::run(*args).map(|()| exit::OK),
+        Command::MockAdt(args) => crate::mock::cli::run(*args).map(|()| ExitStatus::Ok),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(status) => status.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(exit::INTERNAL)
+            ExitStatus::Internal.into()
         }
     }
 }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::cli::exit;
 use crate::config::{Auth, LoadConfig, SecretToken};
+use crate::exit::ExitStatus;
 use crate::gen::{generate, GenOptions};
 use crate::limits::Limits;
 use crate::mock::auth::AuthConfig;
@@ -40,7 +40,7 @@ pub struct DemoArgs {
     pub keep: Option<PathBuf>,
 }
 
-pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitStatus> {
     let limits = Limits::from_spec(&args.limits)?;
     let temp;
     let workdir: &Path = match &args.keep {
@@ -108,7 +108,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         );
     } else {
         eprintln!("demo: VERIFICATION FAILED: {}; out-of-order writes: {violations}", difference.describe());
-        return Ok(exit::DEAD_LETTERS);
+        return Ok(ExitStatus::DeadLetters);
     }
     if args.keep.is_some() {
         eprintln!("demo: fleet, summary.json and dead-letters.ndjson are in {}", workdir.display());

@@ -24,7 +24,9 @@
 //! - [`limiter`]: the token buckets every writer shares (per limit class, per twin), with the
 //!   adaptive rate that backs off when ADT is full, and tells that from 429s that come at one
 //!   share whatever the rate (`throttle_share`).
-//! - [`run`]: the actors of a load (coordinator, writers, supervisor, journal) and the summary.
+//! - [`run`]: the actors of a load (coordinator, writers, supervisor), the messages between
+//!   them, the journal every item's end passes through, and the summary.
+//! - [`reason`]: the dead letters' reason codes, from the planner's checks to the last retry.
 //! - [`observe`]: Prometheus metrics of a run (names, `/metrics` listener, Pushgateway push).
 //! - [`import_job`]: big first loads through ADT's Import Jobs API (`--mode import-job`, and
 //!   `auto`'s choice between it and the per-item API): NDJSON to a staging blob, poll, follow
@@ -47,6 +49,7 @@
 //!
 //! Entry points
 //! - [`cli`]: the command line; `src/main.rs` only calls [`cli::main`].
+//! - [`exit`]: the exit status every subcommand returns (documented in the README).
 //! - [`report`]: `twinload report`: a run's summary and timeline as one HTML page with SVG charts.
 //! - [`demo`]: `twinload demo`: mock, generated fleet, full load, check, summary.
 
@@ -61,6 +64,7 @@ pub mod client;
 pub mod config;
 #[cfg(feature = "mock")]
 pub mod demo;
+pub mod exit;
 pub mod gen;
 pub mod import_job;
 pub mod item;
@@ -70,6 +74,7 @@ pub mod observe;
 #[cfg(feature = "mock")]
 pub use twinload_mock as mock;
 pub mod plan;
+pub mod reason;
 pub mod report;
 pub mod run;
 pub mod source;

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use load_support::*;
-use twinload::cli::exit;
 use twinload::config::WriteMode;
+use twinload::exit::ExitStatus;
 use twinload::item::ItemKind;
 use twinload::run::{load, LoadError};
 
@@ -24,7 +24,7 @@ fn a_generated_fleet_lands_exactly_in_order_and_a_rerun_changes_nothing() {
     let inputs = vec![input.display().to_string()];
 
     let first = load(config_for(&mock, dir.path()), inputs.clone()).expect("load runs");
-    assert_eq!(first.exit_code, exit::OK, "{}", first.human());
+    assert_eq!(first.exit_code, ExitStatus::Ok, "{}", first.human());
     assert_eq!(first.items["models"].landed, models as u64);
     assert_eq!(first.items["twins"].landed, twins as u64);
     assert_eq!(first.items["relationships"].landed, relationships as u64);
@@ -39,7 +39,7 @@ fn a_generated_fleet_lands_exactly_in_order_and_a_rerun_changes_nothing() {
 
     // Again: models exist (409 → already there), twins and relationships are upserted.
     let second = load(config_for(&mock, dir.path()), inputs.clone()).expect("re-run runs");
-    assert_eq!(second.exit_code, exit::OK, "{}", second.human());
+    assert_eq!(second.exit_code, ExitStatus::Ok, "{}", second.human());
     assert_eq!(second.items["models"].already_existed, models as u64);
     for kind in ItemKind::ALL {
         assert_eq!(second.items_total(kind), first.items_total(kind), "every {} accounted for", kind.plural());
@@ -50,7 +50,7 @@ fn a_generated_fleet_lands_exactly_in_order_and_a_rerun_changes_nothing() {
     let mut create_only = config_for(&mock, dir.path());
     create_only.mode = WriteMode::CreateOnly;
     let third = load(create_only, inputs).expect("create-only re-run runs");
-    assert_eq!(third.exit_code, exit::OK, "{}", third.human());
+    assert_eq!(third.exit_code, ExitStatus::Ok, "{}", third.human());
     assert_eq!(third.items["twins"].already_existed, twins as u64);
     assert_eq!(third.items["relationships"].already_existed, relationships as u64);
     assert_eq!(third.items["twins"].landed, 0);
@@ -149,7 +149,7 @@ fn each_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_rest_lands() 
     let config = config_for(&mock, dir.path());
     let dead_letter_path = config.dead_letter_path.clone();
     let summary = load(config, vec![input.display().to_string()]).expect("load runs");
-    assert_eq!(summary.exit_code, exit::DEAD_LETTERS, "{}", summary.human());
+    assert_eq!(summary.exit_code, ExitStatus::DeadLetters, "{}", summary.human());
 
     let letters = dead_letters(&dead_letter_path);
     let reason_of = |id: &str| -> String {
@@ -244,7 +244,7 @@ fn a_token_and_a_self_signed_ca_reach_an_https_mock() {
     config.ca_cert = Some(ca);
     config.auth = twinload::config::Auth::BearerToken { token: twinload::config::SecretToken::new("test-token") };
     let summary = load(config, vec![input.display().to_string()]).expect("load runs");
-    assert_eq!(summary.exit_code, exit::OK, "{}", summary.human());
+    assert_eq!(summary.exit_code, ExitStatus::Ok, "{}", summary.human());
     mock.stop();
 }
 
@@ -260,7 +260,7 @@ fn a_deadline_stops_the_run_cleanly_and_accounts_for_every_item() {
     config.deadline = Some(Duration::from_secs(2));
     let dead_letter_path = config.dead_letter_path.clone();
     let summary = load(config, vec![input.display().to_string()]).expect("load runs");
-    assert_eq!(summary.exit_code, exit::STOPPED_EARLY, "{}", summary.human());
+    assert_eq!(summary.exit_code, ExitStatus::StoppedEarly, "{}", summary.human());
     assert!(summary.stop_reason.as_deref().unwrap_or_default().contains("deadline"));
     assert_eq!(summary.items_total(ItemKind::Model), models as u64);
     assert_eq!(summary.items_total(ItemKind::Twin), twins as u64);
@@ -316,7 +316,7 @@ fn sigterm_ends_the_run_cleanly_with_its_exit_code_and_summary() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(i32::from(exit::STOPPED_EARLY)), "{status:?}");
+    assert_eq!(status.code(), Some(i32::from(ExitStatus::StoppedEarly.code())), "{status:?}");
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
     assert_eq!(summary["outcome"], "stopped_early");
     assert!(summary["stop_reason"].as_str().unwrap().contains("SIGTERM"), "{summary}");

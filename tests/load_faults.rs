@@ -5,7 +5,7 @@
 mod load_support;
 
 use load_support::*;
-use twinload::cli::exit;
+use twinload::exit::ExitStatus;
 use twinload::limits::{LimitClass, Limits};
 use twinload::mock::faults::FaultConfig;
 use twinload::mock::server::{start, MockConfig};
@@ -32,7 +32,7 @@ fn with_429_5xx_and_dropped_connections_nothing_is_lost_and_no_class_exceeds_its
     let config = config_for(&mock, dir.path());
     let burst_seconds = config.adaptive.burst_seconds;
     let summary = load(config, vec![input.display().to_string()]).expect("load runs");
-    assert_eq!(summary.exit_code, exit::OK, "{}", summary.human());
+    assert_eq!(summary.exit_code, ExitStatus::Ok, "{}", summary.human());
     assert!(summary.throttled_total > 0 && summary.retries_total > 0, "faults were injected: {}", summary.human());
     assert!(summary.requests_by_status.contains_key("connection"), "connections were dropped: {}", summary.human());
     assert_same_graph(&expected, &exported(&mock));
@@ -67,7 +67,7 @@ fn a_writer_that_dies_mid_request_is_restarted_and_its_item_still_lands() {
     config.writers = 4;
     config.chaos.writer_crash_every = Some(25);
     let summary = load(config, vec![input.display().to_string()]).expect("load runs");
-    assert_eq!(summary.exit_code, exit::OK, "{}", summary.human());
+    assert_eq!(summary.exit_code, ExitStatus::Ok, "{}", summary.human());
     assert!(summary.writer_restarts > 0, "{}", summary.human());
     assert_same_graph(&expected, &exported(&mock));
     assert_eq!(stats(&mock)["order_violations_total"], 0);
@@ -84,8 +84,13 @@ fn relationships_to_twins_adt_does_not_see_yet_are_retried_until_they_land() {
         FaultConfig { new_twin_invisible_for: std::time::Duration::from_millis(700), ..FaultConfig::default() };
     let mock = start(MockConfig::default().without_auth().with_faults(faults)).expect("mock starts");
     let summary = load(config_for(&mock, dir.path()), vec![input.display().to_string()]).expect("load runs");
-    assert_eq!(summary.exit_code, exit::OK, "{}", summary.human());
-    assert!(summary.retries_by_reason.get("twin_not_visible").copied().unwrap_or(0) > 0, "{}", summary.human());
+    assert_eq!(summary.exit_code, ExitStatus::Ok, "{}", summary.human());
+    assert!(
+        summary.retries_by_reason.get(&twinload::run::supervisor::RetryReason::TwinNotVisible).copied().unwrap_or(0)
+            > 0,
+        "{}",
+        summary.human()
+    );
     assert_same_graph(&expected, &exported(&mock));
     assert_eq!(stats(&mock)["order_violations_total"], 0);
     mock.stop();

@@ -8,6 +8,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use twinload::exit::ExitStatus;
 
 use load_support::{assert_same_graph, config_for, dead_letters, exported, fleet, graph_of, stats, writes_between};
 use serde_json::Value;
@@ -80,7 +81,7 @@ fn an_import_job_load_lands_the_graph_and_brings_bad_lines_back_with_file_and_li
     let summary = twinload::run::load(config.clone(), inputs.clone()).expect("the load runs");
 
     assert_same_graph(&graph_of(&fleet_path), &exported(&mock));
-    assert_eq!(summary.exit_code, twinload::cli::exit::DEAD_LETTERS, "{}", summary.human());
+    assert_eq!(summary.exit_code, ExitStatus::DeadLetters, "{}", summary.human());
     let mode = &summary.plan["load_mode"];
     assert_eq!(mode["mode"], "import-job", "{mode}");
     assert!(mode["import_job_id"].as_str().unwrap().starts_with("twinload-"), "{mode}");
@@ -117,7 +118,7 @@ fn an_import_job_load_lands_the_graph_and_brings_bad_lines_back_with_file_and_li
     sync.mode = WriteMode::Sync;
     // The same inputs (a ledger belongs to its inputs): the two refused lines are tried again.
     let synced = twinload::run::load(sync, inputs).expect("the sync runs");
-    assert_eq!(synced.exit_code, twinload::cli::exit::DEAD_LETTERS, "{}", synced.human());
+    assert_eq!(synced.exit_code, ExitStatus::DeadLetters, "{}", synced.human());
     let after = stats(&mock);
     let writes = writes_between(&before, &after);
     assert_eq!(writes, 2, "{}", after["requests_by_operation"]);
@@ -220,7 +221,7 @@ fn sigterm_cancels_the_import_job() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
-    assert_eq!(status.code(), Some(i32::from(twinload::cli::exit::STOPPED_EARLY)), "{stderr}");
+    assert_eq!(status.code(), Some(i32::from(ExitStatus::StoppedEarly.code())), "{stderr}");
     assert!(!stderr.contains("sig="), "the SAS leaked: {stderr}");
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
     assert!(summary["stop_reason"].as_str().unwrap().contains("SIGTERM"), "{summary}");

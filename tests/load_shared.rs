@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use load_support::*;
-use twinload::cli::exit;
+use twinload::exit::ExitStatus;
 use twinload::limits::Limits;
 use twinload::mock::faults::FaultConfig;
 use twinload::mock::server::{start, MockConfig};
@@ -60,7 +60,7 @@ fn several_loader_processes_on_one_mock_each_land_everything() {
     for ((p, child), input) in children.into_iter().zip(&inputs) {
         let out = child.wait_with_output().expect("loader ends");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(i32::from(exit::OK)), "loader {p}: {stderr}");
+        assert_eq!(out.status.code(), Some(i32::from(ExitStatus::Ok.code())), "loader {p}: {stderr}");
         let (_, twins, rels) = graph_of(input).counts();
         let summary: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join(format!("{p}summary.json"))).unwrap()).unwrap();
@@ -85,7 +85,7 @@ fn a_mock_at_lower_limits_than_the_loader_believes_still_gets_everything() {
     let older = Limits::from_spec("adt-2021").expect("profile");
     let mock = start(MockConfig { limits: Some(older), ..MockConfig::default().without_auth() }).expect("mock starts");
     let summary = load(config_for(&mock, dir.path()), vec![input.display().to_string()]).expect("load runs");
-    assert_eq!(summary.exit_code, exit::OK, "{}", summary.human());
+    assert_eq!(summary.exit_code, ExitStatus::Ok, "{}", summary.human());
     assert!(summary.throttled_total > 0, "the mock throttled: {}", summary.human());
     assert_same_graph(&expected, &exported(&mock));
     mock.stop();
@@ -110,7 +110,7 @@ fn sustained_429s_never_cost_an_item_its_attempts_or_the_retry_budget() {
     config.retry.budget_min = 0;
     config.retry.budget_share = 0.0;
     let summary = load(config, vec![input.display().to_string()]).expect("load runs");
-    assert_eq!(summary.exit_code, exit::OK, "{}", summary.human());
+    assert_eq!(summary.exit_code, ExitStatus::Ok, "{}", summary.human());
     assert!(summary.throttled_total > 10, "{}", summary.human());
     assert!(summary.throttled_wait_s.get("create_delete").copied().unwrap_or(0.0) > 0.0, "{}", summary.human());
     assert_same_graph(&expected, &exported(&mock));
@@ -129,8 +129,12 @@ fn with_10_percent_5xx_and_2_percent_drops_a_small_retry_budget_slows_the_load_a
     config.retry.budget_min = 3;
     config.retry.budget_share = 0.05;
     let summary = load(config, vec![input.display().to_string()]).expect("load runs");
-    assert_eq!(summary.exit_code, exit::OK, "{}", summary.human());
-    assert!(summary.retries_by_reason.get("transient").copied().unwrap_or(0) > 3, "{}", summary.human());
+    assert_eq!(summary.exit_code, ExitStatus::Ok, "{}", summary.human());
+    assert!(
+        summary.retries_by_reason.get(&twinload::run::supervisor::RetryReason::Transient).copied().unwrap_or(0) > 3,
+        "{}",
+        summary.human()
+    );
     assert_same_graph(&expected, &exported(&mock));
     assert_eq!(stats(&mock)["order_violations_total"], 0);
     mock.stop();
@@ -146,7 +150,7 @@ fn a_writer_whose_request_panics_is_replaced_and_its_item_lands() {
     config.writers = 4;
     config.chaos.writer_panic_every = Some(15);
     let summary = load(config, vec![input.display().to_string()]).expect("load runs");
-    assert_eq!(summary.exit_code, exit::OK, "{}", summary.human());
+    assert_eq!(summary.exit_code, ExitStatus::Ok, "{}", summary.human());
     assert!(summary.writer_restarts > 0, "{}", summary.human());
     assert_same_graph(&expected, &exported(&mock));
     mock.stop();
@@ -166,7 +170,7 @@ fn the_no_progress_watchdog_stops_a_run_that_lands_nothing_and_accounts_for_ever
     config.no_progress_timeout = Duration::from_secs(2);
     let dead_letter_path = config.dead_letter_path.clone();
     let summary = load(config, vec![input.display().to_string()]).expect("load runs");
-    assert_eq!(summary.exit_code, exit::STOPPED_EARLY, "{}", summary.human());
+    assert_eq!(summary.exit_code, ExitStatus::StoppedEarly, "{}", summary.human());
     assert!(summary.stop_reason.as_deref().unwrap_or_default().contains("no-progress"), "{}", summary.human());
     assert_eq!(summary.items["twins"].landed, twins as u64);
     let r = summary.items["relationships"];
@@ -194,7 +198,7 @@ fn a_412_counts_as_landed_only_when_an_earlier_attempt_of_ours_may_have_written(
     let drops = FaultConfig { seed: 3, drop_rate: 0.15, ..FaultConfig::default() };
     let mock = start(MockConfig::default().without_auth().with_faults(drops)).expect("mock starts");
     let first = load(create_only(&mock), inputs.clone()).expect("load runs");
-    assert_eq!(first.exit_code, exit::OK, "{}", first.human());
+    assert_eq!(first.exit_code, ExitStatus::Ok, "{}", first.human());
     assert!(first.requests_by_status.contains_key("connection"), "{}", first.human());
     assert_eq!(first.items["twins"].landed, twins as u64, "{}", first.human());
     assert_eq!(first.items["relationships"].landed, rels as u64, "{}", first.human());
@@ -210,9 +214,9 @@ fn a_412_counts_as_landed_only_when_an_earlier_attempt_of_ours_may_have_written(
     };
     let mock = start(MockConfig::default().without_auth().with_faults(throttles)).expect("mock starts");
     let first = load(create_only(&mock), inputs.clone()).expect("load runs");
-    assert_eq!(first.exit_code, exit::OK, "{}", first.human());
+    assert_eq!(first.exit_code, ExitStatus::Ok, "{}", first.human());
     let again = load(create_only(&mock), inputs).expect("re-run runs");
-    assert_eq!(again.exit_code, exit::OK, "{}", again.human());
+    assert_eq!(again.exit_code, ExitStatus::Ok, "{}", again.human());
     assert!(again.throttled_total > 0, "{}", again.human());
     assert_eq!(again.items["twins"].already_existed, twins as u64, "{}", again.human());
     assert_eq!(again.items["relationships"].already_existed, rels as u64, "{}", again.human());

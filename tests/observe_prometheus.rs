@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use twinload::exit::ExitStatus;
 
 use serde_json::Value;
 
@@ -287,7 +288,7 @@ fn prometheus_scrapes_a_load_and_every_dashboard_panel_has_data() {
     wait_for_line(&loader_err, "saying the loader lingers", |l| l.starts_with("metrics: lingering"));
     let loader_text = http_get(&metrics_url).expect("the listener answers while lingering");
     assert!(
-        loader.0.wait().unwrap().code() == Some(i32::from(twinload::cli::exit::DEAD_LETTERS)),
+        loader.0.wait().unwrap().code() == Some(i32::from(ExitStatus::DeadLetters.code())),
         "one twin is dead-lettered"
     );
     let summary: Value =

@@ -62,18 +62,29 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 # Fuzzing (fuzz/): every target for FUZZ_SECONDS (default 10; 0 skips), before the tests (so
-# the test runner's summary is printed last) and only for a whole-suite run. cargo-fuzz is
-# installed into the target dir once; its nightly flags are accepted by the stable toolchain under RUSTC_BOOTSTRAP=1. `-s none`: no
-# AddressSanitizer (the parsers are safe Rust, and an instrumented build would double the build
-# time); libFuzzer still finds panics, hangs and runaway memory.
+# the test runner's summary is printed last) and only for a whole-suite run. The targets are
+# built the way `cargo fuzz build -s none` builds them (libFuzzer with SanitizerCoverage, no
+# AddressSanitizer: the parsers are safe Rust; libFuzzer still finds panics, hangs and runaway
+# memory), but in one plain cargo build: no cargo-fuzz to compile first, and the release
+# profile's usual codegen units instead of cargo-fuzz's one per crate, which made this build
+# take minutes. Targets, corpora and artifacts are cargo-fuzz's layout, so `cargo fuzz run` works
+# the same by hand.
 fuzz_seconds="${FUZZ_SECONDS:-10}"
+fuzz_targets=(ndjson dtdl_file twin_doc csv_mapping activity_json config_toml retry_after ledger twin_diff)
 if [ $# -eq 0 ] && [ "$fuzz_seconds" != 0 ]; then
-    tools="$target_dir/tools"
-    [ -x "$tools/bin/cargo-fuzz" ] || cargo install --quiet --locked cargo-fuzz --root "$tools"
-    for target in ndjson dtdl_file twin_doc csv_mapping activity_json config_toml retry_after ledger twin_diff; do
+    triple="$(rustc -vV | sed -n 's/^host: //p')"
+    fuzz_flags="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4"
+    fuzz_flags+=" -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table"
+    fuzz_flags+=" -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-simplifycfg-branch-fold-threshold=0"
+    fuzz_flags+=" -Cllvm-args=-sanitizer-coverage-stack-depth -Cdebug-assertions --cfg fuzzing"
+    echo "tests/run.sh: building the fuzz targets" >&2
+    (cd fuzz && RUSTFLAGS="$fuzz_flags" CARGO_TARGET_DIR="$target_dir/fuzz" \
+        cargo build --quiet --release --target "$triple" --bins)
+    for target in "${fuzz_targets[@]}"; do
         echo "tests/run.sh: fuzzing $target for ${fuzz_seconds} s" >&2
-        (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir/fuzz" \
-            "$tools/bin/cargo-fuzz" run -s none "$target" -- -max_total_time="$fuzz_seconds" -rss_limit_mb=1024 -timeout=10)
+        mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
+        "$target_dir/fuzz/$triple/release/$target" -artifact_prefix="fuzz/artifacts/$target/" \
+            -max_total_time="$fuzz_seconds" -rss_limit_mb=1024 -timeout=10 "fuzz/corpus/$target"
     done
 fi
 

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use load_support::*;
 use serde_json::{json, Value};
-use twinload::cli::exit;
 use twinload::config::{LoadConfig, WriteMode};
+use twinload::exit::ExitStatus;
 use twinload::mock::server::MockHandle;
 use twinload::run::{load, LoadError};
 use twinload::sync::settings::MaxDeletes;
@@ -178,7 +178,7 @@ fn a_sync_with_a_ledger_sends_exactly_the_differences_and_prunes_what_left() {
 
     // First sync: everything is new.
     let first = load(sync_config(&mock, dir.path(), Some(&ledger)), input_of(&input)).expect("first sync runs");
-    assert_eq!(first.exit_code, exit::OK, "{}", first.human());
+    assert_eq!(first.exit_code, ExitStatus::Ok, "{}", first.human());
     assert_same_graph(&graph_of(&input), &exported(&mock));
     let untouched = change.fleet.ids_of_model("dtmi:twinload:fleet:Depot;1")[0].clone();
     let untouched_time = twin_doc(&mock, &untouched)["$metadata"]["$lastUpdateTime"].clone();
@@ -224,7 +224,7 @@ fn a_sync_with_a_ledger_sends_exactly_the_differences_and_prunes_what_left() {
     let before = stats(&mock);
     let second = load(config, input_of(&input)).expect("second sync runs");
     let after = stats(&mock);
-    assert_eq!(second.exit_code, exit::OK, "{}", second.human());
+    assert_eq!(second.exit_code, ExitStatus::Ok, "{}", second.human());
     assert_same_graph(&graph_of(&input), &exported(&mock));
 
     let report = second.sync.as_ref().expect("a sync report");
@@ -274,7 +274,7 @@ fn a_sync_with_a_ledger_sends_exactly_the_differences_and_prunes_what_left() {
     config.sync.prune = true;
     let third = load(config, input_of(&input)).expect("third sync runs");
     let after = stats(&mock);
-    assert_eq!(third.exit_code, exit::OK, "{}", third.human());
+    assert_eq!(third.exit_code, ExitStatus::Ok, "{}", third.human());
     assert_eq!(
         writes_between(&before, &after),
         0,
@@ -293,7 +293,7 @@ fn max_deletes_stops_a_prune_before_any_write() {
     let ledger = dir.path().join("ledger.ndjson");
     let mock = mock();
     let first = load(sync_config(&mock, dir.path(), Some(&ledger)), input_of(&input)).expect("first sync runs");
-    assert_eq!(first.exit_code, exit::OK, "{}", first.human());
+    assert_eq!(first.exit_code, ExitStatus::Ok, "{}", first.human());
 
     // Half the parts vanish from the source (a truncated export, say), and one twin changes.
     let mut shrunk = old.clone();
@@ -322,7 +322,7 @@ fn max_deletes_stops_a_prune_before_any_write() {
     config.sync.prune = true;
     config.sync.max_deletes = MaxDeletes::Percent(100.0);
     let done = load(config, input_of(&input)).expect("the prune runs");
-    assert_eq!(done.exit_code, exit::OK, "{}", done.human());
+    assert_eq!(done.exit_code, ExitStatus::Ok, "{}", done.human());
     assert_same_graph(&graph_of(&input), &exported(&mock));
     mock.stop();
 }
@@ -333,7 +333,7 @@ fn without_a_ledger_the_sync_reads_adt_by_query_and_sends_the_same_differences()
     let (input, _old, change) = setup(dir.path(), 300);
     let mock = mock();
     let first = load(config_for(&mock, dir.path()), input_of(&input)).expect("a plain load runs");
-    assert_eq!(first.exit_code, exit::OK, "{}", first.human());
+    assert_eq!(first.exit_code, ExitStatus::Ok, "{}", first.human());
 
     change.fleet.write(&input);
     let mut config = sync_config(&mock, dir.path(), None);
@@ -342,7 +342,7 @@ fn without_a_ledger_the_sync_reads_adt_by_query_and_sends_the_same_differences()
     let before = stats(&mock);
     let second = load(config, input_of(&input)).expect("the sync runs");
     let after = stats(&mock);
-    assert_eq!(second.exit_code, exit::OK, "{}", second.human());
+    assert_eq!(second.exit_code, ExitStatus::Ok, "{}", second.human());
     assert_same_graph(&graph_of(&input), &exported(&mock));
     assert_eq!(second.sync.as_ref().unwrap().state_from, "query");
     assert!(delta(&before, &after, "POST query") >= 2, "twins and relationships are read by query");
@@ -357,7 +357,7 @@ fn without_a_ledger_the_sync_reads_adt_by_query_and_sends_the_same_differences()
     let before = stats(&mock);
     let third = load(sync_config(&mock, dir.path(), None), input_of(&input)).expect("the re-run runs");
     let after = stats(&mock);
-    assert_eq!(third.exit_code, exit::OK, "{}", third.human());
+    assert_eq!(third.exit_code, ExitStatus::Ok, "{}", third.human());
     assert_eq!(writes_between(&before, &after), 0, "{}", after["requests_by_operation"]);
     mock.stop();
 }
@@ -379,13 +379,13 @@ fn the_query_reads_of_a_sync_carry_the_token() {
         config
     };
     let first = load(with_token(config_for(&mock, dir.path())), input_of(&input)).expect("a plain load runs");
-    assert_eq!(first.exit_code, exit::OK, "{}", first.human());
+    assert_eq!(first.exit_code, ExitStatus::Ok, "{}", first.human());
 
     change.fleet.write(&input);
     let before = stats(&mock);
     let second = load(with_token(sync_config(&mock, dir.path(), None)), input_of(&input)).expect("the sync runs");
     let after = stats(&mock);
-    assert_eq!(second.exit_code, exit::OK, "{}", second.human());
+    assert_eq!(second.exit_code, ExitStatus::Ok, "{}", second.human());
     assert_eq!(second.sync.as_ref().unwrap().state_from, "query");
     assert!(delta(&before, &after, "POST query") >= 2, "twins and relationships are read by query");
     assert_eq!(after["requests_by_status"]["401"].as_u64().unwrap_or(0), 0, "no request went without the token");

@@ -423,7 +423,7 @@ pub struct GenArgs {
     pub hub_degree: u64,
 }
 
-pub fn run(args: GenArgs) -> anyhow::Result<u8> {
+pub fn run(args: GenArgs) -> anyhow::Result<crate::exit::ExitStatus> {
     let opts = GenOptions {
         twins: args.twins,
         seed: args.seed,
@@ -433,7 +433,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<u8> {
     };
     if let Err(e) = opts.check() {
         eprintln!("error: {e}");
-        return Ok(crate::cli::exit::USAGE);
+        return Ok(crate::exit::ExitStatus::Usage);
     }
     let file =
         std::fs::File::create(&args.out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.out.display()))?;
@@ -449,7 +449,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<u8> {
         started.elapsed().as_secs_f64(),
         opts.seed
     );
-    Ok(crate::cli::exit::OK)
+    Ok(crate::exit::ExitStatus::Ok)
 }
 
 #[cfg(test)]

@@ -14,18 +14,15 @@ use crate::item::ItemKind;
 use crate::limiter::Limiter;
 use crate::limits::LimitClass;
 use crate::plan::{ItemId, Scheduler};
-use crate::run::coordinator::{RunEnd, StopReason};
-use crate::run::journal::{DeadLetter, Journal, NOT_ATTEMPTED};
+use crate::reason::ReasonCode;
+use crate::run::journal::{DeadLetter, Journal};
+use crate::run::messages::StopReason;
 use crate::run::supervisor::{RetryStats, StopSignals};
+use crate::run::RunEnd;
 
 use super::input::LineMap;
 use super::log::{LogEvent, LogFollower};
 use super::staging::Staging;
-
-/// Reason code of an item the job refused (its error line names the item's input line).
-pub const IMPORT_REJECTED: &str = "import_rejected";
-/// Reason code of an item a failed job never reached.
-pub const IMPORT_JOB_FAILED: &str = "import_job_failed";
 
 /// How a job start ended.
 pub enum Started {
@@ -253,35 +250,35 @@ fn account(
     for line in f.lines.items(f.ndjson) {
         let (id, kind, text) = (line.id, line.kind, line.text);
         let section = section_of(kind);
-        let letter = |reason_code: &str, error_code: Option<String>, reason: String| DeadLetter {
+        let letter = |reason_code: ReasonCode, error_code: Option<String>, reason: String| DeadLetter {
             key: f.scheduler.key(id),
             origin: f.scheduler.origin(id),
             item_json: Some(text.to_string()),
             status: None,
             error_code,
-            reason_code: reason_code.to_string(),
+            reason_code,
             reason,
         };
         let outcome = if let Some((line, code, message)) = findings.rejected.get(&id) {
             Some(letter(
-                IMPORT_REJECTED,
+                ReasonCode::ImportRejected,
                 Some(code.clone()),
                 format!("import job {} refused it (line {line} of its input): {message}", f.job_id),
             ))
         } else if findings.ended.contains(section) {
             None
         } else if let Some(lost) = lost {
-            Some(letter(NOT_ATTEMPTED, None, format!("{lost}; whether it landed is unknown")))
+            Some(letter(ReasonCode::NotAttempted, None, format!("{lost}; whether it landed is unknown")))
         } else if status == "cancelled" {
             let reason = if findings.started.contains(section) {
                 "the import job was cancelled while loading this section; it may or may not have landed (import jobs do not roll back): load again with --mode upsert to make sure"
             } else {
                 "the import job was cancelled before this section"
             };
-            Some(letter(NOT_ATTEMPTED, None, reason.into()))
+            Some(letter(ReasonCode::NotAttempted, None, reason.into()))
         } else {
             Some(letter(
-                IMPORT_JOB_FAILED,
+                ReasonCode::ImportJobFailed,
                 None,
                 format!("import job {} ended {status} before this section{job_problem}", f.job_id),
             ))

@@ -28,11 +28,11 @@ use crate::client::AdtClient;
 use crate::config::{LoadConfig, WriteMode};
 use crate::limiter::Limiter;
 use crate::limits::LimitClass;
-use crate::run::coordinator::RunEnd;
 use crate::run::journal::Journal;
 use crate::run::prepare::{self, Prepared};
 use crate::run::supervisor::StopSignals;
 use crate::run::LoadError;
+use crate::run::RunEnd;
 
 use choice::{Instance, ModeChoice};
 use job::{Following, Started};

@@ -131,9 +131,10 @@ pub fn item(kind: ItemKind, outcome: &'static str) {
 
 /// An item will not land (from the journal): its outcome (not_attempted when its reason is
 /// `not_attempted_code`, else dead_lettered) and its reason code.
-pub fn dead_letter_item(kind: ItemKind, reason_code: &str, not_attempted_code: &str) {
-    item(kind, if reason_code == not_attempted_code { "not_attempted" } else { "dead_lettered" });
-    counter!(DEAD_LETTERS, "reason" => reason_code.to_string()).increment(1);
+pub fn dead_letter_item(kind: ItemKind, reason_code: crate::reason::ReasonCode) {
+    let not_attempted = reason_code == crate::reason::ReasonCode::NotAttempted;
+    item(kind, if not_attempted { "not_attempted" } else { "dead_lettered" });
+    counter!(DEAD_LETTERS, "reason" => reason_code.as_str()).increment(1);
 }
 
 /// The operation label of a write: what the client's one send path was asked to do.

@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use super::arena::{ModelMeta, Record, NONE};
-use super::{codes, ItemId, Plan, Status};
+use super::{ItemId, Plan, ReasonCode, Status};
 use crate::dtdl::{validate_dtmi, validate_interface_dtmi, Interface};
 use crate::item::Item;
 
@@ -70,7 +70,7 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
                     }
                     validate_dtmi(&t.model, 3)
                         .err()
-                        .map(|e| (codes::BAD_DTMI, format!("twin {}: its $metadata.$model {e}", t.id)))
+                        .map(|e| (ReasonCode::BadDtmi, format!("twin {}: its $metadata.$model {e}", t.id)))
                 })
                 .or_else(|| {
                     too_large(
@@ -100,7 +100,7 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
                 })
             .or_else(|| {
                 (source == target).then(|| {
-                    (codes::SELF_RELATIONSHIP, format!("relationship {what} goes from twin {} to itself, which ADT does not allow; point $targetId at another twin", r.source))
+                    (ReasonCode::SelfRelationship, format!("relationship {what} goes from twin {} to itself, which ADT does not allow; point $targetId at another twin", r.source))
                 })
             })
             .or_else(|| too_large("relationship", &what, body_len, max_bytes, "ADT's request limit; move large values out of the relationship"))
@@ -119,7 +119,7 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
 
 /// An id ADT cannot take as a URL path segment: empty, `.` or `..` (which a URL resolver folds
 /// into another path, so the write would go somewhere else), or one with control characters.
-fn bad_id(kind: &str, key: &str, id: &str) -> Option<(&'static str, String)> {
+fn bad_id(kind: &str, key: &str, id: &str) -> Option<(ReasonCode, String)> {
     let why = match id {
         "" => "is empty",
         "." | ".." => "is a dot path segment, which would address another URL",
@@ -128,24 +128,24 @@ fn bad_id(kind: &str, key: &str, id: &str) -> Option<(&'static str, String)> {
     };
     let shown: String = id.escape_debug().collect();
     Some((
-        codes::BAD_ID,
+        ReasonCode::BadId,
         format!("{kind}'s {key} \"{shown}\" {why}; ADT cannot take it in a URL path, so give the item another id"),
     ))
 }
 
-fn duplicate(kind: &str, what: &str, plan: &Plan, first: ItemId) -> (&'static str, String) {
+fn duplicate(kind: &str, what: &str, plan: &Plan, first: ItemId) -> (ReasonCode, String) {
     let first_at = plan.arena.origin(first);
-    (codes::DUPLICATE, format!("{kind} {what} appears twice: first at {first_at}, again here; the first is loaded, so remove or rename this one"))
+    (ReasonCode::Duplicate, format!("{kind} {what} appears twice: first at {first_at}, again here; the first is loaded, so remove or rename this one"))
 }
 
-fn too_large(kind: &str, what: &str, len: usize, max: usize, advice: &str) -> Option<(&'static str, String)> {
+fn too_large(kind: &str, what: &str, len: usize, max: usize, advice: &str) -> Option<(ReasonCode, String)> {
     (len > max)
-        .then(|| (codes::TOO_LARGE, format!("{kind} {what} is {len} bytes, over the {max}-byte limit: {advice}")))
+        .then(|| (ReasonCode::TooLarge, format!("{kind} {what} is {len} bytes, over the {max}-byte limit: {advice}")))
 }
 
 /// Reads a model with the DTDL rules; returns what the planner keeps of it and the first
 /// problem found, if any.
-fn read_model(plan: &mut Plan, m: &crate::item::ModelItem) -> (ModelMeta, Option<(&'static str, String)>) {
+fn read_model(plan: &mut Plan, m: &crate::item::ModelItem) -> (ModelMeta, Option<(ReasonCode, String)>) {
     let doc: Option<Value> = serde_json::from_str(m.body.get()).ok();
     let parsed = doc.as_ref().map(Interface::parse);
     let version = match &parsed {
@@ -164,16 +164,16 @@ fn read_model(plan: &mut Plan, m: &crate::item::ModelItem) -> (ModelMeta, Option
         _ => meta.deps = m.depends_on.iter().map(|d| plan.arena.model(d)).collect(),
     }
     if let Err(e) = validate_interface_dtmi(&m.id, version) {
-        return (meta, Some((codes::BAD_DTMI, format!("model {}: its @id {e}", m.id))));
+        return (meta, Some((ReasonCode::BadDtmi, format!("model {}: its @id {e}", m.id))));
     }
     if let Some(e) = m.depends_on.iter().find_map(|d| validate_dtmi(d, version).err()) {
-        return (meta, Some((codes::BAD_DTMI, format!("model {}: in extends or a component schema, {e}", m.id))));
+        return (meta, Some((ReasonCode::BadDtmi, format!("model {}: in extends or a component schema, {e}", m.id))));
     }
     let problem = match parsed {
         Some(Err(e)) => {
-            Some((codes::INVALID_MODEL, format!("model {} is not an Interface ADT accepts: {}", m.id, e.reason)))
+            Some((ReasonCode::InvalidModel, format!("model {} is not an Interface ADT accepts: {}", m.id, e.reason)))
         }
-        None => Some((codes::INVALID_MODEL, format!("model {} is not valid JSON", m.id))),
+        None => Some((ReasonCode::InvalidModel, format!("model {} is not valid JSON", m.id))),
         Some(Ok(_)) => None,
     };
     (meta, problem)
@@ -222,7 +222,7 @@ pub(crate) fn check_models(plan: &mut Plan) {
         }
     }
     for (id, reason) in problems {
-        plan.reject(id, codes::INVALID_MODEL, reason, None);
+        plan.reject(id, ReasonCode::InvalidModel, reason, None);
     }
 }
 
@@ -253,7 +253,7 @@ pub(crate) fn check_cycles(plan: &mut Plan) {
     }
     for (members, description) in cycles {
         for id in members {
-            plan.reject(id, codes::CYCLE, format!("models depend on each other in a cycle ({description}, each needing the next through extends or a component schema); break the cycle"), None);
+            plan.reject(id, ReasonCode::Cycle, format!("models depend on each other in a cycle ({description}, each needing the next through extends or a component schema); break the cycle"), None);
         }
     }
 }
@@ -333,6 +333,6 @@ pub(crate) fn check_degrees(plan: &mut Plan) {
         }
     }
     for (id, reason) in excess {
-        plan.reject(id, codes::TOO_MANY_RELATIONSHIPS, reason, None);
+        plan.reject(id, ReasonCode::TooManyRelationships, reason, None);
     }
 }

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{KindCounts, Makespan, Plan, PlanCounts, PlanOptions, Rejected};
-use crate::cli::exit;
+use super::{KindCounts, Makespan, Plan, PlanCounts, PlanOptions, ReasonCode, Rejected};
+use crate::exit::ExitStatus;
 use crate::item::ItemKind;
 use crate::limits::Limits;
 use crate::source::{open_inputs_with, read_all};
@@ -56,13 +56,13 @@ pub struct PlanArgs {
     pub endpoint: Option<String>,
 }
 
-pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
+pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
     let limits = match &args.limits {
         Some(spec) => match Limits::from_spec(spec) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("error: {e}");
-                return Ok(exit::SETUP_FAILED);
+                return Ok(ExitStatus::SetupFailed);
             }
         },
         None => Limits::adt_default(),
@@ -72,13 +72,13 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
             "error: --model-batch-size must be between 1 and {} (ADT's models per call)",
             limits.max_models_per_call
         );
-        return Ok(exit::SETUP_FAILED);
+        return Ok(ExitStatus::SetupFailed);
     }
     let mapping = match args.mapping.as_deref().map(crate::source::mapping::Mapping::load).transpose() {
         Ok(m) => m.map(std::sync::Arc::new),
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(exit::SETUP_FAILED);
+            return Ok(ExitStatus::SetupFailed);
         }
     };
     let input_options = crate::source::InputOptions { mapping, model: args.model.clone(), ..Default::default() };
@@ -86,7 +86,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(exit::SETUP_FAILED);
+            return Ok(ExitStatus::SetupFailed);
         }
     };
     let files: Vec<String> = sources.iter().map(|s| s.name().to_string()).collect();
@@ -99,7 +99,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
                 Ok(l) => crate::sync::Stage::offline(l),
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return Ok(exit::SETUP_FAILED);
+                    return Ok(ExitStatus::SetupFailed);
                 }
             }
         }
@@ -120,7 +120,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
         serde_json::to_writer_pretty(std::io::BufWriter::new(file), &document)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
-    Ok(if plan.rejected().is_empty() { exit::OK } else { exit::DEAD_LETTERS })
+    Ok(if plan.rejected().is_empty() { ExitStatus::Ok } else { ExitStatus::DeadLetters })
 }
 
 /// How `load --mode auto` (the default) would write this plan: per item, or one import job,
@@ -148,7 +148,7 @@ pub struct PlanDocument<'a> {
     pub inputs: Vec<String>,
     pub elapsed_s: f64,
     pub counts: PlanCounts,
-    pub rejected_by_code: BTreeMap<&'static str, u64>,
+    pub rejected_by_code: BTreeMap<ReasonCode, u64>,
     pub rejected: &'a [Rejected],
     /// Referenced but not in the input: must already exist in ADT.
     pub external_models: Vec<String>,
@@ -176,8 +176,8 @@ impl<'a> PlanDocument<'a> {
     }
 }
 
-fn by_code(rejected: &[Rejected]) -> BTreeMap<&'static str, Vec<&Rejected>> {
-    let mut groups: BTreeMap<&'static str, Vec<&Rejected>> = BTreeMap::new();
+fn by_code(rejected: &[Rejected]) -> BTreeMap<ReasonCode, Vec<&Rejected>> {
+    let mut groups: BTreeMap<ReasonCode, Vec<&Rejected>> = BTreeMap::new();
     for r in rejected {
         groups.entry(r.code).or_default().push(r);
     }

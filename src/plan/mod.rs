@@ -65,38 +65,7 @@ impl Default for PlanOptions {
     }
 }
 
-/// Reason codes (`Rejected::code`): short stable slugs for tallies and dashboards.
-pub mod codes {
-    /// The line could not be read as an item (bad JSON, missing fields, wrong section…).
-    pub const PARSE_ERROR: &str = "parse_error";
-    /// The same model id, twin id, or (source, relationship id) appeared before.
-    pub const DUPLICATE: &str = "duplicate";
-    /// A DTMI that breaks the DTMI syntax.
-    pub const BAD_DTMI: &str = "bad_dtmi";
-    /// A twin or relationship id ADT cannot take in a URL path (empty, `.`, `..`, control
-    /// characters).
-    pub const BAD_ID: &str = "bad_id";
-    /// A model ADT would not accept (not an Interface, Commands, bad names, …).
-    pub const INVALID_MODEL: &str = "invalid_model";
-    /// Models that depend on each other in a loop.
-    pub const CYCLE: &str = "cycle";
-    /// Larger than ADT takes in one request.
-    pub const TOO_LARGE: &str = "too_large";
-    /// A model neither in the input nor in ADT.
-    pub const MISSING_MODEL: &str = "missing_model";
-    /// A twin neither in the input nor in ADT.
-    pub const MISSING_TWIN: &str = "missing_twin";
-    /// Beyond ADT's limit of relationships out of, or into, one twin.
-    pub const TOO_MANY_RELATIONSHIPS: &str = "too_many_relationships";
-    /// A relationship from a twin to itself (ADT answers `OperationNotAllowed`).
-    pub const SELF_RELATIONSHIP: &str = "self_relationship";
-    /// Something it depends on was rejected or failed.
-    pub const DEPENDENCY_FAILED: &str = "dependency_failed";
-    /// ADT refused the write for good (set by the run).
-    pub const WRITE_FAILED: &str = "write_failed";
-    /// Never sent: the run stopped first (deadline, SIGTERM).
-    pub const NOT_ATTEMPTED: &str = "not_attempted";
-}
+pub use crate::reason::ReasonCode;
 
 /// Why an item will not be (or was not) written. `code` is a short stable slug for tallies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -105,7 +74,7 @@ pub struct Rejected {
     /// missing header) it is a twin key with an empty id; [`Rejected::is_item`] tells.
     pub key: ItemKey,
     pub origin: Origin,
-    pub code: &'static str,
+    pub code: ReasonCode,
     /// What is wrong, where, and what to do; names the other place for duplicates.
     pub reason: String,
     /// The item as read (or the offending line, truncated), for the dead-letter file.
@@ -115,7 +84,7 @@ pub struct Rejected {
 impl Rejected {
     /// False for a problem with a file's structure rather than one item.
     pub fn is_item(&self) -> bool {
-        !(self.code == codes::PARSE_ERROR && self.reason.starts_with(NOT_AN_ITEM_PREFIX))
+        !(self.code == ReasonCode::ParseError && self.reason.starts_with(NOT_AN_ITEM_PREFIX))
     }
 }
 
@@ -232,7 +201,7 @@ impl Plan {
                 (ItemKey::Twin { id: String::new() }, format!("{NOT_AN_ITEM_PREFIX}{}", e.message))
             }
         };
-        self.rejected.push(Rejected { key, origin: e.origin, code: codes::PARSE_ERROR, reason, item_json: e.raw });
+        self.rejected.push(Rejected { key, origin: e.origin, code: ReasonCode::ParseError, reason, item_json: e.raw });
     }
 
     pub(crate) fn is_rejected(&self, id: ItemId) -> bool {
@@ -240,7 +209,7 @@ impl Plan {
     }
 
     /// Rejects one item (the first reason stands). Returns false if it already was.
-    pub(crate) fn reject(&mut self, id: ItemId, code: &'static str, reason: String, item_json: Option<String>) -> bool {
+    pub(crate) fn reject(&mut self, id: ItemId, code: ReasonCode, reason: String, item_json: Option<String>) -> bool {
         if self.is_rejected(id) {
             return false;
         }
@@ -275,7 +244,7 @@ impl Plan {
                     continue;
                 }
                 let reason = format!("dependency {} failed: {}", self.arena.key(id), self.reason_of(id));
-                self.reject(d, codes::DEPENDENCY_FAILED, reason, None);
+                self.reject(d, ReasonCode::DependencyFailed, reason, None);
                 stack.push(d);
             }
         }
@@ -328,7 +297,7 @@ impl Plan {
                     _ => "it extends it or uses it as a component schema",
                 };
                 let reason = format!("model {name} is neither in the input nor in ADT ({how}); add the model to the input or upload it first");
-                if self.reject(d, codes::MISSING_MODEL, reason, None) {
+                if self.reject(d, ReasonCode::MissingModel, reason, None) {
                     roots.push(d);
                 }
             }
@@ -341,7 +310,7 @@ impl Plan {
                     _ => "target",
                 };
                 let reason = format!("its {end} twin {name} is neither in the input nor in ADT; add the twin to the input or create it first");
-                if self.reject(d, codes::MISSING_TWIN, reason, None) {
+                if self.reject(d, ReasonCode::MissingTwin, reason, None) {
                     roots.push(d);
                 }
             }

@@ -30,7 +30,7 @@ use rustc_hash::FxHashMap;
 
 use super::arena::{Record, TwinIdx, NONE};
 use super::makespan::twin_writes;
-use super::{codes, ItemId, Plan, Rejected};
+use super::{ItemId, Plan, ReasonCode, Rejected};
 use crate::item::{Item, ItemKey, Origin};
 
 /// A twin is hot when its remaining relationships need at least this share of the time that all
@@ -349,7 +349,7 @@ impl Scheduler {
                 self.retire_pending(d);
                 self.state[d as usize] = State::Rejected;
                 let reason = format!("dependency {failed_key} failed: {why}");
-                rejected.push(self.rejection(d, codes::DEPENDENCY_FAILED, reason.clone()));
+                rejected.push(self.rejection(d, ReasonCode::DependencyFailed, reason.clone()));
                 stack.push((d, reason));
             }
         }
@@ -398,7 +398,7 @@ impl Scheduler {
             if matches!(self.state[id as usize], State::Waiting | State::Ready) {
                 self.retire_pending(id);
                 self.state[id as usize] = State::Rejected;
-                each(self.rejection(id, codes::NOT_ATTEMPTED, reason.to_string()));
+                each(self.rejection(id, ReasonCode::NotAttempted, reason.to_string()));
             }
         }
         self.ready_batches.clear();
@@ -429,7 +429,7 @@ impl Scheduler {
         &self.plan
     }
 
-    fn rejection(&self, id: ItemId, code: &'static str, reason: String) -> Rejected {
+    fn rejection(&self, id: ItemId, code: ReasonCode, reason: String) -> Rejected {
         Rejected {
             key: self.plan.arena.key(id),
             origin: self.plan.arena.origin(id),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::cli::exit;
+use crate::exit::ExitStatus;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
@@ -16,16 +16,16 @@ pub struct ReportArgs {
 }
 
 /// Renders the page and prints its path on stdout.
-pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
+pub fn run(args: ReportArgs) -> anyhow::Result<ExitStatus> {
     let page = match super::render_files(&args.summary) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(exit::USAGE);
+            return Ok(ExitStatus::Usage);
         }
     };
     let out = args.out.unwrap_or_else(|| args.summary.with_extension("html"));
     std::fs::write(&out, page).with_context(|| format!("writing the report {}", out.display()))?;
     println!("{}", out.display());
-    Ok(exit::OK)
+    Ok(ExitStatus::Ok)
 }

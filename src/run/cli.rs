@@ -6,8 +6,8 @@
 //! and the summary also goes to outputs.json (`crate::adf`).
 
 use crate::adf;
-use crate::cli::exit;
 use crate::config::ConfigArgs;
+use crate::exit::ExitStatus;
 
 use super::LoadError;
 
@@ -27,14 +27,14 @@ pub struct LoadArgs {
     pub config: Box<ConfigArgs>,
 }
 
-pub fn run(args: LoadArgs) -> anyhow::Result<u8> {
+pub fn run(args: LoadArgs) -> anyhow::Result<ExitStatus> {
     let working_dir = std::env::var(adf::WORKING_DIR_VAR).ok();
     let resolved = match adf::resolve(args.activity.as_deref(), args.inputs, &args.config, working_dir.as_deref()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {}", e.message);
             write_setup_failure(e.outputs_path.as_deref(), &e.message, &adf::Redactor::default());
-            return Ok(exit::SETUP_FAILED);
+            return Ok(ExitStatus::SetupFailed);
         }
     };
     let adf::Resolved { config, inputs, redactor } = resolved;
@@ -43,7 +43,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<u8> {
         let message = "no inputs: give --input <file, folder or glob>, or `input` in activity.json";
         eprintln!("error: {message}");
         write_setup_failure(outputs_path.as_deref(), message, &redactor);
-        return Ok(exit::SETUP_FAILED);
+        return Ok(ExitStatus::SetupFailed);
     }
     match super::load(config, inputs) {
         Ok(summary) => {
@@ -60,7 +60,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<u8> {
             let message = redactor.redact(&message);
             eprintln!("error: {message}");
             write_setup_failure(outputs_path.as_deref(), &message, &redactor);
-            Ok(exit::SETUP_FAILED)
+            Ok(ExitStatus::SetupFailed)
         }
         Err(LoadError::Internal(e)) => Err(anyhow::anyhow!(redactor.redact(&format!("{e:#}")))),
     }
@@ -69,7 +69,8 @@ pub fn run(args: LoadArgs) -> anyhow::Result<u8> {
 /// outputs.json for a run that could not start, so the pipeline sees why.
 fn write_setup_failure(path: Option<&std::path::Path>, message: &str, redactor: &adf::Redactor) {
     if let Some(path) = path {
-        let value = serde_json::json!({"outcome": "setup_failed", "exit_code": exit::SETUP_FAILED, "error": message});
+        let value =
+            serde_json::json!({"outcome": "setup_failed", "exit_code": ExitStatus::SetupFailed, "error": message});
         if let Err(e) = adf::outputs::write(path, value, redactor) {
             eprintln!("warning: cannot write {}: {e}", path.display());
         }

@@ -16,9 +16,7 @@ use serde_json::value::RawValue;
 use crate::item::{Item, ItemKey, ItemKind, Origin};
 use crate::ledger::Ledger;
 use crate::plan::Rejected;
-
-/// Reason code of the items a stop (deadline, signal) left unsent.
-pub const NOT_ATTEMPTED: &str = "not_attempted";
+use crate::reason::ReasonCode;
 
 /// How an item that did not fail ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +51,7 @@ pub struct DeadLetter {
     pub item_json: Option<String>,
     pub status: Option<u16>,
     pub error_code: Option<String>,
-    /// A short stable slug for tallies: "write_failed", "dependency_failed", …
-    pub reason_code: String,
+    pub reason_code: ReasonCode,
     pub reason: String,
 }
 
@@ -66,7 +63,7 @@ impl From<Rejected> for DeadLetter {
             item_json: r.item_json,
             status: None,
             error_code: None,
-            reason_code: r.code.to_string(),
+            reason_code: r.code,
             reason: r.reason,
         }
     }
@@ -82,7 +79,7 @@ struct Line<'a> {
     status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_code: Option<&'a str>,
-    reason_code: &'a str,
+    reason_code: ReasonCode,
     reason: &'a str,
     /// The item JSON as read; `item_raw` instead when it is not valid JSON (a parse error).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,7 +92,7 @@ pub struct Journal {
     path: PathBuf,
     out: BufWriter<File>,
     counts: BTreeMap<ItemKind, OutcomeCounts>,
-    by_reason: BTreeMap<String, u64>,
+    by_reason: BTreeMap<ReasonCode, u64>,
     file_problems: u64,
     ledger: Option<Ledger>,
 }
@@ -167,14 +164,14 @@ impl Journal {
 
     /// An item will not land: writes its line and flushes.
     pub fn dead_letter(&mut self, letter: &DeadLetter) -> Result<(), JournalError> {
-        crate::observe::catalog::dead_letter_item(letter.key.kind(), &letter.reason_code, NOT_ATTEMPTED);
+        crate::observe::catalog::dead_letter_item(letter.key.kind(), letter.reason_code);
         let c = self.counts.entry(letter.key.kind()).or_default();
-        if letter.reason_code == NOT_ATTEMPTED {
+        if letter.reason_code == ReasonCode::NotAttempted {
             c.not_attempted += 1;
         } else {
             c.dead_lettered += 1;
         }
-        *self.by_reason.entry(letter.reason_code.clone()).or_default() += 1;
+        *self.by_reason.entry(letter.reason_code).or_default() += 1;
         self.write_line(letter)
     }
 
@@ -198,7 +195,7 @@ impl Journal {
             line: letter.origin.line,
             status: letter.status,
             error_code: letter.error_code.as_deref(),
-            reason_code: &letter.reason_code,
+            reason_code: letter.reason_code,
             reason: &letter.reason,
             item: parsed,
             item_raw: if parsed.is_none() { letter.item_json.as_deref() } else { None },
@@ -214,7 +211,7 @@ impl Journal {
     }
 
     /// Dead letters (and not-attempted items) by reason code.
-    pub fn by_reason(&self) -> &BTreeMap<String, u64> {
+    pub fn by_reason(&self) -> &BTreeMap<ReasonCode, u64> {
         &self.by_reason
     }
 
@@ -247,7 +244,7 @@ mod tests {
             item_json: Some(r#"{"$dtId":"t1","$metadata":{"$model":"dtmi:a;1"}}"#.into()),
             status: Some(400),
             error_code: Some("ValidationFailed".into()),
-            reason_code: "write_failed".into(),
+            reason_code: ReasonCode::WriteFailed,
             reason: "ADT rejected the twin: fix its properties".into(),
         })
         .unwrap();
@@ -257,7 +254,7 @@ mod tests {
             item_json: Some("{not json".into()),
             status: None,
             error_code: None,
-            reason_code: NOT_ATTEMPTED.into(),
+            reason_code: ReasonCode::NotAttempted,
             reason: "the run stopped at its deadline".into(),
         })
         .unwrap();
@@ -280,6 +277,6 @@ mod tests {
         assert_eq!((twins.landed, twins.dead_lettered), (1, 1));
         assert_eq!(j.counts()[&ItemKind::Relationship].not_attempted, 1);
         assert_eq!(j.dead_letters_total(), 2);
-        assert_eq!(j.by_reason()["write_failed"], 1);
+        assert_eq!(j.by_reason()[&ReasonCode::WriteFailed], 1);
     }
 }

@@ -2,30 +2,39 @@
 //!
 //! [`load`] (sync; it starts its own actix System, so call it from a plain thread, not from
 //! inside an async runtime) prepares the run ([`prepare`]: inputs, plan, what ADT already
-//! holds), then starts the [`coordinator`], whose [`writer`]s do the HTTP calls under the
-//! shared limiter while the [`supervisor`] owns failure. Every item's end passes through the
-//! [`journal`]; [`summary`] reports the run.
+//! holds), then starts the actors of the write phase ([`write_all`]): the [`coordinator`]
+//! dispatches ready work and settles results, its [`writer`]s do the HTTP calls under the
+//! shared limiter, and the [`supervisor`] owns failure (retry timing, class pauses, writer
+//! restarts, the deadline and the watchdog). They talk only through [`messages`]. Every
+//! item's end passes through the [`journal`]; [`summary`] reports the run.
 
 pub mod cli;
 pub mod coordinator;
 pub mod journal;
+pub mod messages;
 pub mod prepare;
 pub mod summary;
 pub mod supervisor;
 pub mod writer;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::client::AdtClient;
 use crate::config::LoadConfig;
+use crate::exit::ExitStatus;
 use crate::limiter::Limiter;
+use crate::plan::Scheduler;
 
-use coordinator::{Coordinator, CoordinatorSetup};
+use coordinator::{Coordinator, CoordinatorSetup, SupervisorLink, WriteEnd};
 use journal::Journal;
+use messages::StopReason;
 use summary::{RunSummary, SummaryInputs};
+use supervisor::{RetryStats, RetryTally, StopSignals, Supervisor, SupervisorSetup};
+use writer::WriterEnv;
 
 pub use summary::RunSummary as Summary;
 
@@ -50,7 +59,7 @@ pub fn load(config: LoadConfig, inputs: Vec<String>) -> Result<RunSummary, LoadE
 
 async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSummary, LoadError> {
     let started = Instant::now();
-    let signals = supervisor::StopSignals::install();
+    let signals = StopSignals::install();
     let client = AdtClient::new(&config).map_err(|e| LoadError::Setup(e.to_string()))?;
     let limiter = Arc::new(Limiter::new(&config.limits, &config.adaptive));
     let mut observer =
@@ -78,19 +87,9 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
     journal.attach_ledger(stage.take_ledger());
 
     observer.writing();
-    let (done, finished) = oneshot::channel();
-    let coordinator = Coordinator::start(CoordinatorSetup {
-        scheduler: prepared.scheduler,
-        journal,
-        limiter: Arc::clone(&limiter),
-        client: client.clone(),
-        deadline: config.deadline.map(|d| d.saturating_sub(started.elapsed())),
-        config: config.clone(),
-        done,
-    });
-    signals.forward_to(coordinator);
-    let mut end =
-        finished.await.map_err(|_| LoadError::Internal(anyhow::anyhow!("the coordinator ended without reporting")))?;
+    let deadline = config.deadline.map(|d| d.saturating_sub(started.elapsed()));
+    let parts = WriteParts { config: &config, client: &client, limiter: &limiter };
+    let mut end = write_all(parts, prepared.scheduler, journal, signals, deadline).await?;
     stage.put_ledger(end.journal.take_ledger());
     stage.after_writes(&config, &client, &limiter, &mut end.journal, end.stop.is_some()).await;
     let summary = finish(
@@ -108,11 +107,92 @@ async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSu
     Ok(summary)
 }
 
+/// What the write phase ended with: the coordinator's [`WriteEnd`] and the supervisor's retry
+/// tally (an import job has no retries of ours).
+pub struct RunEnd {
+    pub journal: Journal,
+    pub retries: RetryStats,
+    pub stop: Option<StopReason>,
+    /// From the first write handed out to the last report.
+    pub write_elapsed: Duration,
+    /// The first error writing the dead-letter file, if any (the run goes on without it).
+    pub journal_error: Option<String>,
+}
+
+/// What the write phase shares with the rest of the run.
+struct WriteParts<'a> {
+    config: &'a LoadConfig,
+    client: &'a AdtClient,
+    limiter: &'a Arc<Limiter>,
+}
+
+/// Starts the actors of the write phase, wired to each other by [`actix::Recipient`]s, and
+/// waits for the coordinator to finish. `deadline`: time left of the run's deadline.
+async fn write_all(
+    parts: WriteParts<'_>,
+    scheduler: Scheduler,
+    journal: Journal,
+    signals: StopSignals,
+    deadline: Option<Duration>,
+) -> Result<RunEnd, LoadError> {
+    let WriteParts { config, client, limiter } = parts;
+    // The coordinator's address exists before it runs, so the supervisor and the writers can
+    // be given its recipients and it theirs.
+    let coordinator_ctx = Context::<Coordinator>::new();
+    let coordinator = coordinator_ctx.address();
+    let supervisor = Supervisor::new(SupervisorSetup {
+        policy: config.retry.clone(),
+        limiter: Arc::clone(limiter),
+        orders: coordinator.clone().recipient(),
+        stop: coordinator.clone().recipient(),
+        deadline,
+        no_progress_timeout: config.no_progress_timeout,
+    })
+    .start();
+    let env = WriterEnv {
+        client: client.clone(),
+        limiter: Arc::clone(limiter),
+        mode: config.mode,
+        finished: coordinator.clone().recipient(),
+        restarted: supervisor.clone().recipient(),
+        crash_every: config.chaos.writer_crash_every,
+        panic_every: config.chaos.writer_panic_every,
+        sent: Default::default(),
+    };
+    let writers = supervisor::start_writers(config.writers, &env).into_iter().map(Addr::recipient).collect();
+    let (done, finished) = oneshot::channel();
+    coordinator_ctx.run(Coordinator::new(CoordinatorSetup {
+        scheduler,
+        journal,
+        limiter: Arc::clone(limiter),
+        request_stats: Arc::clone(client.stats()),
+        writers,
+        supervisor: SupervisorLink {
+            failed: supervisor.clone().recipient(),
+            progress: supervisor.clone().recipient(),
+            stopping: supervisor.clone().recipient(),
+        },
+        shutdown_grace: config.shutdown_grace,
+        done,
+    }));
+    signals.forward_to(coordinator.recipient());
+    let end: WriteEnd =
+        finished.await.map_err(|_| LoadError::Internal(anyhow::anyhow!("the coordinator ended without reporting")))?;
+    let retries = supervisor.send(RetryTally).await.unwrap_or_default();
+    Ok(RunEnd {
+        journal: end.journal,
+        retries,
+        stop: end.stop,
+        write_elapsed: end.write_elapsed,
+        journal_error: end.journal_error,
+    })
+}
+
 /// The summary of a run that ended (per item or by import job), written where configured.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     config: &LoadConfig,
-    end: &coordinator::RunEnd,
+    end: &RunEnd,
     plan: serde_json::Value,
     t_star_s: f64,
     client: &AdtClient,
@@ -137,7 +217,7 @@ async fn finish(
             .map_err(|e| LoadError::Internal(anyhow::anyhow!("cannot write the summary {}: {e}", path.display())))?;
     }
     // Only a run that reached its end may archive: a stopped one left items unattempted.
-    if config.archive.is_some() && matches!(summary.exit_code, crate::cli::exit::OK | crate::cli::exit::DEAD_LETTERS) {
+    if config.archive.is_some() && matches!(summary.exit_code, ExitStatus::Ok | ExitStatus::DeadLetters) {
         archive_inputs(config).await;
     }
     Ok(summary)

@@ -18,7 +18,7 @@ use crate::limits::LimitClass;
 use crate::plan::{Plan, PlanOptions, Scheduler};
 
 use super::journal::Journal;
-use super::supervisor::Supervisor;
+use super::supervisor::FailurePolicy;
 use super::LoadError;
 
 /// The model id the connectivity probe asks for (DTMI syntax, so ADT answers 404, not 400).
@@ -226,7 +226,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
 {
-    let mut backoff = Supervisor::new(config.retry.clone());
+    let mut backoff = FailurePolicy::new(config.retry.clone());
     let mut failures = 0;
     let mut throttles = 0;
     let started = tokio::time::Instant::now();
@@ -235,7 +235,7 @@ where
             Ok(v) => return Ok(v),
             Err(e) if e.is_throttle() && started.elapsed() < config.no_progress_timeout => {
                 throttles += 1;
-                let steps = throttles.min(super::supervisor::THROTTLE_BACKOFF_STEPS);
+                let steps = throttles.min(super::supervisor::policy::THROTTLE_BACKOFF_STEPS);
                 let wait = backoff.backoff(steps).max(backoff.server_wait(e.retry_after().unwrap_or_default()));
                 tracing::info!("{e}; waiting {:.1} s", wait.as_secs_f64());
                 tokio::time::sleep(wait).await;

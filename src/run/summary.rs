@@ -8,25 +8,49 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::exit;
 use crate::client::RequestCounts;
+use crate::exit::ExitStatus;
 use crate::item::ItemKind;
 use crate::limiter::LimiterStats;
 
-use super::coordinator::{RunEnd, StopReason};
 use super::journal::OutcomeCounts;
-use super::supervisor::RetryStats;
+use super::messages::StopReason;
+use super::supervisor::{RetryReason, RetryStats};
+use super::RunEnd;
+use crate::reason::ReasonCode;
+
+/// How a run ended, as the summary's `outcome` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Every item landed or was already there.
+    Completed,
+    /// The run reached its end, with items in the dead-letter file.
+    CompletedWithDeadLetters,
+    /// The run stopped before its end (deadline, signal, watchdog, credentials refused).
+    StoppedEarly,
+}
+
+impl RunOutcome {
+    /// For a person: "completed with dead letters".
+    pub fn as_words(self) -> &'static str {
+        match self {
+            RunOutcome::Completed => "completed",
+            RunOutcome::CompletedWithDeadLetters => "completed with dead letters",
+            RunOutcome::StoppedEarly => "stopped early",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
-    /// "completed", "completed_with_dead_letters" or "stopped_early".
-    pub outcome: &'static str,
-    pub exit_code: u8,
+    pub outcome: RunOutcome,
+    pub exit_code: ExitStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
     /// By kind ("models", "twins", "relationships"), then outcome.
     pub items: BTreeMap<&'static str, OutcomeCounts>,
-    pub dead_letters_by_reason: BTreeMap<String, u64>,
+    pub dead_letters_by_reason: BTreeMap<ReasonCode, u64>,
     /// Problems with an input file's structure rather than an item (also in the dead letters).
     pub file_problems: u64,
     pub dead_letter_file: String,
@@ -40,7 +64,7 @@ pub struct RunSummary {
     /// from `Retry-After`, or throttled items waiting to go again).
     pub throttled_wait_s: BTreeMap<String, f64>,
     pub retries_total: u64,
-    pub retries_by_reason: BTreeMap<&'static str, u64>,
+    pub retries_by_reason: BTreeMap<RetryReason, u64>,
     pub writer_restarts: u64,
     /// The whole run: reading, planning, checking ADT, writing.
     pub elapsed_s: f64,
@@ -78,10 +102,10 @@ impl RunSummary {
         let dead_letters = journal.dead_letters_total();
         let landed_any = journal.landed_total() > 0;
         let (outcome, exit_code) = match &end.stop {
-            Some(StopReason::AuthFailed(_)) if !landed_any => ("stopped_early", exit::SETUP_FAILED),
-            Some(_) => ("stopped_early", exit::STOPPED_EARLY),
-            None if dead_letters > 0 => ("completed_with_dead_letters", exit::DEAD_LETTERS),
-            None => ("completed", exit::OK),
+            Some(StopReason::AuthFailed(_)) if !landed_any => (RunOutcome::StoppedEarly, ExitStatus::SetupFailed),
+            Some(_) => (RunOutcome::StoppedEarly, ExitStatus::StoppedEarly),
+            None if dead_letters > 0 => (RunOutcome::CompletedWithDeadLetters, ExitStatus::DeadLetters),
+            None => (RunOutcome::Completed, ExitStatus::Ok),
         };
         let RetryStats { retries_total, retries_by_reason, writer_restarts, .. } = end.retries.clone();
         let requests = inputs.requests;
@@ -131,7 +155,7 @@ impl RunSummary {
     /// The summary for a person (stderr).
     pub fn human(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "twinload load: {}", self.outcome.replace('_', " "));
+        let _ = writeln!(s, "twinload load: {}", self.outcome.as_words());
         if let Some(reason) = &self.stop_reason {
             let _ = writeln!(s, "  stopped: {reason}");
         }

@@ -8,7 +8,7 @@
 //! land.
 //!
 //! Writers run under `actix::Supervisor`. When one dies it is restarted on the same mailbox and
-//! tells the coordinator, which re-sends the item it held. Each assignment's request runs in a
+//! tells the supervisor, which has the coordinator re-send the item it held. Each assignment's request runs in a
 //! task of its own, so a panic in it (ours or a library's) ends that task, not the run: the
 //! writer sees the panic, stops, and is replaced like a writer that died. Test-only chaos:
 //! `chaos.writer_crash_every` makes a writer die after sending a request and before reporting
@@ -25,9 +25,9 @@ use crate::client::{AdtClient, Outcome, Reply};
 use crate::config::WriteMode;
 use crate::limiter::Limiter;
 use crate::limits::LimitClass;
-use crate::plan::ItemId;
+use crate::reason::ReasonCode;
 
-use super::coordinator::Coordinator;
+use super::messages::{Assign, Finished, ModelFailure, ModelReport, ModelToSend, Report, Request, WriterRestarted};
 
 /// What a writer needs, shared by all writers.
 #[derive(Clone)]
@@ -35,110 +35,14 @@ pub struct WriterEnv {
     pub client: AdtClient,
     pub limiter: Arc<Limiter>,
     pub mode: WriteMode,
-    pub coordinator: Addr<Coordinator>,
+    /// Reports go here (the coordinator).
+    pub finished: Recipient<Finished>,
+    /// A restarted writer says so here (the supervisor).
+    pub restarted: Recipient<WriterRestarted>,
     pub crash_every: Option<u64>,
     pub panic_every: Option<u64>,
     /// Requests sent by all writers (for the panic chaos switch).
     pub sent: Arc<AtomicU64>,
-}
-
-/// One model of a batch, with what the fallback needs to keep dependency order.
-#[derive(Debug, Clone)]
-pub struct ModelToSend {
-    pub item: ItemId,
-    pub model_id: String,
-    pub depends_on: Vec<String>,
-    pub body: Box<RawValue>,
-}
-
-/// One unit of work for a writer.
-#[derive(Debug, Clone)]
-pub enum Request {
-    /// One `POST /models` (then the 409/400 handling above), dependency-ordered.
-    Models(Vec<ModelToSend>),
-    Twin {
-        item: ItemId,
-        twin_id: String,
-        body: Box<RawValue>,
-    },
-    /// `PATCH /digitaltwins/{id}` with a JSON Patch (a mapping without a model, as the
-    /// reference prototype writes): the twin must exist.
-    TwinPatch {
-        item: ItemId,
-        twin_id: String,
-        body: Box<RawValue>,
-    },
-    Relationship {
-        item: ItemId,
-        source: String,
-        relationship_id: String,
-        target: String,
-        body: Box<RawValue>,
-    },
-}
-
-impl Request {
-    pub fn class(&self) -> LimitClass {
-        match self {
-            Request::Models(_) => LimitClass::Models,
-            Request::Twin { .. } | Request::Relationship { .. } => LimitClass::CreateDelete,
-            Request::TwinPatch { .. } => LimitClass::Patch,
-        }
-    }
-}
-
-/// A model the batch handling gave up on.
-#[derive(Debug, Clone)]
-pub struct ModelFailure {
-    pub item: ItemId,
-    pub reply: Option<Reply>,
-    pub reason_code: &'static str,
-    pub reason: String,
-}
-
-/// What became of a model batch.
-#[derive(Debug, Clone, Default)]
-pub struct ModelReport {
-    pub landed: Vec<ItemId>,
-    pub already_existed: Vec<ItemId>,
-    pub failed: Vec<ModelFailure>,
-    /// Models not settled because a call was throttled or failed transiently (or auth
-    /// failed): the supervisor decides on them, with this reply.
-    pub unsettled: Vec<ModelToSend>,
-    pub unsettled_reply: Option<Reply>,
-}
-
-#[derive(Debug, Clone)]
-pub enum Report {
-    Single(Reply),
-    Models(ModelReport),
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Assign {
-    pub task: u64,
-    pub request: Request,
-}
-
-/// A writer's report on an assignment.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Finished {
-    pub writer: usize,
-    pub task: u64,
-    pub report: Report,
-    /// HTTP requests this assignment sent.
-    pub requests: u32,
-    /// When the last of them went out (so a throttle is matched with the rate in force then).
-    pub sent_at: Option<std::time::Instant>,
-}
-
-/// A writer died and was restarted; whatever it held is lost and must be re-sent.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct WriterRestarted {
-    pub writer: usize,
 }
 
 pub struct Writer {
@@ -161,7 +65,7 @@ impl Actor for Writer {
 impl Supervised for Writer {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         tracing::warn!(writer = self.slot, "writer restarted; its item is sent again");
-        self.env.coordinator.do_send(WriterRestarted { writer: self.slot });
+        self.env.restarted.do_send(WriterRestarted { writer: self.slot });
     }
 }
 
@@ -201,7 +105,7 @@ impl Handler<Assign> for Writer {
                 ctx.stop();
                 return;
             }
-            act.env.coordinator.do_send(Finished {
+            act.env.finished.do_send(Finished {
                 writer: act.slot,
                 task,
                 report,
@@ -307,7 +211,7 @@ async fn upload_models(env: &WriterEnv, mut remaining: Vec<ModelToSend>, request
                 let m = &remaining[0];
                 report.failed.push(ModelFailure {
                     item: m.item,
-                    reason_code: "write_failed",
+                    reason_code: ReasonCode::WriteFailed,
                     reason: format!("ADT rejected model {}: {message}. Fix the model and load it again", m.model_id),
                     reply: Some(reply.clone()),
                 });
@@ -344,7 +248,7 @@ async fn one_at_a_time(env: &WriterEnv, models: Vec<ModelToSend>, requests: &mut
             Outcome::Rejected { message } => {
                 report.failed.push(ModelFailure {
                     item: m.item,
-                    reason_code: "write_failed",
+                    reason_code: ReasonCode::WriteFailed,
                     reason: format!("ADT rejected model {}: {message}. Fix the model and load it again", m.model_id),
                     reply: Some(reply.clone()),
                 });
@@ -376,7 +280,7 @@ fn dependency_failure(m: &ModelToSend, failed_ids: &HashSet<String>) -> Option<M
     Some(ModelFailure {
         item: m.item,
         reply: None,
-        reason_code: "dependency_failed",
+        reason_code: ReasonCode::DependencyFailed,
         reason: format!("dependency model {dep} failed, so model {} was not sent", m.model_id),
     })
 }

@@ -19,7 +19,7 @@ use crate::limiter::Limiter;
 use crate::limits::LimitClass;
 use crate::run::journal::{Completion, DeadLetter, Journal};
 use crate::run::prepare::with_retries;
-use crate::run::supervisor::Supervisor;
+use crate::run::supervisor::FailurePolicy;
 
 use super::classify::Work;
 use super::diff::{self, PatchOp, RelationshipChange, TwinChange};
@@ -96,7 +96,7 @@ pub async fn run(
                         item_json: item.as_ref().map(|i| i.body().get().to_string()),
                         status: reply.as_ref().and_then(|r| r.status),
                         error_code: reply.as_ref().and_then(|r| r.code.clone()),
-                        reason_code: "sync_write_failed".into(),
+                        reason_code: crate::reason::ReasonCode::SyncWriteFailed,
                         reason: format!("{key}: {reason}"),
                         key,
                     };
@@ -252,7 +252,7 @@ where
     Fut: Future<Output = Reply>,
 {
     let twins: Vec<&str> = twins.iter().map(String::as_str).collect();
-    let mut backoff = Supervisor::new(env.config.retry.clone());
+    let mut backoff = FailurePolicy::new(env.config.retry.clone());
     let mut failures = 0u32;
     let mut throttled = 0u32;
     // 429s never count as attempts: a throttled write waits, as the coordinator's do, for as

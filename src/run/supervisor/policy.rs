@@ -1,40 +1,32 @@
-//! The supervisor owns failure:
-//! - [`Supervisor::decide`]: whether a failed attempt is retried and after how long.
-//!   - A throttle (429, `QuotaReachedError` or any throttling code) is back-pressure, not a
-//!     failure: it is always retried, never spends the item's attempts nor the retry budget,
-//!     and waits the larger of the server's `Retry-After` (capped by `max_server_wait`) and a
-//!     short jittered backoff. Only the run's deadline and no-progress watchdog bound it.
-//!   - A failure (5xx, timeout, dropped connection) is retried after a jittered exponential
-//!     backoff, at most `max_attempts` times per item, paced by the run-wide [`RetryBudget`]:
-//!     past the budget a retry waits until the budget frees, so retries stay a share of the
-//!     traffic and a failing service slows the load instead of losing items.
-//!   - A relationship whose twin ADT does not see yet (`TargetDigitalTwinNotFound`, or
-//!     `DigitalTwinNotFound` for its source) is retried for a bounded grace period (ADT is
-//!     eventually consistent; outside the budget, which guards against overload).
-//!   - Everything else fails with a reason a person can act on.
-//! - [`start_writers`]: writers run under `actix::Supervisor`, which restarts a writer that
-//!   died on the same mailbox; the writer then tells the coordinator, which re-sends the item
-//!   it held (safe: every write is idempotent) and the supervisor counts the restart;
-//! - [`StopSignals`]: SIGTERM and SIGINT (how Batch and ADF cancel a task) ask the
-//!   coordinator to stop cleanly. The overall deadline is armed by the coordinator with the
-//!   same stop.
+//! The failure policy: what the supervisor decides about a failed attempt ([`FailurePolicy::decide`]).
+//! - A throttle (429, `QuotaReachedError` or any throttling code) is back-pressure, not a
+//!   failure: it is always retried, never spends the item's attempts nor the retry budget, and
+//!   waits the larger of the server's `Retry-After` (capped by `max_server_wait`) and a short
+//!   jittered backoff. Only the run's deadline and no-progress watchdog bound it.
+//! - A failure (5xx, timeout, dropped connection) is retried after a jittered exponential
+//!   backoff, at most `max_attempts` times per item, paced by the run-wide [`RetryBudget`]: past
+//!   the budget a retry waits until the budget frees, so retries stay a share of the traffic and
+//!   a failing service slows the load instead of losing items.
+//! - A relationship whose twin ADT does not see yet (`TargetDigitalTwinNotFound`, or
+//!   `DigitalTwinNotFound` for its source) is retried for a bounded grace period (ADT is
+//!   eventually consistent; outside the budget, which guards against overload).
+//! - Everything else fails with a reason a person can act on.
 //!
-//! Throttles also feed the limiter's adaptive rate (the coordinator calls
-//! `Limiter::on_throttle` with the outcome the supervisor classified).
+//! Plain data and arithmetic, no actor: the preparation's reads and `--mode sync` use the same
+//! backoff and server-wait rules.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix::Addr;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use tokio::time::Instant;
 
 use crate::client::{Outcome, Reply};
 use crate::config::RetryPolicy;
-
-use super::coordinator::{Coordinator, Stop, StopReason};
-use super::writer::{Writer, WriterEnv};
+use crate::reason::ReasonCode;
+use crate::run::messages::Attempt;
 
 /// Throttled items back off at most this many doubling steps (200 ms … 1.6 s nominal): the
 /// class's rate limiter meters what goes out, the item's own wait only spreads the retries.
@@ -45,21 +37,46 @@ pub const THROTTLE_BACKOFF_STEPS: u32 = 4;
 /// minute-long tail of retries waiting for tokens.
 pub const RETRY_BUDGET_TRICKLE_PER_S: f64 = 10.0;
 
+/// Why an item is sent again: the summary's `retries_by_reason` and the metrics' label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryReason {
+    /// ADT said "slower" (429 or a throttling code).
+    Throttled,
+    /// 5xx, a timeout or a dropped connection.
+    Transient,
+    /// ADT did not see a relationship's twin yet (eventual consistency).
+    TwinNotVisible,
+    /// The writer that held it died and was restarted.
+    WriterRestart,
+}
+
+impl RetryReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::Throttled => "throttled",
+            RetryReason::Transient => "transient",
+            RetryReason::TwinNotVisible => "twin_not_visible",
+            RetryReason::WriterRestart => "writer_restart",
+        }
+    }
+}
+
 /// What to do with a failed attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Send it again after this long. `reason` is the retry's tally key. A `budgeted` retry
-    /// also needs a token of the [`RetryBudget`] (it waits for one after `after`).
-    Retry { after: Duration, reason: &'static str, budgeted: bool },
+    /// Send it again after this long. A `budgeted` retry also needs a token of the
+    /// [`RetryBudget`] (it waits for one after `after`).
+    Retry { after: Duration, reason: RetryReason, budgeted: bool },
     /// Give up: dead-letter the item with this reason code and reason.
-    Fail { reason_code: &'static str, reason: String },
+    Fail { reason_code: ReasonCode, reason: String },
 }
 
 /// Retry counts for the summary.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RetryStats {
     pub retries_total: u64,
-    pub retries_by_reason: BTreeMap<&'static str, u64>,
+    pub retries_by_reason: BTreeMap<RetryReason, u64>,
     pub writer_restarts: u64,
     /// Retries that found the retry budget spent and waited for it to free.
     pub budget_waits: u64,
@@ -104,28 +121,16 @@ impl RetryBudget {
     }
 }
 
-pub struct Supervisor {
+pub struct FailurePolicy {
     policy: RetryPolicy,
     stats: RetryStats,
     budget: RetryBudget,
     rng: SmallRng,
 }
 
-/// One item's history, as the supervisor needs it to decide on its latest attempt.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Attempt {
-    /// Failures of its own so far (5xx, timeouts, drops, a twin not visible), this one
-    /// included; throttles do not count.
-    pub failures: u32,
-    /// Throttles so far, this one included.
-    pub throttles: u32,
-    /// When ADT first said one of this relationship's twins was not there.
-    pub first_not_visible: Option<Instant>,
-}
-
-impl Supervisor {
-    pub fn new(policy: RetryPolicy) -> Supervisor {
-        Supervisor {
+impl FailurePolicy {
+    pub fn new(policy: RetryPolicy) -> FailurePolicy {
+        FailurePolicy {
             budget: RetryBudget::new(&policy),
             policy,
             stats: RetryStats::default(),
@@ -156,14 +161,14 @@ impl Supervisor {
     /// budget: the item must not be lost to a crash of ours).
     pub fn on_writer_restart(&mut self) {
         self.stats.writer_restarts += 1;
-        self.count_retry("writer_restart", Duration::ZERO);
+        self.count_retry(RetryReason::WriterRestart, Duration::ZERO);
     }
 
     /// The one place a retry is counted: the summary's tally and the metrics.
-    fn count_retry(&mut self, reason: &'static str, wait: Duration) {
+    fn count_retry(&mut self, reason: RetryReason, wait: Duration) {
         self.stats.retries_total += 1;
         *self.stats.retries_by_reason.entry(reason).or_default() += 1;
-        crate::observe::catalog::retry(reason, wait);
+        crate::observe::catalog::retry(reason.as_str(), wait);
     }
 
     /// Jittered exponential backoff for the given attempt ("equal jitter": half fixed, half
@@ -175,18 +180,37 @@ impl Supervisor {
         half + half.mul_f64(self.rng.gen::<f64>())
     }
 
-    /// Decides what to do after a failed attempt.
+    /// Counts a failed attempt into its task's history: throttles apart from failures, and
+    /// what a failure says about whether the write may have happened.
+    pub fn record(history: &mut Attempt, reply: &Reply, now: Instant) {
+        match &reply.outcome {
+            Outcome::Throttled { .. } => history.throttles += 1,
+            Outcome::Transient { .. } => {
+                history.failures += 1;
+                history.may_have_written = true;
+            }
+            Outcome::TwinNotVisible { .. } => {
+                history.failures += 1;
+                history.first_not_visible.get_or_insert(now);
+            }
+            Outcome::Landed | Outcome::AlreadyExists { .. } | Outcome::Rejected { .. } | Outcome::AuthFailed { .. } => {
+            }
+        }
+    }
+
+    /// Decides what to do after a failed attempt. `attempt` is the task's history with this
+    /// attempt already counted in it ([`FailurePolicy::record`]).
     pub fn decide(&mut self, attempt: Attempt, reply: &Reply, now: Instant) -> Decision {
         let (retry_reason, wait, budgeted) = match &reply.outcome {
             Outcome::Landed | Outcome::AlreadyExists { .. } => {
-                return Decision::Fail { reason_code: "internal", reason: "a success was handed to the retry policy".into() }
+                return Decision::Fail { reason_code: ReasonCode::Internal, reason: "a success was handed to the retry policy".into() }
             }
             Outcome::Rejected { message } => {
-                return Decision::Fail { reason_code: "write_failed", reason: format!("ADT rejected it: {message}. Fix the item and load it again") }
+                return Decision::Fail { reason_code: ReasonCode::WriteFailed, reason: format!("ADT rejected it: {message}. Fix the item and load it again") }
             }
             Outcome::AuthFailed { message } => {
                 return Decision::Fail {
-                    reason_code: "auth_failed",
+                    reason_code: ReasonCode::AuthFailed,
                     reason: format!("ADT refused the credentials ({message}). Check the token and that the identity has the 'Azure Digital Twins Data Owner' role"),
                 }
             }
@@ -194,10 +218,10 @@ impl Supervisor {
                 // Back-pressure: always retried, outside the attempts and the budget.
                 let backoff = self.backoff(attempt.throttles.clamp(1, THROTTLE_BACKOFF_STEPS));
                 let wait = retry_after.map_or(backoff, |ra| self.server_wait(ra).max(backoff));
-                self.count_retry("throttled", wait);
-                return Decision::Retry { after: wait, reason: "throttled", budgeted: false };
+                self.count_retry(RetryReason::Throttled, wait);
+                return Decision::Retry { after: wait, reason: RetryReason::Throttled, budgeted: false };
             }
-            Outcome::Transient { .. } => ("transient", self.backoff(attempt.failures), true),
+            Outcome::Transient { .. } => (RetryReason::Transient, self.backoff(attempt.failures), true),
             Outcome::TwinNotVisible { message } => {
                 // The planner releases a relationship only after both its twins landed in this
                 // run or were found in ADT, so a missing twin is ADT's eventual consistency, for
@@ -205,7 +229,7 @@ impl Supervisor {
                 let since = attempt.first_not_visible.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
                 if since >= self.policy.target_grace {
                     return Decision::Fail {
-                        reason_code: "twin_not_found",
+                        reason_code: ReasonCode::TwinNotFound,
                         reason: format!(
                             "ADT still did not see the relationship's twin {:.0} s after it was created or found ({message}). Check that nothing deleted it, then load the relationship again",
                             since.as_secs_f64()
@@ -214,12 +238,12 @@ impl Supervisor {
                 }
                 // Eventual consistency is not overload: outside the budget, bounded by the
                 // grace period and the attempt limit.
-                ("twin_not_visible", self.backoff(attempt.failures), false)
+                (RetryReason::TwinNotVisible, self.backoff(attempt.failures), false)
             }
         };
         if attempt.failures >= self.policy.max_attempts {
             return Decision::Fail {
-                reason_code: "retries_exhausted",
+                reason_code: ReasonCode::RetriesExhausted,
                 reason: format!(
                     "gave up after {} failed attempts (throttled attempts not counted); the last one: {}. Load it again later",
                     attempt.failures,
@@ -252,77 +276,6 @@ pub fn describe(reply: &Reply) -> String {
     format!("{status} {detail}")
 }
 
-/// Starts `n` writers, each under `actix::Supervisor` (restarted on the same mailbox if it
-/// stops).
-pub fn start_writers(n: usize, env: &WriterEnv) -> Vec<Addr<Writer>> {
-    (0..n)
-        .map(|slot| {
-            let env = env.clone();
-            actix::Supervisor::start(move |_| Writer::new(slot, env))
-        })
-        .collect()
-}
-
-/// SIGTERM and SIGINT, listened for from [`StopSignals::install`] on (install it before the
-/// run's preparation, so a signal that comes while the inputs are read is not lost: the
-/// coordinator then stops as soon as it starts).
-pub struct StopSignals {
-    #[cfg(unix)]
-    listeners: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
-}
-
-impl StopSignals {
-    /// Takes over SIGTERM and SIGINT for this process. Must run inside the run's runtime.
-    pub fn install() -> StopSignals {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let listeners = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-                (Ok(term), Ok(int)) => Some((term, int)),
-                _ => {
-                    tracing::warn!("cannot listen for SIGTERM/SIGINT; the run stops only at its end or deadline");
-                    None
-                }
-            };
-            StopSignals { listeners }
-        }
-        #[cfg(not(unix))]
-        StopSignals {}
-    }
-
-    /// Asks the coordinator to stop cleanly when a signal comes (or came since `install`).
-    pub fn forward_to(self, coordinator: Addr<Coordinator>) {
-        actix::spawn(async move {
-            let signal = self.wait().await;
-            tracing::warn!(
-                "{signal} received: no new work is handed out; in-flight requests finish, then the summary is written"
-            );
-            coordinator.do_send(Stop(StopReason::Signal(signal)));
-        });
-    }
-
-    pub async fn wait(mut self) -> &'static str {
-        self.next().await
-    }
-
-    /// The next signal, keeping the listeners for later (a wait that comes before the run's
-    /// own, such as an import job waiting for another one to end).
-    #[cfg(unix)]
-    pub async fn next(&mut self) -> &'static str {
-        let Some((term, int)) = self.listeners.as_mut() else { return std::future::pending().await };
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        }
-    }
-
-    #[cfg(not(unix))]
-    pub async fn next(&mut self) -> &'static str {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,12 +298,12 @@ mod tests {
 
     #[test]
     fn throttles_wait_at_least_retry_after_capped_by_the_server_wait_limit() {
-        let mut s = Supervisor::new(policy());
+        let mut s = FailurePolicy::new(policy());
         let r = reply(Outcome::Throttled { retry_after: Some(Duration::from_secs(5)) }, Some(429));
         match s.decide(throttled(1), &r, Instant::now()) {
             Decision::Retry { after, reason, budgeted } => {
                 assert!(after >= Duration::from_secs(5));
-                assert_eq!(reason, "throttled");
+                assert_eq!(reason, RetryReason::Throttled);
                 assert!(!budgeted, "a throttle never spends the retry budget");
             }
             d => panic!("{d:?}"),
@@ -364,7 +317,7 @@ mod tests {
             d => panic!("{d:?}"),
         }
         // A broken header cannot park the load.
-        let mut capped = Supervisor::new(RetryPolicy { max_server_wait: Duration::from_secs(2), ..policy() });
+        let mut capped = FailurePolicy::new(RetryPolicy { max_server_wait: Duration::from_secs(2), ..policy() });
         let r = reply(Outcome::Throttled { retry_after: Some(Duration::from_secs(86_400)) }, Some(429));
         match capped.decide(throttled(1), &r, Instant::now()) {
             Decision::Retry { after, .. } => assert_eq!(after, Duration::from_secs(2)),
@@ -374,11 +327,11 @@ mod tests {
 
     #[test]
     fn a_throttle_never_fails_an_item_however_often_it_comes() {
-        let mut s = Supervisor::new(policy());
+        let mut s = FailurePolicy::new(policy());
         let r = reply(Outcome::Throttled { retry_after: None }, Some(429));
         for n in 1..=1000 {
             // Even with failures at the limit already: throttles are not the item's fault.
-            let attempt = Attempt { failures: 2, throttles: n, first_not_visible: None };
+            let attempt = Attempt { failures: 2, throttles: n, ..Attempt::default() };
             match s.decide(attempt, &r, Instant::now()) {
                 Decision::Retry { after, budgeted: false, .. } => {
                     assert!(after <= Duration::from_millis(1600), "{after:?}")
@@ -390,7 +343,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_is_capped() {
-        let mut s = Supervisor::new(RetryPolicy { backoff_max: Duration::from_secs(2), ..RetryPolicy::default() });
+        let mut s = FailurePolicy::new(RetryPolicy { backoff_max: Duration::from_secs(2), ..RetryPolicy::default() });
         for _ in 0..20 {
             let b3 = s.backoff(3); // 800 ms nominal
             assert!(b3 >= Duration::from_millis(400) && b3 <= Duration::from_millis(800), "{b3:?}");
@@ -401,35 +354,35 @@ mod tests {
 
     #[test]
     fn rejections_and_auth_failures_are_not_retried() {
-        let mut s = Supervisor::new(policy());
+        let mut s = FailurePolicy::new(policy());
         let d = s.decide(
             failed(1),
             &reply(Outcome::Rejected { message: "ValidationFailed: bad".into() }, Some(400)),
             Instant::now(),
         );
         assert!(
-            matches!(d, Decision::Fail { reason_code: "write_failed", ref reason } if reason.contains("ValidationFailed"))
+            matches!(d, Decision::Fail { reason_code: ReasonCode::WriteFailed, ref reason } if reason.contains("ValidationFailed"))
         );
         let d = s.decide(failed(1), &reply(Outcome::AuthFailed { message: "403".into() }, Some(403)), Instant::now());
-        assert!(matches!(d, Decision::Fail { reason_code: "auth_failed", .. }));
+        assert!(matches!(d, Decision::Fail { reason_code: ReasonCode::AuthFailed, .. }));
         assert_eq!(s.stats().retries_total, 0);
     }
 
     #[test]
     fn failures_are_bounded_per_item_and_use_the_budget() {
-        let mut s = Supervisor::new(policy());
+        let mut s = FailurePolicy::new(policy());
         let r = reply(Outcome::Transient { detail: "HTTP 503".into() }, Some(503));
         assert!(matches!(s.decide(failed(2), &r, Instant::now()), Decision::Retry { budgeted: true, .. }));
         let d = s.decide(failed(3), &r, Instant::now());
         assert!(
-            matches!(d, Decision::Fail { reason_code: "retries_exhausted", ref reason } if reason.contains("3 failed attempts") && reason.contains("503")),
+            matches!(d, Decision::Fail { reason_code: ReasonCode::RetriesExhausted, ref reason } if reason.contains("3 failed attempts") && reason.contains("503")),
             "{d:?}"
         );
     }
 
     #[test]
     fn the_retry_budget_paces_retries_at_a_share_of_traffic_and_never_drops_them() {
-        let mut s = Supervisor::new(policy());
+        let mut s = FailurePolicy::new(policy());
         let t0 = Instant::now();
         // budget_min = 2 tokens to start.
         assert!(s.take_budget(t0, true));
@@ -451,28 +404,28 @@ mod tests {
 
     #[test]
     fn a_missing_target_is_retried_for_the_grace_period_only() {
-        let mut s = Supervisor::new(RetryPolicy {
+        let mut s = FailurePolicy::new(RetryPolicy {
             max_attempts: 100,
             target_grace: Duration::from_secs(10),
             ..RetryPolicy::default()
         });
         let r = reply(Outcome::TwinNotVisible { message: "TargetDigitalTwinNotFound".into() }, Some(404));
         let t0 = Instant::now();
-        let early = Attempt { failures: 2, throttles: 0, first_not_visible: Some(t0) };
+        let early = Attempt { failures: 2, first_not_visible: Some(t0), ..Attempt::default() };
         assert!(matches!(
             s.decide(early, &r, t0 + Duration::from_secs(3)),
-            Decision::Retry { reason: "twin_not_visible", budgeted: false, .. }
+            Decision::Retry { reason: RetryReason::TwinNotVisible, budgeted: false, .. }
         ));
-        let late = Attempt { failures: 5, throttles: 0, first_not_visible: Some(t0) };
+        let late = Attempt { failures: 5, first_not_visible: Some(t0), ..Attempt::default() };
         let d = s.decide(late, &r, t0 + Duration::from_secs(11));
-        assert!(matches!(d, Decision::Fail { reason_code: "twin_not_found", .. }), "{d:?}");
+        assert!(matches!(d, Decision::Fail { reason_code: ReasonCode::TwinNotFound, .. }), "{d:?}");
     }
 
     #[test]
     fn restarts_are_counted() {
-        let mut s = Supervisor::new(policy());
+        let mut s = FailurePolicy::new(policy());
         s.on_writer_restart();
         assert_eq!(s.stats().writer_restarts, 1);
-        assert_eq!(s.stats().retries_by_reason["writer_restart"], 1);
+        assert_eq!(s.stats().retries_by_reason[&RetryReason::WriterRestart], 1);
     }
 }

@@ -1,0 +1,44 @@
+//! The process's exit status, documented in the README: scripts (Data Factory, Batch) branch
+//! on it. Every subcommand returns one; [`crate::cli`] turns it into the process's exit code,
+//! and the run summary carries it as a number (`exit_code`).
+
+use serde::Serialize;
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "u8")]
+#[repr(u8)]
+pub enum ExitStatus {
+    /// Everything landed (or was already there, unchanged).
+    Ok = 0,
+    /// An unexpected internal error.
+    Internal = 1,
+    /// The command line was wrong (clap's own code).
+    Usage = 2,
+    /// The run finished, but some items are in the dead-letter file (`plan`: some items would
+    /// be rejected).
+    DeadLetters = 3,
+    /// Configuration, inputs, auth or connectivity failed before anything was written.
+    SetupFailed = 4,
+    /// The run stopped early (deadline, SIGTERM/SIGINT, the no-progress watchdog); items not
+    /// attempted are listed.
+    StoppedEarly = 5,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<ExitStatus> for u8 {
+    fn from(status: ExitStatus) -> u8 {
+        status.code()
+    }
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> std::process::ExitCode {
+        std::process::ExitCode::from(status.code())
+    }
+}
