@@ -161,7 +161,16 @@ impl Plan {
     /// the local checks (cycles naming the cycle, duplicates naming both places, bad DTMIs,
     /// twins over limits.max_payload_bytes, > limits.max_relationships_per_twin in or out).
     pub fn build(items: impl IntoIterator<Item = Result<Item, SourceError>>, opts: &PlanOptions) -> Plan {
-        let mut plan = Plan {
+        let mut builder = Plan::builder(opts);
+        for result in items {
+            builder.add(result);
+        }
+        builder.finish()
+    }
+
+    /// A plan fed one item at a time (as ingestion streams them), then finished.
+    pub fn builder(opts: &PlanOptions) -> PlanBuilder {
+        PlanBuilder(Plan {
             opts: opts.clone(),
             arena: Arena::default(),
             bodies: opts.keep_bodies.then(Vec::new),
@@ -172,13 +181,26 @@ impl Plan {
             batches: Vec::new(),
             parse_errors: PlanCounts::default(),
             externals_resolved: false,
-        };
-        for result in items {
-            match result {
-                Ok(item) => checks::add_item(&mut plan, item),
-                Err(e) => plan.add_parse_error(e),
-            }
+        })
+    }
+}
+
+/// A plan being read: [`PlanBuilder::add`] each item as it comes, then
+/// [`PlanBuilder::finish`] runs the checks that need them all.
+pub struct PlanBuilder(Plan);
+
+impl PlanBuilder {
+    /// One item read, or why a line could not be read as one.
+    pub fn add(&mut self, result: Result<Item, SourceError>) {
+        match result {
+            Ok(item) => checks::add_item(&mut self.0, item),
+            Err(e) => self.0.add_parse_error(e),
         }
+    }
+
+    /// Builds the graph and runs the checks that need every item.
+    pub fn finish(self) -> Plan {
+        let mut plan = self.0;
         checks::check_models(&mut plan);
         plan.graph = graph::DependencyGraph::build(&plan.arena);
         checks::check_cycles(&mut plan);
@@ -188,7 +210,9 @@ impl Plan {
         plan.batches = batches::pack(&plan);
         plan
     }
+}
 
+impl Plan {
     fn add_parse_error(&mut self, e: SourceError) {
         let (key, reason) = match e.key {
             Some(key) => {

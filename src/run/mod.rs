@@ -1,8 +1,8 @@
 //! The actors of a load and their entry point.
 //!
 //! [`load`] (sync; it starts its own actix System, so call it from a plain thread, not from
-//! inside an async runtime) prepares the run ([`prepare`]: inputs, plan, what ADT already
-//! holds), then starts the actors of the write phase ([`write_all`]): the [`coordinator`]
+//! inside an async runtime) prepares the run ([`prepare`]: the [`ingest`]ion actor streams the
+//! inputs' items to the planner, then what ADT already holds), then starts the actors of the write phase ([`write_all`]): the [`coordinator`]
 //! dispatches ready work and settles results, its [`writer`]s do the HTTP calls under the
 //! shared limiter, and the [`supervisor`] owns failure (retry timing, class pauses, writer
 //! restarts, the deadline and the watchdog). They talk only through [`messages`]. Every
@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod coordinator;
+pub mod ingest;
 pub mod journal;
 pub mod messages;
 pub mod prepare;

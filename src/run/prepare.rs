@@ -9,6 +9,8 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
+use actix::Actor;
+
 use futures::StreamExt;
 
 use crate::client::{AdtClient, ClientError};
@@ -17,6 +19,7 @@ use crate::limiter::Limiter;
 use crate::limits::LimitClass;
 use crate::plan::{Plan, PlanOptions, Scheduler};
 
+use super::ingest::Ingestion;
 use super::journal::Journal;
 use super::supervisor::FailurePolicy;
 use super::LoadError;
@@ -41,18 +44,25 @@ pub async fn prepare(
     stage: &mut crate::sync::Stage,
 ) -> Result<Prepared, LoadError> {
     let input_options = input_options(config)?;
-    let sources = crate::source::open_inputs_with(inputs, &input_options)
-        .map_err(|e| LoadError::Setup(format!("cannot open the inputs: {e}")))?;
+    let ingestion = Ingestion::open(inputs, &input_options, config.selection)
+        .map_err(|e| LoadError::Setup(format!("cannot open the inputs: {e}")))?
+        .start();
 
     let options =
         PlanOptions { limits: config.limits.clone(), model_batch_size: config.model_batch_size, keep_bodies: true };
-    let items = config.selection.apply(crate::source::read_all(sources));
     // A sync leaves out the input's models that the instance already holds (and what else is
     // unchanged or written by crate::sync itself), so it needs the instance's models first.
     if stage.is_sync() {
         stage.set_models_in_adt(&list_models(config, client, limiter).await?);
     }
-    let mut plan = Plan::build(stage.filter(items), &options);
+    let mut builder = Plan::builder(&options);
+    super::ingest::drain(ingestion.recipient(), |result| {
+        if stage.keep(&result) {
+            builder.add(result);
+        }
+    })
+    .await;
+    let mut plan = builder.finish();
 
     let models_in_adt = find_models(config, client, limiter, plan.external_models()).await?;
     // Twins the sync stage knows ADT holds (ledger or query) need no GET.

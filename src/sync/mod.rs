@@ -132,7 +132,17 @@ impl Stage {
     where
         I: IntoIterator<Item = Result<Item, SourceError>> + 'a,
     {
-        let Stage { sync, active, ledger, adt, models_in_adt, seen, before, after, report, .. } = self;
+        items.into_iter().filter(move |result| self.keep(result))
+    }
+
+    /// Whether an item read goes to the plan: not when it is unchanged or written by the sync
+    /// itself. Read errors always do (the plan journals them).
+    pub fn keep(&mut self, result: &Result<Item, SourceError>) -> bool {
+        let Ok(item) = result else { return true };
+        if !self.active {
+            return true;
+        }
+        let Stage { sync, ledger, adt, models_in_adt, seen, before, after, report, .. } = self;
         let mut classifier = Classifier {
             sync: *sync,
             ledger: ledger.as_mut(),
@@ -143,11 +153,7 @@ impl Stage {
             before,
             after,
         };
-        let active = *active;
-        items.into_iter().filter(move |result| match result {
-            Ok(item) if active => classifier.classify(item) == Verdict::Plan,
-            _ => true,
-        })
+        classifier.classify(item) == Verdict::Plan
     }
 
     /// Whether this is `--mode sync` (not a plain load, with or without a ledger).
