@@ -13,3 +13,20 @@ mock_url() {
     [ -n "$url" ] || { echo "the mock did not start${stderr:+; see $stderr}" >&2; return 1; }
     printf '%s\n' "$url"
 }
+
+# azurite_sas: prints an account SAS (blob service; service, container and object resources;
+# read, write, delete, list, add, create; valid until 2099) signed with Azurite's well-known
+# development key (public: it is in Microsoft's docs), as the sv=2019-12-12 string-to-sign
+# defines it. Needs openssl and python3.
+azurite_sas() {
+    local key='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+    local se='2099-01-01T00:00:00Z' sig
+    sig=$(printf 'devstoreaccount1\nrwdlac\nb\nsco\n\n%s\n\n\n2019-12-12\n' "$se" \
+        | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf %s "$key" | base64 -d | od -An -tx1 | tr -d ' \n')" -binary | base64)
+    python3 -c 'import sys, urllib.parse as u; q = lambda s: u.quote(s, safe=""); print(f"sv=2019-12-12&ss=b&srt=sco&sp=rwdlac&se={q(sys.argv[1])}&sig={q(sys.argv[2])}")' "$se" "$sig"
+}
+
+# free_port: prints a free TCP port on 127.0.0.1.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}

@@ -3,8 +3,10 @@
 //! against the mock ADT over loopback. The reference prototype's activity.json and mapping file
 //! patch existing twins (local-file form of its blob); per-twin documents and CSV load through a
 //! mapping; sharded and phased tasks together leave exactly the input graph; SecureStrings never
-//! show up in anything twinload writes.
+//! show up in anything twinload writes. The prototype's blob form reads its blob and mapping
+//! from Azurite over HTTPS with the pool's managed identity (a fake token endpoint).
 
+mod azure_support;
 mod load_support;
 
 use std::path::Path;
@@ -142,22 +144,101 @@ fn the_prototypes_activity_json_and_mapping_patch_existing_twins() {
 }
 
 #[test]
-fn the_prototypes_blob_form_with_a_service_url_reads_that_blob_and_fails_setup_when_adt_is_unreachable() {
-    // `Storage` as a Blob service URL on loopback (nothing listens there, nor at ADT's port):
-    // the blob form becomes a Blob input and the task fails at setup, never leaving loopback.
+fn the_prototypes_task_fails_setup_naming_adt_when_adt_is_unreachable() {
+    // Nothing listens at ADT's port (9, on loopback). The start-up check retries a refused
+    // connection (8 attempts, about 18 s by default); 2 attempts keep this test fast, and
+    // what a user relies on is the outcome: a setup failure that names the instance.
     let dir = tempfile::tempdir().unwrap();
     let wd = dir.path();
     std::fs::write(wd.join("m.json"), PROTOTYPE_MAPPING).unwrap();
-    let props = json!({"ADT": "http://127.0.0.1:9", "Storage": "http://127.0.0.1:9/devstoreaccount1",
+    let storage = wd.join("storage");
+    std::fs::create_dir_all(storage.join("inputfiles")).unwrap();
+    std::fs::write(storage.join("inputfiles/org1"), r#"{"OrgID":"org1","Division":"Sales"}"#).unwrap();
+    let props = json!({"ADT": "http://127.0.0.1:9", "Storage": format!("file://{}", storage.display()),
                        "Container": "inputfiles", "File": "org1", "Mapping": "m.json"});
     std::fs::write(wd.join("activity.json"), activity(props)).unwrap();
     let wd_text = wd.display().to_string();
-    let out = twinload(wd, &[], &[("AZ_BATCH_TASK_WORKING_DIR", &wd_text)]);
+    let out = twinload(wd, &[], &[("AZ_BATCH_TASK_WORKING_DIR", &wd_text), ("TWINLOAD_MAX_ATTEMPTS", "2")]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("http://127.0.0.1:9"), "{err}");
+    assert!(err.contains("cannot reach the instance") && err.contains("http://127.0.0.1:9/models/"), "{err}");
     let outputs = read_json(&wd.join("outputs.json"));
     assert_eq!(outputs["outcome"], "setup_failed");
+    assert!(outputs["error"].as_str().unwrap_or_default().contains("http://127.0.0.1:9"), "{outputs}");
+}
+
+#[test]
+fn the_prototypes_blob_form_with_a_service_url_reads_its_blob_with_the_pool_identity_and_patches_the_twin() {
+    use azure_support::{test_ca, trust_ca, upload, Azurite, TokenEndpoint, TokenPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // The pool's managed identity (a fake token endpoint) reaches Storage (Azurite over HTTPS,
+    // OAuth) and ADT (the mock, which accepts the tokens the endpoint issues and, for this
+    // test's own setup and checks, TOKEN).
+    let ca = test_ca(root);
+    let azurite = Azurite::start_https(&ca);
+    trust_ca(&ca.ca_pem);
+    let accepted = root.join("accepted-tokens");
+    std::fs::write(&accepted, format!("{TOKEN}\n")).unwrap();
+    let identity = TokenEndpoint::start(TokenPolicy {
+        lifetime_s: 3600,
+        accept_file: Some(accepted.clone()),
+        withhold_first: 0,
+        jwt_for_storage: true,
+        refused_storage_tokens: 0,
+    });
+    let mock = start(MockConfig { auth: AuthConfig::TokenFile(accepted), ..MockConfig::default() }).unwrap();
+    std::fs::write(root.join("setup.ndjson"), prototype_models_and_twins(&["org1", "org2"])).unwrap();
+    let setup =
+        twinload(root, &["--input", "setup.ndjson"], &[("TWINLOAD_ENDPOINT", &mock.url), ("TWINLOAD_TOKEN", TOKEN)]);
+    assert_eq!(setup.status.code(), Some(0), "{}", stderr(&setup));
+
+    // The data flow's blobs, one per row, named by OrgID without extension; values as text.
+    let rows = [("org1", "Sales", "12"), ("org10", "Ghosts", "1")];
+    let blobs: Vec<(String, Vec<u8>)> = rows
+        .iter()
+        .map(|(org, division, floors)| {
+            let row = json!({"OrgID": org, "Division": division, "Floors": floors, "Location": "Oslo"});
+            (org.to_string(), row.to_string().into_bytes())
+        })
+        .collect();
+    upload(&azurite.container_url("inputfiles", ""), &blobs);
+
+    // The task: the prototype's five properties, Storage the (emulated) account's Blob URL.
+    let wd = root.join("task-org1/wd");
+    std::fs::create_dir_all(&wd).unwrap();
+    let mapping = r#"{"mapping":[{"Source":"$FILENAME","Target":"/AssetId","TargetType":"string"},{"Source":"Division","Target":"/Name","TargetType":"string"},{"Source":"Floors","Target":"/Floors","TargetType":"int"}]}"#;
+    std::fs::write(wd.join("organizationtwinsmapping.json"), mapping).unwrap();
+    let props = json!({"ADT": mock.url, "Storage": azurite.account_url, "Container": "inputfiles", "File": "org1",
+                       "Mapping": "organizationtwinsmapping.json"});
+    std::fs::write(wd.join("activity.json"), activity(props)).unwrap();
+    let wd_text = wd.display().to_string();
+    let ca_text = ca.ca_pem.display().to_string();
+    let mut env = vec![
+        ("AZ_BATCH_TASK_WORKING_DIR", wd_text.as_str()),
+        ("TWINLOAD_CREDENTIAL", "managed-identity"),
+        ("TWINLOAD_CA_CERT", ca_text.as_str()),
+    ];
+    let identity_env = identity.env();
+    env.extend(identity_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let out = twinload(&wd, &[], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let twin = get_twin(&mock, "org1");
+    assert_eq!(twin["Name"], "Sales", "Division → /Name: {twin}");
+    assert_eq!(twin["Floors"], 12, "Floors → /Floors as an integer, not the text \"12\": {twin}");
+    assert_eq!(twin["AssetId"], "org1", "$FILENAME → /AssetId: {twin}");
+    assert_eq!(twin["$metadata"]["$model"], "dtmi:assetmodel:enterprise;1", "a patch keeps the model");
+    assert_eq!(get_twin(&mock, "org2")["Name"], "old", "only the task's twin is touched");
+    let outputs = read_json(&wd.join("outputs.json"));
+    assert_eq!(outputs["outcome"], "completed", "{outputs}");
+    assert_eq!(outputs["items"]["twins"]["landed"], 1, "blob org10 is not blob org1: {outputs}");
+    assert_eq!(outputs["requests_by_class"]["patch"], 1, "{outputs}");
+    assert!(identity.requests_for("https://storage.azure.com") >= 1, "Storage was reached with the identity");
+    for text in [stderr(&out), String::from_utf8_lossy(&out.stdout).into_owned(), outputs.to_string()] {
+        assert!(!text.contains("eyJ") && !text.contains("fake-mi-token"), "a token leaked: {text}");
+    }
+    mock.stop();
 }
 
 #[test]

@@ -154,6 +154,7 @@ fn blobs_over_https_are_read_and_archived_with_the_managed_identity_token() {
         accept_file: Some(tokens.clone()),
         withhold_first: 0,
         jwt_for_storage: true,
+        refused_storage_tokens: 0,
     });
     let adt = start(MockConfig { auth: AuthConfig::TokenFile(tokens), ..MockConfig::default() }).unwrap();
     let input = fleet(dir.path(), 40, 11);
@@ -234,4 +235,90 @@ fn a_ledger_in_blob_storage_carries_a_load_to_the_next_sync_which_sends_nothing(
     assert_eq!(writes, 0, "{}", after["requests_by_operation"]);
     let secret = signature_of(&ledger_url);
     assert!(!stderr.contains(&secret) && !stdout.contains(&secret), "the SAS signature leaked: {stderr}");
+}
+
+/// A load of a fleet's shards from Azurite over HTTPS with the managed identity's Storage token,
+/// when the token endpoint's first `refused` Storage tokens are ones Azurite refuses (401).
+struct RefusedTokenRun {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    /// The dead-letter file (where a blob or listing that cannot be read is reported).
+    dead: String,
+    endpoint: TokenEndpoint,
+    adt: twinload::mock::server::MockHandle,
+    input: std::path::PathBuf,
+    _azurite: Azurite,
+    _dir: tempfile::TempDir,
+}
+
+fn load_with_refused_storage_tokens(refused: u64) -> RefusedTokenRun {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = test_ca(dir.path());
+    let azurite = Azurite::start_https(&ca);
+    trust_ca(&ca.ca_pem);
+    let tokens = dir.path().join("adt-tokens");
+    let endpoint = TokenEndpoint::start(TokenPolicy {
+        lifetime_s: 3600,
+        accept_file: Some(tokens.clone()),
+        withhold_first: 0,
+        jwt_for_storage: true,
+        refused_storage_tokens: refused,
+    });
+    let adt = start(MockConfig { auth: AuthConfig::TokenFile(tokens), ..MockConfig::default() }).unwrap();
+    let input = fleet(dir.path(), 30, 13);
+    upload(&azurite.container_url("input", ""), &shards(&input, 20));
+    let input_url = format!("{}/input/fleet/", azurite.account_url);
+    let args: Vec<String> = ["load", "--endpoint", &adt.url, "--input", &input_url]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--ca-cert".to_string(), ca.ca_pem.display().to_string()])
+        .chain(["--summary", "summary.json", "--dead-letter", "dead.ndjson"].iter().map(|s| s.to_string()))
+        .collect();
+    let mut env = endpoint.env();
+    env.push(("TWINLOAD_CREDENTIAL".into(), "managed-identity".into()));
+    let (code, stdout, stderr) = run_twinload(&args, &env, dir.path());
+    let dead = std::fs::read_to_string(dir.path().join("dead.ndjson")).unwrap_or_default();
+    RefusedTokenRun { code, stdout, stderr, dead, endpoint, adt, input, _azurite: azurite, _dir: dir }
+}
+
+fn assert_no_storage_token_in(texts: &[&str]) {
+    for text in texts {
+        // The fake endpoint's Storage tokens are unsigned JWTs: base64 of `{"alg":...` is `eyJ`.
+        assert!(!text.contains("eyJ") && !text.contains("fake-mi-token"), "a token leaked: {text}");
+    }
+}
+
+#[test]
+fn a_refused_storage_token_is_replaced_by_a_fresh_one_once_and_the_load_completes() {
+    // Azurite refuses the first token (foreign audience) with 403 AuthenticationFailed, as it
+    // does every token it refuses; Azure Storage answers an expired or revoked one with 401.
+    // twinload treats both alike (crate::azure::reauth).
+    let run = load_with_refused_storage_tokens(1);
+    assert_eq!(run.code, 0, "stdout: {}\nstderr: {}\ndead letters: {}", run.stdout, run.stderr, run.dead);
+    assert_same_graph(&graph_of(&run.input), &exported(&run.adt));
+    assert_eq!(
+        run.endpoint.requests_for("https://storage.azure.com"),
+        2,
+        "the first Storage token, refused, and exactly one fresh one (the cache bypassed)"
+    );
+    assert_no_storage_token_in(&[&run.stdout, &run.stderr, &run.dead]);
+}
+
+#[test]
+fn a_storage_token_refused_twice_is_an_error_naming_account_container_and_role() {
+    let run = load_with_refused_storage_tokens(u64::MAX);
+    // A container that cannot be listed is a problem of that input, reported as a dead letter
+    // (exit code 3), like any listing failure.
+    assert_eq!(run.code, 3, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    let err = &run.dead;
+    assert!(err.contains("`devstoreaccount1`") && err.contains("`input`"), "names account and container: {err}");
+    assert!(err.contains("Storage Blob Data Reader"), "says which role to check: {err}");
+    assert_eq!(
+        run.endpoint.requests_for("https://storage.azure.com"),
+        2,
+        "one fresh token after the first 401, none after the second"
+    );
+    assert_eq!(stats(&run.adt)["twins"], 0);
+    assert_no_storage_token_in(&[&run.stdout, &run.stderr, &run.dead]);
 }

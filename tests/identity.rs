@@ -38,6 +38,7 @@ fn a_401_mid_run_causes_exactly_one_refresh_and_every_item_lands() {
         accept_file: Some(tokens.clone()),
         withhold_first: 0,
         jwt_for_storage: false,
+        refused_storage_tokens: 0,
     });
     let adt = start(MockConfig { auth: AuthConfig::TokenFile(tokens.clone()), ..MockConfig::default() }).unwrap();
     let input = fleet(dir.path(), 150, 3);
@@ -82,6 +83,7 @@ fn a_token_near_expiry_is_refreshed_before_it_expires_without_any_401() {
         accept_file: Some(tokens.clone()),
         withhold_first: 0,
         jwt_for_storage: false,
+        refused_storage_tokens: 0,
     });
     let adt = start(MockConfig { auth: AuthConfig::TokenFile(tokens), ..MockConfig::default() }).unwrap();
     let input = fleet(dir.path(), 150, 4);
@@ -105,6 +107,7 @@ fn a_token_endpoint_that_refuses_is_a_setup_error_naming_the_scope() {
         accept_file: None,
         withhold_first: 0,
         jwt_for_storage: false,
+        refused_storage_tokens: 0,
     });
     let adt = start(MockConfig::default()).unwrap();
     let input = fleet(dir.path(), 10, 5);

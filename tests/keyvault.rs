@@ -106,6 +106,7 @@ fn a_key_vault_reference_resolves_with_the_managed_identity_over_https() {
         accept_file: None,
         withhold_first: 0,
         jwt_for_storage: false,
+        refused_storage_tokens: 0,
     });
     // This test binary holds this one test, so setting the process environment is safe.
     for (k, v) in endpoint.env() {

@@ -11,6 +11,7 @@
 # $CARGO_TARGET_DIR/debug/twinload), Azurite installed by tests/run.sh, curl, openssl.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. load-tests/lib.sh
 n="${1:-1000}"
 par="${2:-8}"
 target="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -22,7 +23,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 (cd "$work" && exec "$azurite" --blobHost 127.0.0.1 --blobPort "$port" --inMemoryPersistence --disableTelemetry \
     --skipApiVersionCheck --loose --silent) &
 pids+=($!)
@@ -31,12 +32,7 @@ pids+=($!)
 for _ in $(seq 100); do grep -q listening "$work/mock.out" 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
 adt=$(head -n1 "$work/mock.out" | sed 's/listening on //')
 
-# An account SAS signed with Azurite's well-known key (sv=2019-12-12 string-to-sign).
-key='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
-se='2099-01-01T00:00:00Z'
-sig=$(printf 'devstoreaccount1\nrwdlac\nb\nsco\n\n%s\n\n\n2019-12-12\n' "$se" \
-    | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf %s "$key" | base64 -d | od -An -tx1 | tr -d ' \n')" -binary | base64)
-sas="sv=2019-12-12&ss=b&srt=sco&sp=rwdlac&se=$(python3 -c "import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], safe=''))" "$se")&sig=$(python3 -c "import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], safe=''))" "$sig")"
+sas=$(azurite_sas)
 account="http://127.0.0.1:$port/devstoreaccount1"
 curl -sf -X PUT "$account/input?restype=container&$sas" -o /dev/null
 curl -sf -X PUT "$account/archive?restype=container&$sas" -o /dev/null

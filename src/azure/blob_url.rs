@@ -10,11 +10,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use azure_core::credentials::TokenCredential;
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use reqwest::Url;
 
-use super::identity::{self, CredentialKind, IdentitySettings};
+use super::identity::{CredentialKind, IdentitySettings};
+use super::reauth::{RefreshableCredential, StorageAuthorization};
 use super::transport;
 
 #[derive(Debug, thiserror::Error)]
@@ -115,16 +115,45 @@ impl BlobLocation {
         format!("{}/{}", self.container_url.as_str().trim_end_matches('/'), name)
     }
 
-    /// The SDK's container client: SAS in the URL, or the credential, or anonymous.
+    /// The storage account: the host's first label (virtual-hosted style) or the path's first
+    /// segment (path style, as Azurite serves it).
+    pub fn account(&self) -> String {
+        let host = self.container_url.host_str().unwrap_or_default();
+        let path_style =
+            self.container_url.host().is_some_and(|h| !matches!(h, url::Host::Domain(_))) || host == "localhost";
+        if path_style {
+            self.container_url.path_segments().and_then(|mut s| s.next()).map(decode).unwrap_or_default()
+        } else {
+            host.split('.').next().unwrap_or_default().to_string()
+        }
+    }
+
+    /// The container's name.
+    pub fn container(&self) -> String {
+        self.container_url.path_segments().and_then(|mut s| s.rfind(|p| !p.is_empty())).map(decode).unwrap_or_default()
+    }
+
+    /// The SDK's container client: SAS in the URL, or the credential, or anonymous. With a
+    /// credential, the client's per-try [`StorageAuthorization`] policy sends its token and
+    /// retries once with a fresh one after a 401 (the SDK's own token policy is not used).
     pub fn container_client(&self, access: &BlobAccess) -> Result<BlobContainerClient, BlobUrlError> {
         let client_error = |detail: String| BlobUrlError::Client { shown: self.shown(), detail: redact_sas(&detail) };
-        let options = BlobContainerClientOptions {
+        let mut options = BlobContainerClientOptions {
             client_options: transport::client_options(access.ca_cert.as_deref())
                 .map_err(|e| client_error(e.to_string()))?,
             ..Default::default()
         };
         let credential = if self.has_sas() { None } else { access.credential().map_err(client_error)? };
-        BlobContainerClient::new(self.client_url(), credential, Some(options)).map_err(|e| client_error(e.to_string()))
+        if let Some(credential) = credential {
+            if self.container_url.scheme() != "https" {
+                return Err(client_error(
+                    "a token is only sent over https: give an https:// URL, or a SAS in the URL".into(),
+                ));
+            }
+            let policy = StorageAuthorization::new(credential, self.account(), self.container());
+            options.client_options.per_try_policies.push(Arc::new(policy));
+        }
+        BlobContainerClient::new(self.client_url(), None, Some(options)).map_err(|e| client_error(e.to_string()))
     }
 }
 
@@ -169,7 +198,7 @@ fn find_sig(text: &str) -> Option<usize> {
 pub struct BlobAccess {
     identity: Option<IdentitySettings>,
     pub ca_cert: Option<PathBuf>,
-    built: Arc<parking_lot::Mutex<Option<Arc<dyn TokenCredential>>>>,
+    built: Arc<parking_lot::Mutex<Option<Arc<RefreshableCredential>>>>,
 }
 
 impl std::fmt::Debug for BlobAccess {
@@ -196,11 +225,13 @@ impl BlobAccess {
         BlobAccess::new(kind, config.identity_settings(kind))
     }
 
-    fn credential(&self) -> Result<Option<Arc<dyn TokenCredential>>, String> {
+    /// The credential, shared by every container client made from this access (and its clones),
+    /// so a refresh after a 401 serves them all.
+    fn credential(&self) -> Result<Option<Arc<RefreshableCredential>>, String> {
         let Some(settings) = &self.identity else { return Ok(None) };
         let mut built = self.built.lock();
         if built.is_none() {
-            *built = Some(identity::credential(settings).map_err(|e| e.to_string())?);
+            *built = Some(Arc::new(RefreshableCredential::new(settings.clone()).map_err(|e| e.to_string())?));
         }
         Ok(built.clone())
     }
@@ -232,6 +263,9 @@ mod tests {
             assert!(err.contains("is not a Blob Storage URL"), "{err}");
         }
         assert!(BlobLocation::is_blob_url("HTTPS://a/b") && !BlobLocation::is_blob_url("data/fleet.ndjson"));
+        assert_eq!((l.account(), l.container()), ("devstoreaccount1".to_string(), "twins".to_string()));
+        let l = BlobLocation::parse("https://acct.blob.core.windows.net/input/2026/12?sig=x").unwrap();
+        assert_eq!((l.account(), l.container()), ("acct".to_string(), "input".to_string()));
         let one = BlobLocation::parse("https://acct.blob.core.windows.net/inputfiles/org1").unwrap();
         assert!(one.names("org1") && one.names("org1/a.json") && !one.names("org10") && !one.names("org"));
         let folder = BlobLocation::parse("https://acct.blob.core.windows.net/inputfiles/org1/").unwrap();

@@ -10,7 +10,8 @@
 //! A user-assigned identity is chosen by `--identity-client-id` (`identityClientId` in
 //! activity.json) or else `AZURE_CLIENT_ID`. The credentials cache their tokens per scope and
 //! refresh them within 5 minutes of expiry; a forced refresh (after a 401) builds a fresh
-//! credential ([`crate::client::token`]).
+//! credential ([`super::reauth::RefreshableCredential`], used by the ADT client's
+//! [`crate::client::token`] and the Blob clients' [`super::reauth::StorageAuthorization`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -8,6 +8,7 @@
 //! - [`blob_url`]: parsing an input or archive URL (account, container, prefix, SAS) and the
 //!   container client for it; SAS signatures redacted wherever a URL is shown.
 //! - [`keyvault`]: Key Vault secret references (`AzureKeyVaultSecret`) resolved as the identity.
+//! - [`reauth`]: the Blob clients' token policy: a 401 gets one fresh token and one retry.
 //! - [`archive`]: after a run, moving each fully landed input blob to `archive`, and uploading
 //!   the summary and dead letters next to it.
 
@@ -15,6 +16,7 @@ pub mod archive;
 pub mod blob_url;
 pub mod identity;
 pub mod keyvault;
+pub mod reauth;
 pub mod transport;
 
 /// An error and its causes on one line ("error sending request: connection refused").

@@ -4,18 +4,15 @@
 //! for a forced refresh ([`TokenProvider::refresh_after_unauthorized`]) and retries once.
 //!
 //! `azure_identity` 1.x has no "bypass the cache" option, so a forced refresh builds a fresh
-//! credential (with an empty cache). Each token handed out carries the generation of the
-//! credential that made it; a 401 refreshes only if its token is of the current generation, so
-//! the many requests in flight when a token goes bad cause exactly one refresh, not one each.
+//! credential (with an empty cache): [`RefreshableCredential`], which the Blob clients use too.
+//! Each token handed out carries the generation of the credential that made it; a 401
+//! refreshes only if its token is of the current generation, so the many requests in flight
+//! when a token goes bad cause exactly one refresh, not one each.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-use azure_core::credentials::TokenCredential;
-use parking_lot::Mutex;
 use reqwest::header::HeaderValue;
 
 use crate::azure::identity::{self, IdentitySettings, ADT_SCOPE};
+use crate::azure::reauth::RefreshableCredential;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -52,10 +49,8 @@ impl std::fmt::Debug for TokenProvider {
 
 /// An Entra ID credential for one scope that can be replaced by a fresh one.
 pub struct Refreshing {
-    settings: IdentitySettings,
+    credential: RefreshableCredential,
     scope: &'static str,
-    current: Mutex<(Arc<dyn TokenCredential>, u64)>,
-    refreshes: AtomicU64,
 }
 
 impl TokenProvider {
@@ -68,12 +63,9 @@ impl TokenProvider {
 
     /// Tokens for ADT's scope from a credential built from `settings`.
     pub fn credential(settings: IdentitySettings) -> Result<TokenProvider, TokenError> {
-        let first = identity::credential(&settings)?;
         Ok(TokenProvider::Credential(Refreshing {
-            settings,
+            credential: RefreshableCredential::new(settings)?,
             scope: ADT_SCOPE,
-            current: Mutex::new((first, 0)),
-            refreshes: AtomicU64::new(0),
         }))
     }
 
@@ -83,10 +75,7 @@ impl TokenProvider {
             TokenProvider::None => Ok(Authorization { header: None, generation: 0 }),
             TokenProvider::Static(value) => Ok(Authorization { header: Some(value.clone()), generation: 0 }),
             TokenProvider::Credential(r) => {
-                let (credential, generation) = {
-                    let current = r.current.lock();
-                    (Arc::clone(&current.0), current.1)
-                };
+                let (credential, generation) = r.credential.current();
                 let token = credential
                     .get_token(&[r.scope], None)
                     .await
@@ -103,15 +92,12 @@ impl TokenProvider {
     /// generation) and says whether a retry with a new token may help.
     pub fn refresh_after_unauthorized(&self, used: &Authorization) -> bool {
         let TokenProvider::Credential(r) = self else { return false };
-        let mut current = r.current.lock();
-        if current.1 != used.generation {
-            return true; // another request already refreshed after this token failed
-        }
-        match identity::credential(&r.settings) {
-            Ok(fresh) => {
-                *current = (fresh, used.generation + 1);
-                r.refreshes.fetch_add(1, Ordering::Relaxed);
-                tracing::info!("ADT answered 401; refreshing the token once and retrying");
+        match r.credential.refresh(used.generation) {
+            // Otherwise another request already refreshed after this token failed.
+            Ok(refreshed) => {
+                if refreshed {
+                    tracing::info!("ADT answered 401; refreshing the token once and retrying");
+                }
                 true
             }
             Err(e) => {
@@ -124,7 +110,7 @@ impl TokenProvider {
     /// How many forced refreshes happened (for tests and the logs).
     pub fn forced_refreshes(&self) -> u64 {
         match self {
-            TokenProvider::Credential(r) => r.refreshes.load(Ordering::Relaxed),
+            TokenProvider::Credential(r) => r.credential.forced_refreshes(),
             _ => 0,
         }
     }

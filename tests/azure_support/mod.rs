@@ -252,6 +252,9 @@ pub struct TokenPolicy {
     /// Makes a token an Azurite-acceptable JWT (aud storage, iss sts.windows.net) when the
     /// requested resource is Storage.
     pub jwt_for_storage: bool,
+    /// The first this many Storage tokens carry a foreign audience: Azurite refuses them (401)
+    /// though they are not near expiry, as Storage refuses a revoked token.
+    pub refused_storage_tokens: u64,
 }
 
 /// A running fake token endpoint.
@@ -292,14 +295,19 @@ impl TokenEndpoint {
 }
 
 /// The n-th token (1-based) for a resource: a recognisable value, or a JWT Azurite accepts.
-pub fn token_value(n: u64, resource: &str, policy: &TokenPolicy, expires_on: u64) -> String {
+pub fn token_value(n: u64, resource: &str, policy: &TokenPolicy, expires_on: u64, storage_n: u64) -> String {
     if policy.jwt_for_storage && resource.starts_with("https://storage.azure.com") {
+        let audience = if storage_n <= policy.refused_storage_tokens {
+            "https://elsewhere.example"
+        } else {
+            "https://storage.azure.com"
+        };
         use base64::Engine;
         let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
         let now = expires_on.saturating_sub(policy.lifetime_s);
         let header = serde_json::json!({"alg": "none", "typ": "JWT"});
         let claims = serde_json::json!({
-            "aud": "https://storage.azure.com",
+            "aud": audience,
             "iss": "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
             "nbf": now - 60, "iat": now - 60, "exp": expires_on, "oid": format!("oid-{n}"), "tid": "72f988bf-86f1-41af-91ab-2d7cd011db47",
         });
@@ -348,11 +356,15 @@ fn serve_token(
     let (status, body) = if !header_ok {
         ("401 Unauthorized", "{\"error\":\"missing X-IDENTITY-HEADER\"}".to_string())
     } else {
-        requests.lock().push(resource.clone());
+        let storage_n = {
+            let mut requests = requests.lock();
+            requests.push(resource.clone());
+            requests.iter().filter(|r| r.starts_with("https://storage.azure.com")).count() as u64
+        };
         let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let expires_on = now + policy.lifetime_s;
-        let token = token_value(n, &resource, policy, expires_on);
+        let token = token_value(n, &resource, policy, expires_on, storage_n);
         if let Some(file) = &policy.accept_file {
             if n > policy.withhold_first {
                 let mut f = std::fs::OpenOptions::new().create(true).append(true).open(file).unwrap();
