@@ -30,3 +30,23 @@ azurite_sas() {
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+
+# Starts Azurite (Blob only, in memory, loopback) and a mock ADT with auth off, each in the
+# background with its pid added to the caller's `pids` array (the caller's EXIT trap stops
+# them), and waits until both answer. Reads the caller's $azurite and $mockbin, writes logs
+# into $work; sets `port` (Azurite's), `account` (its URL for devstoreaccount1), `sas` and `adt`
+# (the mock's URL).
+start_azurite_and_mock() {
+    port=$(free_port)
+    (cd "$work" && exec "$azurite" --blobHost 127.0.0.1 --blobPort "$port" --inMemoryPersistence --disableTelemetry \
+        --skipApiVersionCheck --loose --silent > azurite.log 2>&1) &
+    pids+=($!)
+    "$mockbin" mock-adt --no-auth --listen 127.0.0.1:0 > "$work/mock.out" 2> "$work/mock.err" &
+    pids+=($!)
+    adt=$(mock_url "$work/mock.out" "$work/mock.err")
+    local _
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "Azurite did not start: see $work/azurite.log" >&2; return 1; }
+    sas=$(azurite_sas)
+    account="http://127.0.0.1:$port/devstoreaccount1"
+}

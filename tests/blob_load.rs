@@ -8,7 +8,9 @@ mod load_support;
 
 use std::path::Path;
 
-use azure_support::{list, run_twinload, signature_of, test_ca, trust_ca, upload, Azurite, TokenEndpoint, TokenPolicy};
+use azure_support::{
+    list, run_twinload, signature_of, test_ca, trust_ca, upload, Azurite, TestCa, TokenEndpoint, TokenPolicy,
+};
 use load_support::{assert_same_graph, dead_letters, exported, fleet, graph_of, mock, stats, writes_between};
 use twinload::mock::auth::AuthConfig;
 use twinload::mock::server::{start, MockConfig};
@@ -142,21 +144,47 @@ fn a_listing_that_fails_is_a_clear_error_without_the_signature() {
     assert!(!stdout.contains(&secret) && !stderr.contains(&secret) && !letters.contains(&secret));
 }
 
+/// Azurite over HTTPS (its CA trusted), a fake managed-identity token endpoint whose first
+/// `refused_storage_tokens` Storage tokens Azurite refuses, and a mock ADT that accepts only the
+/// endpoint's ADT tokens.
+struct ManagedIdentityStorage {
+    dir: tempfile::TempDir,
+    ca: TestCa,
+    azurite: Azurite,
+    endpoint: TokenEndpoint,
+    adt: twinload::mock::server::MockHandle,
+}
+
+impl ManagedIdentityStorage {
+    fn start(refused_storage_tokens: u64) -> ManagedIdentityStorage {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = test_ca(dir.path());
+        let azurite = Azurite::start_https(&ca);
+        trust_ca(&ca.ca_pem);
+        let tokens = dir.path().join("adt-tokens");
+        let endpoint = TokenEndpoint::start(TokenPolicy {
+            lifetime_s: 3600,
+            accept_file: Some(tokens.clone()),
+            withhold_first: 0,
+            jwt_for_storage: true,
+            refused_storage_tokens,
+        });
+        let adt = start(MockConfig { auth: AuthConfig::TokenFile(tokens), ..MockConfig::default() }).unwrap();
+        ManagedIdentityStorage { dir, ca, azurite, endpoint, adt }
+    }
+
+    /// Runs `twinload <args>` in the fixture's directory as a managed identity.
+    fn run(&self, args: &[String]) -> (i32, String, String) {
+        let mut env = self.endpoint.env();
+        env.push(("TWINLOAD_CREDENTIAL".into(), "managed-identity".into()));
+        run_twinload(args, &env, self.dir.path())
+    }
+}
+
 #[test]
 fn blobs_over_https_are_read_and_archived_with_the_managed_identity_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = test_ca(dir.path());
-    let azurite = Azurite::start_https(&ca);
-    trust_ca(&ca.ca_pem);
-    let tokens = dir.path().join("adt-tokens");
-    let endpoint = TokenEndpoint::start(TokenPolicy {
-        lifetime_s: 3600,
-        accept_file: Some(tokens.clone()),
-        withhold_first: 0,
-        jwt_for_storage: true,
-        refused_storage_tokens: 0,
-    });
-    let adt = start(MockConfig { auth: AuthConfig::TokenFile(tokens), ..MockConfig::default() }).unwrap();
+    let fixture = ManagedIdentityStorage::start(0);
+    let ManagedIdentityStorage { dir, ca, azurite, endpoint, adt } = &fixture;
     let input = fleet(dir.path(), 40, 11);
     let blobs = shards(&input, 30);
     upload(&azurite.container_url("input", ""), &blobs);
@@ -181,11 +209,9 @@ fn blobs_over_https_are_read_and_archived_with_the_managed_identity_token() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut env = endpoint.env();
-    env.push(("TWINLOAD_CREDENTIAL".into(), "managed-identity".into()));
-    let (code, stdout, stderr) = run_twinload(&args, &env, dir.path());
+    let (code, stdout, stderr) = fixture.run(&args);
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
-    assert_same_graph(&graph_of(&input), &exported(&adt));
+    assert_same_graph(&graph_of(&input), &exported(adt));
     assert!(endpoint.requests_for("https://storage.azure.com") >= 1, "a Storage token was asked for");
     assert_eq!(endpoint.requests_for("https://digitaltwins.azure.net"), 1);
     let archived = list(&azurite.container_url("archive", ""));
@@ -245,27 +271,13 @@ struct RefusedTokenRun {
     stderr: String,
     /// The dead-letter file (where a blob or listing that cannot be read is reported).
     dead: String,
-    endpoint: TokenEndpoint,
-    adt: twinload::mock::server::MockHandle,
     input: std::path::PathBuf,
-    _azurite: Azurite,
-    _dir: tempfile::TempDir,
+    fixture: ManagedIdentityStorage,
 }
 
 fn load_with_refused_storage_tokens(refused: u64) -> RefusedTokenRun {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = test_ca(dir.path());
-    let azurite = Azurite::start_https(&ca);
-    trust_ca(&ca.ca_pem);
-    let tokens = dir.path().join("adt-tokens");
-    let endpoint = TokenEndpoint::start(TokenPolicy {
-        lifetime_s: 3600,
-        accept_file: Some(tokens.clone()),
-        withhold_first: 0,
-        jwt_for_storage: true,
-        refused_storage_tokens: refused,
-    });
-    let adt = start(MockConfig { auth: AuthConfig::TokenFile(tokens), ..MockConfig::default() }).unwrap();
+    let fixture = ManagedIdentityStorage::start(refused);
+    let ManagedIdentityStorage { dir, ca, azurite, adt, .. } = &fixture;
     let input = fleet(dir.path(), 30, 13);
     upload(&azurite.container_url("input", ""), &shards(&input, 20));
     let input_url = format!("{}/input/fleet/", azurite.account_url);
@@ -275,11 +287,9 @@ fn load_with_refused_storage_tokens(refused: u64) -> RefusedTokenRun {
         .chain(["--ca-cert".to_string(), ca.ca_pem.display().to_string()])
         .chain(["--summary", "summary.json", "--dead-letter", "dead.ndjson"].iter().map(|s| s.to_string()))
         .collect();
-    let mut env = endpoint.env();
-    env.push(("TWINLOAD_CREDENTIAL".into(), "managed-identity".into()));
-    let (code, stdout, stderr) = run_twinload(&args, &env, dir.path());
+    let (code, stdout, stderr) = fixture.run(&args);
     let dead = std::fs::read_to_string(dir.path().join("dead.ndjson")).unwrap_or_default();
-    RefusedTokenRun { code, stdout, stderr, dead, endpoint, adt, input, _azurite: azurite, _dir: dir }
+    RefusedTokenRun { code, stdout, stderr, dead, input, fixture }
 }
 
 fn assert_no_storage_token_in(texts: &[&str]) {
@@ -296,9 +306,9 @@ fn a_refused_storage_token_is_replaced_by_a_fresh_one_once_and_the_load_complete
     // twinload treats both alike (crate::azure::reauth).
     let run = load_with_refused_storage_tokens(1);
     assert_eq!(run.code, 0, "stdout: {}\nstderr: {}\ndead letters: {}", run.stdout, run.stderr, run.dead);
-    assert_same_graph(&graph_of(&run.input), &exported(&run.adt));
+    assert_same_graph(&graph_of(&run.input), &exported(&run.fixture.adt));
     assert_eq!(
-        run.endpoint.requests_for("https://storage.azure.com"),
+        run.fixture.endpoint.requests_for("https://storage.azure.com"),
         2,
         "the first Storage token, refused, and exactly one fresh one (the cache bypassed)"
     );
@@ -315,10 +325,10 @@ fn a_storage_token_refused_twice_is_an_error_naming_account_container_and_role()
     assert!(err.contains("`devstoreaccount1`") && err.contains("`input`"), "names account and container: {err}");
     assert!(err.contains("Storage Blob Data Reader"), "says which role to check: {err}");
     assert_eq!(
-        run.endpoint.requests_for("https://storage.azure.com"),
+        run.fixture.endpoint.requests_for("https://storage.azure.com"),
         2,
         "one fresh token after the first 401, none after the second"
     );
-    assert_eq!(stats(&run.adt)["twins"], 0);
+    assert_eq!(stats(&run.fixture.adt)["twins"], 0);
     assert_no_storage_token_in(&[&run.stdout, &run.stderr, &run.dead]);
 }

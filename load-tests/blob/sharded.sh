@@ -32,16 +32,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-port=$(free_port)
-(cd "$work" && exec "$azurite" --blobHost 127.0.0.1 --blobPort "$port" --inMemoryPersistence --disableTelemetry \
-    --skipApiVersionCheck --loose --silent > azurite.log 2>&1) &
-pids+=($!)
-"$mockbin" mock-adt --no-auth --listen 127.0.0.1:0 > "$work/mock.out" 2> "$work/mock.err" &
-pids+=($!)
-adt=$(mock_url "$work/mock.out" "$work/mock.err")
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-sas=$(azurite_sas)
-account="http://127.0.0.1:$port/devstoreaccount1"
+start_azurite_and_mock
 curl -sf -X PUT "$account/input?restype=container&$sas" -o /dev/null
 
 # The fleet: twins only (a per-twin document carries no relationships), one blob per twin, and

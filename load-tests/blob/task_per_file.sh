@@ -23,17 +23,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-port=$(free_port)
-(cd "$work" && exec "$azurite" --blobHost 127.0.0.1 --blobPort "$port" --inMemoryPersistence --disableTelemetry \
-    --skipApiVersionCheck --loose --silent) &
-pids+=($!)
-"$mockbin" mock-adt --no-auth --listen 127.0.0.1:0 > "$work/mock.out" &
-pids+=($!)
-for _ in $(seq 100); do grep -q listening "$work/mock.out" 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
-adt=$(head -n1 "$work/mock.out" | sed 's/listening on //')
-
-sas=$(azurite_sas)
-account="http://127.0.0.1:$port/devstoreaccount1"
+start_azurite_and_mock
 curl -sf -X PUT "$account/input?restype=container&$sas" -o /dev/null
 curl -sf -X PUT "$account/archive?restype=container&$sas" -o /dev/null
 
