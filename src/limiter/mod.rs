@@ -184,8 +184,9 @@ mod tests {
         })
         .await
         .expect("permits come");
-        // Three writes touching a or b in a chain: at least two intervals of 50 ms.
-        assert!(started.elapsed() >= Duration::from_millis(95), "{:?}", started.elapsed());
+        // Three writes touching a or b in a chain: at least two intervals of 50 ms, less the
+        // GCRA's tolerance of a tenth of one each (per_twin.rs).
+        assert!(started.elapsed() >= Duration::from_millis(90), "{:?}", started.elapsed());
     }
 
     #[tokio::test(start_paused = true)]
