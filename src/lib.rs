@@ -19,7 +19,8 @@
 //!   (`--ca-cert`), Blob Storage URLs (inputs are listed and streamed by [`source`]), archiving
 //!   input blobs after a run, Key Vault secrets.
 //! - [`plan`]: the dependency graph (petgraph), pre-flight checks, model batches, the ideal
-//!   makespan T*, and the scheduler that releases an item once all it depends on has landed.
+//!   makespan T*, and the scheduler that releases an item once all it depends on has landed;
+//!   the items' bodies wait in a temporary file (`TMPDIR`) until they are sent.
 //! - [`client`]: the ADT REST client: one attempt per call, errors classified for the supervisor.
 //! - [`limiter`]: the token buckets every writer shares (per limit class, per twin), with the
 //!   adaptive rate that backs off when ADT is full, and tells that from 429s that come at one

@@ -342,7 +342,7 @@ fn drive(mut s: Scheduler, fail: &HashSet<String>) -> (Vec<ItemKey>, Vec<Rejecte
         };
         let batch: HashSet<ItemKey> = ids.iter().map(|&id| s.key(id)).collect();
         for &id in &ids {
-            let needs: Vec<ItemKey> = match s.item(id) {
+            let needs: Vec<ItemKey> = match s.item(id).unwrap() {
                 Item::Model(m) => m.depends_on.iter().map(|d| ItemKey::Model { id: d.clone() }).collect(),
                 Item::Twin(t) => vec![ItemKey::Model { id: t.model.clone() }],
                 Item::Relationship(r) => {
@@ -422,6 +422,31 @@ fn a_failure_rejects_its_dependents_transitively_and_they_never_come_out() {
         !rejected.iter().any(|r| matches!(&r.key, ItemKey::Twin { id } if id.starts_with("vehicle"))),
         "vehicles do not depend on depots"
     );
+}
+
+/// The plan keeps bodies in a temporary file and ids in its arena: every item it gives back is
+/// the item as read, and a rejection carries the body as read.
+#[test]
+fn the_scheduler_gives_back_every_item_as_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.ndjson");
+    generate(&GenOptions::new(300, 2), std::fs::File::create(&path).unwrap()).unwrap();
+    let read: Vec<Item> = read_all(open_inputs(&[path.display().to_string()]).unwrap()).map(Result::unwrap).collect();
+    let plan = Plan::build(read_all(open_inputs(&[path.display().to_string()]).unwrap()), &PlanOptions::default());
+    let s = plan.into_scheduler();
+    assert!(read.iter().any(|i| matches!(i, Item::Model(m) if !m.depends_on.is_empty())));
+    for (id, item) in read.iter().enumerate() {
+        let again = s.item(id as ItemId).unwrap();
+        assert_eq!(format!("{again:?}"), format!("{item:?}"), "item {id}");
+        assert_eq!(s.body_json(id as ItemId).as_deref(), Some(item.body().get()));
+    }
+    let rel = read.iter().position(|i| matches!(i, Item::Relationship(_))).unwrap();
+    let mut s = s;
+    let Item::Relationship(r) = &read[rel] else { unreachable!() };
+    let source = read.iter().position(|i| matches!(i, Item::Twin(t) if t.id == r.source)).unwrap();
+    let rejected = s.failed(source as ItemId, "ADT said no");
+    let letter = rejected.iter().find(|x| x.key == read[rel].key()).expect("the relationship is rejected");
+    assert_eq!(letter.item_json.as_deref(), Some(r.body.get()), "its dead letter carries the item as read");
 }
 
 #[test]

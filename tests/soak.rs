@@ -2,7 +2,7 @@
 //! limits with every fault on (429s, 5xx, dropped connections, latency and its spikes, new twins
 //! invisible for a while). Nothing may be lost, and the loader's memory must level off once it
 //! is warm: the resident set of the last third of the run stays within a margin of the middle
-//! third's (bodies of landed items are released as they land).
+//! third's (bodies wait in a temporary file, not in memory).
 
 mod load_support;
 

@@ -2,8 +2,8 @@
 //! Twins, Relationships, each item on one line, in the order the planner releases them (models
 //! before the twins that use them, twins before their relationships). [`LineMap`] remembers
 //! which item each line holds, so an error line of the job's log comes back to the item's own
-//! file and line; it also keeps where each line is in the file, because the scheduler may
-//! release an item's body once it counts as landed (the dead letter shows the line as sent).
+//! file and line; it also keeps where each line is in the file, so a dead letter shows the line
+//! as sent.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -11,7 +11,7 @@ use std::ops::Range;
 use serde_json::{Map, Value};
 
 use crate::item::{Item, ItemKind};
-use crate::plan::{ItemId, Scheduler, Work};
+use crate::plan::{BodyError, ItemId, Scheduler, Work};
 
 /// One item's line: its number, the item, and where its text is in the file.
 #[derive(Debug, Clone)]
@@ -20,8 +20,8 @@ struct ItemLine {
     id: ItemId,
     kind: ItemKind,
     bytes: Range<usize>,
-    /// The item's content hash (what the ledger records), taken before the scheduler releases
-    /// its body.
+    /// The item's content hash (what the ledger records), taken as the line is written, so the
+    /// body is read back once.
     hash: blake3::Hash,
 }
 
@@ -77,8 +77,9 @@ pub struct JobInput {
 type SectionText = (Vec<u8>, Vec<(ItemId, Range<usize>, blake3::Hash)>);
 
 /// Takes every item from the scheduler in release order (each counted as released at once:
-/// the job, not this process, writes them) and lays them out as an import file.
-pub fn write(scheduler: &mut Scheduler) -> JobInput {
+/// the job, not this process, writes them) and lays them out as an import file. Fails only if
+/// an item's body cannot be read back (before anything was written).
+pub fn write(scheduler: &mut Scheduler) -> Result<JobInput, BodyError> {
     let mut sections: [SectionText; 3] = Default::default();
     // Bounded: each call hands out at least one item or returns None, and items are finite.
     while let Some(work) = scheduler.next() {
@@ -87,10 +88,10 @@ pub fn write(scheduler: &mut Scheduler) -> JobInput {
             Work::Twin(id) | Work::Relationship(id) => vec![id],
         };
         for id in ids {
-            let item = scheduler.item(id);
+            let item = scheduler.item(id)?;
             let (text, entries) = &mut sections[kind_index(item.kind())];
             let start = text.len();
-            text.extend_from_slice(item_line(item).as_bytes());
+            text.extend_from_slice(item_line(&item).as_bytes());
             entries.push((id, start..text.len(), item.content_hash()));
             text.push(b'\n');
             // The job writes it, not this process: its dependents are released for the file.
@@ -115,7 +116,7 @@ pub fn write(scheduler: &mut Scheduler) -> JobInput {
             lines.items.push(ItemLine { number, id, kind, bytes: base + range.start..base + range.end, hash });
         }
     }
-    JobInput { ndjson: ndjson.into(), lines }
+    Ok(JobInput { ndjson: ndjson.into(), lines })
 }
 
 fn kind_index(kind: ItemKind) -> usize {
@@ -205,7 +206,7 @@ mod tests {
         let plan =
             Plan::build(crate::source::read_all(sources), &PlanOptions { keep_bodies: true, ..Default::default() });
         let mut scheduler = plan.into_scheduler();
-        let input = write(&mut scheduler);
+        let input = write(&mut scheduler).unwrap();
         assert!(scheduler.is_finished());
         let text = String::from_utf8(input.ndjson.to_vec()).unwrap();
         let lines: Vec<&str> = text.lines().collect();

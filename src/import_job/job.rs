@@ -285,10 +285,7 @@ fn account(
         };
         match outcome {
             None => {
-                let target = match f.scheduler.item(id) {
-                    crate::item::Item::Relationship(r) => Some(r.target.clone()),
-                    _ => None,
-                };
+                let target = f.scheduler.target_of(id);
                 let entry = crate::ledger::Entry { hash: line.hash.to_hex().to_string(), etag: None, target };
                 journal.landed_as(kind, f.scheduler.key(id), entry);
             }

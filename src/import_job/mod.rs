@@ -83,7 +83,7 @@ pub async fn maybe_run(
     let job_id = format!("twinload-{}", uuid::Uuid::new_v4());
     let (input_blob, log_blob) = (format!("{job_id}/input.ndjson"), format!("{job_id}/log.ndjson"));
 
-    let input = input::write(&mut prepared.scheduler);
+    let input = input::write(&mut prepared.scheduler).map_err(|e| LoadError::Setup(e.to_string()))?;
     tracing::info!(
         "uploading {} lines ({} bytes) to {}",
         input.lines.len(),

@@ -16,6 +16,7 @@
 //! finds one already queued is dropped: the queued one reads the copy when it runs, so it carries
 //! the newer records too.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -141,8 +142,8 @@ impl LedgerStore for BlobStore {
         Ok(())
     }
 
-    fn replace(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        self.local.replace(bytes)?;
+    fn replace(&mut self, content: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>) -> Result<(), StoreError> {
+        self.local.replace(content)?;
         self.upload_now()
     }
 }

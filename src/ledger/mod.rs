@@ -173,15 +173,19 @@ impl Ledger {
         Ok(())
     }
 
-    /// Rewrites the ledger as its header and one line per item.
+    /// Rewrites the ledger as its header and one line per item, streamed to the store.
     fn compact(&mut self) -> Result<(), LedgerError> {
-        let mut bytes = record::line(&self.identity.header());
+        let header = record::line(&self.identity.header());
         let mut keys: Vec<&ItemKey> = self.entries.keys().collect();
         keys.sort();
-        for key in keys {
-            bytes.extend(record::line(&Record::Put { key: key.clone(), entry: self.entries[key].clone() }));
-        }
-        self.store.replace(&bytes)?;
+        let entries = &self.entries;
+        self.store.replace(&mut |out| {
+            out.write_all(&header)?;
+            for &key in &keys {
+                record::write_put(out, key, &entries[key])?;
+            }
+            Ok(())
+        })?;
         self.unsynced = 0;
         Ok(())
     }

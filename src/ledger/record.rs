@@ -131,6 +131,20 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<Parsed, FormatError> {
     Ok(parsed)
 }
 
+/// A `put` line, newline included, written from borrowed parts (compaction writes millions).
+pub fn write_put(out: &mut dyn std::io::Write, key: &ItemKey, entry: &Entry) -> std::io::Result<()> {
+    #[derive(Serialize)]
+    #[serde(tag = "op", rename = "put")]
+    struct Put<'a> {
+        #[serde(flatten)]
+        key: &'a ItemKey,
+        #[serde(flatten)]
+        entry: &'a Entry,
+    }
+    serde_json::to_writer(&mut *out, &Put { key, entry })?;
+    out.write_all(b"\n")
+}
+
 /// One line, newline included.
 pub fn line<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail (string keys, no maps with non-string keys).
@@ -186,6 +200,15 @@ mod tests {
         assert!(!p.dropped_torn_tail);
         let text = String::from_utf8(line(&rel)).unwrap();
         assert!(text.contains(r#""op":"put""#) && text.contains(r#""kind":"relationship""#), "{text}");
+    }
+
+    #[test]
+    fn a_put_written_from_borrowed_parts_is_the_put_record_line() {
+        let key = ItemKey::Relationship { source: "a".into(), id: "r".into() };
+        let entry = Entry { hash: "h".into(), etag: Some("W/\"1\"".into()), target: Some("b".into()) };
+        let mut out = Vec::new();
+        write_put(&mut out, &key, &entry).unwrap();
+        assert_eq!(out, line(&Record::Put { key, entry }));
     }
 
     #[test]

@@ -30,8 +30,10 @@ pub trait LedgerStore: Send {
     fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
     /// Makes everything appended so far durable.
     fn sync(&mut self) -> Result<(), StoreError>;
-    /// Replaces the whole ledger atomically (compaction); appends continue after it.
-    fn replace(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Replaces the whole ledger atomically (compaction) with what `content` writes; appends
+    /// continue after it. The content is streamed, so a ledger of millions of items is never
+    /// one buffer in memory.
+    fn replace(&mut self, content: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>) -> Result<(), StoreError>;
 }
 
 /// A ledger in a local file.
@@ -98,7 +100,7 @@ impl LedgerStore for LocalStore {
         out.get_ref().sync_data().map_err(err)
     }
 
-    fn replace(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+    fn replace(&mut self, content: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>) -> Result<(), StoreError> {
         self.sync()?;
         self.out = None;
         let tmp = tmp_path(&self.path);
@@ -106,9 +108,10 @@ impl LedgerStore for LocalStore {
             std::fs::create_dir_all(parent).map_err(self.err("create its folder"))?;
         }
         {
-            let mut f = File::create(&tmp).map_err(self.err("write its compacted copy"))?;
-            f.write_all(bytes).map_err(self.err("write its compacted copy"))?;
-            f.sync_all().map_err(self.err("write its compacted copy to disk"))?;
+            let f = File::create(&tmp).map_err(self.err("write its compacted copy"))?;
+            let mut out = BufWriter::with_capacity(64 * 1024, f);
+            content(&mut out).and_then(|()| out.flush()).map_err(self.err("write its compacted copy"))?;
+            out.get_ref().sync_all().map_err(self.err("write its compacted copy to disk"))?;
         }
         std::fs::rename(&tmp, &self.path).map_err(self.err("replace it with its compacted copy"))?;
         sync_dir(&self.path);
@@ -144,7 +147,7 @@ mod tests {
         s.append(b"b\n").unwrap();
         s.sync().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"a\nb\n");
-        s.replace(b"c\n").unwrap();
+        s.replace(&mut |out| out.write_all(b"c\n")).unwrap();
         s.append(b"d\n").unwrap();
         s.sync().unwrap();
         assert_eq!(s.read().unwrap().unwrap(), b"c\nd\n");

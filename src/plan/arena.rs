@@ -1,8 +1,8 @@
 //! Compact storage of what the planner knows of every item, so a plan of millions of items
 //! fits in little memory: ids are interned to dense `u32` indexes (one table for twin ids, one
 //! for model ids, one for relationship ids and names), and each item is a small fixed-size
-//! [`Record`] plus its origin. Bodies are kept separately, and only when asked
-//! (`PlanOptions::keep_bodies`).
+//! [`Record`] plus its origin. Bodies are kept separately ([`super::bodies`]), and only when
+//! asked (`PlanOptions::keep_bodies`).
 
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use crate::item::{ItemKey, ItemKind, Origin};
 pub(crate) type TwinIdx = u32;
 /// Dense index of a model id (whether or not the input holds that model).
 pub(crate) type ModelIdx = u32;
-/// Dense index of a relationship id.
+/// Dense index of a relationship id or relationship name.
 pub(crate) type LabelIdx = u32;
 
 /// "No item" in the index tables.
@@ -54,7 +54,7 @@ impl Names {
 pub(crate) enum Record {
     Model { id: ModelIdx, body_len: u32, meta: u32 },
     Twin { id: TwinIdx, model: Option<ModelIdx> },
-    Relationship { source: TwinIdx, target: TwinIdx, id: LabelIdx },
+    Relationship { source: TwinIdx, target: TwinIdx, id: LabelIdx, name: LabelIdx },
 }
 
 impl Record {
@@ -71,6 +71,9 @@ impl Record {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ModelMeta {
     pub item: ItemId,
+    /// The `extends` and Component schemas as the input wrote them (an upload that fails falls
+    /// back to uploading in their order).
+    pub depends_on: Vec<String>,
     /// `extends` and Component schemas: must be uploaded first or in the same batch.
     pub deps: Vec<ModelIdx>,
     pub extends: Vec<ModelIdx>,

@@ -86,7 +86,8 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
             let source = plan.arena.twin(&r.source);
             let target = plan.arena.twin(&r.target);
             let rel = plan.arena.labels.intern(&r.id);
-            let id = plan.arena.push(Record::Relationship { source, target, id: rel }, &origin);
+            let name = plan.arena.labels.intern(&r.name);
+            let id = plan.arena.push(Record::Relationship { source, target, id: rel, name }, &origin);
             let what = format!("{}/{}", r.source, r.id);
             bad_id("relationship", "$dtId", &r.source)
                 .or_else(|| bad_id("relationship", "$relationshipId", &r.id))
@@ -113,7 +114,7 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
         plan.reject(id, code, reason, Some(item.body().get().to_string()));
     }
     if let Some(bodies) = plan.bodies.as_mut() {
-        bodies.push(item);
+        bodies.push(item.body());
     }
 }
 
@@ -152,8 +153,11 @@ fn read_model(plan: &mut Plan, m: &crate::item::ModelItem) -> (ModelMeta, Option
         Some(Ok(i)) => i.dtdl_version,
         _ => sniff_dtdl_version(doc.as_ref()),
     };
-    let mut meta =
-        ModelMeta { dtdl_version: if matches!(parsed, Some(Ok(_))) { version } else { 0 }, ..ModelMeta::default() };
+    let mut meta = ModelMeta {
+        dtdl_version: if matches!(parsed, Some(Ok(_))) { version } else { 0 },
+        depends_on: m.depends_on.clone(),
+        ..ModelMeta::default()
+    };
     match &parsed {
         Some(Ok(interface)) => {
             meta.deps = interface.dependencies().map(|d| plan.arena.model(d)).collect();

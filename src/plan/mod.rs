@@ -3,6 +3,7 @@
 //! run a [`Scheduler`] that releases each item only once everything it depends on has landed.
 //!
 //! - [`arena`]: compact per-item records and interned ids (millions of items in little memory).
+//! - [`bodies`]: the items' bodies, in a temporary file until they are written.
 //! - [`graph`]: the dependency graph (petgraph): model → model (extends, component schemas),
 //!   model → twin, twin → relationship (source and target).
 //! - [`checks`]: pre-flight checks, each naming what is wrong and where.
@@ -15,6 +16,7 @@
 
 mod arena;
 pub mod batches;
+mod bodies;
 pub(crate) mod checks;
 pub mod cli;
 pub(crate) mod graph;
@@ -23,11 +25,13 @@ pub mod scheduler;
 
 use serde::Serialize;
 
-use crate::item::{Item, ItemKey, ItemKind, Origin};
+use crate::item::{Item, ItemKey, ItemKind, ModelItem, Origin, RelationshipItem, TwinItem};
 use crate::limits::Limits;
 use crate::source::SourceError;
 
 use arena::{Arena, Record};
+use bodies::Bodies;
+pub use bodies::BodyError;
 pub use makespan::Makespan;
 pub use scheduler::{Scheduler, Work};
 
@@ -41,7 +45,8 @@ pub struct PlanOptions {
     /// Models per `POST /models` call, at most `limits.max_models_per_call`. Real ADT rejects
     /// big batches sooner than its documented 250 (FIELD.md), hence a smaller default.
     pub model_batch_size: usize,
-    /// Keep every item's body for the run (`false` for `twinload plan`, to save memory).
+    /// Keep every item's body for the run, in a temporary file ([`bodies`]); `false` for
+    /// `twinload plan`, which writes nothing.
     pub keep_bodies: bool,
 }
 
@@ -143,7 +148,7 @@ pub struct Plan {
     pub(crate) opts: PlanOptions,
     pub(crate) arena: Arena,
     /// By item id, when `keep_bodies`.
-    pub(crate) bodies: Option<Vec<Item>>,
+    pub(crate) bodies: Option<Bodies>,
     pub(crate) status: Vec<Status>,
     pub(crate) rejected: Vec<Rejected>,
     /// By item id: index into `rejected` of its rejection (NONE when accepted).
@@ -173,7 +178,7 @@ impl Plan {
         PlanBuilder(Plan {
             opts: opts.clone(),
             arena: Arena::default(),
-            bodies: opts.keep_bodies.then(Vec::new),
+            bodies: opts.keep_bodies.then(Bodies::new),
             status: Vec::new(),
             rejected: Vec::new(),
             rejection_of: Vec::new(),
@@ -251,7 +256,41 @@ impl Plan {
     }
 
     pub(crate) fn body_json(&self, id: ItemId) -> Option<String> {
-        self.bodies.as_ref().and_then(|b| b.get(id as usize)).map(|item| item.body().get().to_string())
+        self.bodies.as_ref().and_then(|b| b.text(id))
+    }
+
+    /// The item as read, rebuilt from its record and its body.
+    ///
+    /// # Panics
+    /// If the plan was built with `keep_bodies: false` (as `twinload plan` does).
+    pub(crate) fn item(&self, id: ItemId) -> Result<Item, BodyError> {
+        let bodies = self.bodies.as_ref().expect("Plan::item needs a plan built with PlanOptions::keep_bodies = true");
+        let body = bodies.get(id)?;
+        let origin = self.arena.origin(id);
+        let arena = &self.arena;
+        Ok(match arena.record(id) {
+            Record::Model { id: model, meta, .. } => Item::Model(ModelItem {
+                id: arena.models.name(model).to_string(),
+                depends_on: arena.model_meta.get(meta as usize).map(|m| m.depends_on.clone()).unwrap_or_default(),
+                body,
+                origin,
+            }),
+            Record::Twin { id: twin, model } => Item::Twin(TwinItem {
+                id: arena.twins.name(twin).to_string(),
+                model: model.map(|m| arena.models.name(m).to_string()).unwrap_or_default(),
+                body,
+                patch: model.is_none(),
+                origin,
+            }),
+            Record::Relationship { source, target, id: rel, name } => Item::Relationship(RelationshipItem {
+                source: arena.twins.name(source).to_string(),
+                id: arena.labels.name(rel).to_string(),
+                target: arena.twins.name(target).to_string(),
+                name: arena.labels.name(name).to_string(),
+                body,
+                origin,
+            }),
+        })
     }
 
     pub(crate) fn reason_of(&self, id: ItemId) -> &str {

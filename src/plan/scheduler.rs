@@ -30,7 +30,7 @@ use rustc_hash::FxHashMap;
 
 use super::arena::{Record, TwinIdx, NONE};
 use super::makespan::twin_writes;
-use super::{ItemId, Plan, ReasonCode, Rejected};
+use super::{BodyError, ItemId, Plan, ReasonCode, Rejected};
 use crate::item::{Item, ItemKey, Origin};
 
 /// A twin is hot when its remaining relationships need at least this share of the time that all
@@ -189,15 +189,33 @@ impl Scheduler {
         s
     }
 
-    /// The item behind an id from [`next`](Scheduler::next).
+    /// The item behind an id from [`next`](Scheduler::next), its body read back from where the
+    /// plan keeps it (an I/O error there is the only error).
     ///
     /// # Panics
     /// If the plan was built with `keep_bodies: false` (as `twinload plan` does): a load must
     /// keep bodies. Use [`key`](Scheduler::key) and [`origin`](Scheduler::origin) otherwise.
-    pub fn item(&self, id: ItemId) -> &Item {
-        let bodies =
-            self.plan.bodies.as_ref().expect("Scheduler::item needs a plan built with PlanOptions::keep_bodies = true");
-        &bodies[id as usize]
+    pub fn item(&self, id: ItemId) -> Result<Item, BodyError> {
+        self.plan.item(id)
+    }
+
+    /// An item's body as text, for its dead letter (`None` if the plan keeps no bodies or it
+    /// cannot be read back).
+    pub fn body_json(&self, id: ItemId) -> Option<String> {
+        self.plan.body_json(id)
+    }
+
+    /// A relationship's target twin (`None` for another item).
+    pub fn target_of(&self, id: ItemId) -> Option<String> {
+        match self.plan.arena.records.get(id as usize) {
+            Some(Record::Relationship { target, .. }) => Some(self.plan.twin_name(*target).to_string()),
+            _ => None,
+        }
+    }
+
+    /// Whether the item is a twin written as a JSON Patch (a twin without a model).
+    pub fn is_patch(&self, id: ItemId) -> bool {
+        matches!(self.plan.arena.records.get(id as usize), Some(Record::Twin { model: None, .. }))
     }
 
     /// The identity of an item (available with or without bodies).
@@ -305,7 +323,6 @@ impl Scheduler {
             State::Landed | State::Failed | State::Rejected => return,
         }
         self.state[id as usize] = State::Landed;
-        self.release_body(id);
         let own_batch = self.batch_of.get(&id).copied();
         let dependents: Vec<ItemId> = self.plan.graph.dependents(id).collect();
         for d in dependents {
@@ -406,22 +423,6 @@ impl Scheduler {
         self.lane_heap.clear();
         self.parked.clear();
         self.deferred.clear();
-    }
-
-    /// A landed item's body is not needed again: release it (a large load holds only what is
-    /// still to be written).
-    fn release_body(&mut self, id: ItemId) {
-        let Some(item) = self.plan.bodies.as_mut().and_then(|b| b.get_mut(id as usize)) else { return };
-        let body = match item {
-            Item::Model(m) => &mut m.body,
-            Item::Twin(t) => &mut t.body,
-            Item::Relationship(r) => &mut r.body,
-        };
-        if body.get().len() > 2 {
-            if let Ok(empty) = serde_json::value::RawValue::from_string("{}".to_string()) {
-                *body = empty;
-            }
-        }
     }
 
     /// The plan this scheduler runs (counts, makespan, rejections found before the run).

@@ -48,8 +48,9 @@ pub struct Classifier<'a> {
     /// Models the instance holds: a sync does not upload them again (ADT models are immutable).
     pub models_in_adt: &'a HashSet<String>,
     pub report: &'a mut SyncReport,
-    /// Twin and relationship keys the source holds (what prune must not delete).
-    pub seen: &'a mut HashSet<ItemKey>,
+    /// Twin and relationship keys the source holds (what prune must not delete); `None`
+    /// without `--prune`, its only reader (a key per item is hundreds of MB in a large load).
+    pub seen: Option<&'a mut HashSet<ItemKey>>,
     /// Deletes that must land before the plan's writes (relationships to re-create).
     pub before: &'a mut Vec<Work>,
     /// Writes after the plan's (patches, replaces, checks).
@@ -74,7 +75,9 @@ impl Classifier<'_> {
         if key.is_unnamed() {
             return Verdict::Plan;
         }
-        self.seen.insert(key.clone());
+        if let Some(seen) = self.seen.as_mut() {
+            seen.insert(key.clone());
+        }
         if !self.sync {
             return match &self.ledger {
                 Some(l) if l.holds_unchanged(item) => {

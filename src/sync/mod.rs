@@ -51,6 +51,8 @@ pub struct Stage {
     ledger: Option<Ledger>,
     adt: Option<AdtState>,
     models_in_adt: HashSet<String>,
+    /// Whether to keep `seen`: only a prune reads it.
+    prunes: bool,
     seen: HashSet<ItemKey>,
     before: Vec<Work>,
     after: Vec<Work>,
@@ -67,6 +69,7 @@ impl Stage {
             ledger: None,
             adt: None,
             models_in_adt: HashSet::new(),
+            prunes: false,
             seen: HashSet::new(),
             before: Vec::new(),
             after: Vec::new(),
@@ -97,6 +100,7 @@ impl Stage {
         let mut stage = Stage::inert();
         stage.sync = config.mode == WriteMode::Sync;
         stage.active = stage.sync || settings.ledger.is_some() || settings.prune;
+        stage.prunes = settings.prune;
         if !stage.active {
             return Ok(stage);
         }
@@ -142,14 +146,14 @@ impl Stage {
         if !self.active {
             return true;
         }
-        let Stage { sync, ledger, adt, models_in_adt, seen, before, after, report, .. } = self;
+        let Stage { sync, ledger, adt, models_in_adt, prunes, seen, before, after, report, .. } = self;
         let mut classifier = Classifier {
             sync: *sync,
             ledger: ledger.as_mut(),
             adt: adt.as_ref(),
             models_in_adt,
             report,
-            seen,
+            seen: (*prunes).then_some(seen),
             before,
             after,
         };

@@ -119,34 +119,30 @@ impl Coordinator {
 
     fn build_request(&self, work: &TaskWork) -> Result<Request, String> {
         let wrong = |id: ItemId, want: &str| format!("internal: item {id} is not a {want}");
+        let item = |id: ItemId| self.scheduler.item(id).map_err(|e| e.to_string());
         Ok(match work {
             TaskWork::Models(ids) => Request::Models(
                 ids.iter()
-                    .map(|id| match self.scheduler.item(*id) {
-                        Item::Model(m) => Ok(ModelToSend {
-                            item: *id,
-                            model_id: m.id.clone(),
-                            depends_on: m.depends_on.clone(),
-                            body: m.body.clone(),
-                        }),
+                    .map(|id| match item(*id)? {
+                        Item::Model(m) => {
+                            Ok(ModelToSend { item: *id, model_id: m.id, depends_on: m.depends_on, body: m.body })
+                        }
                         _ => Err(wrong(*id, "model")),
                     })
                     .collect::<Result<_, _>>()?,
             ),
-            TaskWork::Twin(id) => match self.scheduler.item(*id) {
-                Item::Twin(t) if t.patch => {
-                    Request::TwinPatch { item: *id, twin_id: t.id.clone(), body: t.body.clone() }
-                }
-                Item::Twin(t) => Request::Twin { item: *id, twin_id: t.id.clone(), body: t.body.clone() },
+            TaskWork::Twin(id) => match item(*id)? {
+                Item::Twin(t) if t.patch => Request::TwinPatch { item: *id, twin_id: t.id, body: t.body },
+                Item::Twin(t) => Request::Twin { item: *id, twin_id: t.id, body: t.body },
                 _ => return Err(wrong(*id, "twin")),
             },
-            TaskWork::Relationship(id) => match self.scheduler.item(*id) {
+            TaskWork::Relationship(id) => match item(*id)? {
                 Item::Relationship(r) => Request::Relationship {
                     item: *id,
-                    source: r.source.clone(),
-                    relationship_id: r.id.clone(),
-                    target: r.target.clone(),
-                    body: r.body.clone(),
+                    source: r.source,
+                    relationship_id: r.id,
+                    target: r.target,
+                    body: r.body,
                 },
                 _ => return Err(wrong(*id, "relationship")),
             },

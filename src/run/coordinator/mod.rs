@@ -28,7 +28,6 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::client::RequestStats;
-use crate::item::Item;
 use crate::limiter::{InFlight, Limiter};
 use crate::limits::LimitClass;
 use crate::plan::{ItemId, Scheduler};
@@ -77,7 +76,7 @@ impl Task {
     fn class(&self, scheduler: &Scheduler) -> LimitClass {
         match self.work {
             TaskWork::Models(_) => LimitClass::Models,
-            TaskWork::Twin(id) if matches!(scheduler.item(id), Item::Twin(t) if t.patch) => LimitClass::Patch,
+            TaskWork::Twin(id) if scheduler.is_patch(id) => LimitClass::Patch,
             TaskWork::Twin(_) | TaskWork::Relationship(_) => LimitClass::CreateDelete,
         }
     }

@@ -140,10 +140,15 @@ impl Coordinator {
 
     /// An item landed (with the `ETag` ADT answered, when it did).
     fn land(&mut self, id: ItemId, how: Completion, etag: Option<String>) {
-        // The journal (and the ledger behind it) reads the item before the scheduler releases
-        // its body.
         if let Some(j) = self.journal.as_mut() {
-            j.landed_item(self.scheduler.item(id), how, etag);
+            match self.scheduler.item(id) {
+                Ok(item) => j.landed_item(&item, how, etag),
+                // It landed; only a ledger misses it, and the next run sends it again.
+                Err(e) => {
+                    tracing::error!("{e}");
+                    j.completed(self.scheduler.key(id).kind(), how);
+                }
+            }
         }
         self.scheduler.landed(id);
     }
@@ -166,15 +171,14 @@ impl Coordinator {
     /// depend on each other: a dependent the scheduler rejects that is also in `items` is
     /// journaled once, with its own reason.
     fn fail_items(&mut self, items: Vec<Failure>) {
-        let own: HashSet<ItemKey> = items.iter().map(|(id, ..)| self.scheduler.item(*id).key()).collect();
+        let own: HashSet<ItemKey> = items.iter().map(|(id, ..)| self.scheduler.key(*id)).collect();
         let mut failed_by_scheduler: HashSet<ItemKey> = HashSet::new();
         for (id, reply, reason_code, reason) in items {
-            let item = self.scheduler.item(id);
-            let key = item.key();
+            let key = self.scheduler.key(id);
             let letter = DeadLetter {
                 key: key.clone(),
-                origin: item.origin().clone(),
-                item_json: Some(item.body().get().to_string()),
+                origin: self.scheduler.origin(id),
+                item_json: self.scheduler.body_json(id),
                 status: reply.as_ref().and_then(|r| r.status),
                 error_code: reply.as_ref().and_then(|r| r.code.clone()),
                 reason_code,
