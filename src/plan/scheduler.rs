@@ -218,6 +218,11 @@ impl Scheduler {
         matches!(self.plan.arena.records.get(id as usize), Some(Record::Twin { model: None, .. }))
     }
 
+    /// The kind of an item (no allocation, no body read).
+    pub fn kind(&self, id: ItemId) -> crate::item::ItemKind {
+        self.plan.arena.record(id).kind()
+    }
+
     /// The identity of an item (available with or without bodies).
     pub fn key(&self, id: ItemId) -> ItemKey {
         self.plan.arena.key(id)

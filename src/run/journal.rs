@@ -135,6 +135,12 @@ impl Journal {
         self.ledger.take()
     }
 
+    /// Whether landed items are recorded item by item (a ledger is attached): only then does
+    /// [`Journal::landed_item`] need the whole item; else [`Journal::completed`] counts it.
+    pub fn records_items(&self) -> bool {
+        self.ledger.is_some()
+    }
+
     /// An item landed or was already there: counted, and recorded in the ledger if one is attached.
     pub fn landed_item(&mut self, item: &Item, how: Completion, etag: Option<String>) {
         self.completed(item.kind(), how);

@@ -141,12 +141,17 @@ impl Coordinator {
     /// An item landed (with the `ETag` ADT answered, when it did).
     fn land(&mut self, id: ItemId, how: Completion, etag: Option<String>) {
         if let Some(j) = self.journal.as_mut() {
-            match self.scheduler.item(id) {
-                Ok(item) => j.landed_item(&item, how, etag),
-                // It landed; only a ledger misses it, and the next run sends it again.
-                Err(e) => {
-                    tracing::error!("{e}");
-                    j.completed(self.scheduler.key(id).kind(), how);
+            if !j.records_items() {
+                // Without a ledger only the tally needs it: no body is read back from its file.
+                j.completed(self.scheduler.kind(id), how);
+            } else {
+                match self.scheduler.item(id) {
+                    Ok(item) => j.landed_item(&item, how, etag),
+                    // It landed; only a ledger misses it, and the next run sends it again.
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        j.completed(self.scheduler.kind(id), how);
+                    }
                 }
             }
         }
