@@ -22,6 +22,8 @@
 //!   makespan T*, and the scheduler that releases an item once all it depends on has landed;
 //!   the items' bodies wait in a temporary file (`TMPDIR`) until they are sent.
 //! - [`client`]: the ADT REST client: one attempt per call, errors classified for the supervisor.
+//! - [`http`]: the one HTTP stack every client starts from (reqwest over rustls with ring,
+//!   the system's roots plus `--ca-cert`).
 //! - [`limiter`]: the token buckets every writer shares (per limit class, per twin), with the
 //!   adaptive rate that backs off when ADT is full, and tells that from 429s that come at one
 //!   share whatever the rate (`throttle_share`).
@@ -67,6 +69,7 @@ pub mod config;
 pub mod demo;
 pub mod exit;
 pub mod gen;
+pub mod http;
 pub mod import_job;
 pub mod item;
 pub mod ledger;

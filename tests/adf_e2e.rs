@@ -68,7 +68,7 @@ fn stderr(o: &Output) -> String {
 fn get_twin(mock: &MockHandle, id: &str) -> Value {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let client = reqwest::Client::builder().timeout(HTTP_TIMEOUT).build().unwrap();
+        let client = twinload::http::client_builder(None).unwrap().timeout(HTTP_TIMEOUT).build().unwrap();
         let url = format!("{}/digitaltwins/{id}?api-version=2023-10-31", mock.url);
         let resp = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
         assert!(resp.status().is_success(), "GET twin {id}: {}", resp.status());

@@ -24,7 +24,7 @@ type RequestLog = Arc<Mutex<Vec<(String, bool)>>>;
 
 fn fake_vault(ca: &azure_support::TestCa) -> (String, RequestLog) {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    twinload::azure::transport::install_crypto_provider();
+    twinload::http::install_crypto_provider();
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(

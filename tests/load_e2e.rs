@@ -229,7 +229,7 @@ fn setup_failures_say_what_to_check_and_write_nothing() {
 }
 
 #[test]
-fn a_token_and_a_self_signed_ca_reach_an_https_mock() {
+fn a_token_and_a_self_signed_ca_in_a_bundle_reach_an_https_mock() {
     let dir = tempfile::tempdir().unwrap();
     let input = fleet(dir.path(), 30, 5);
     let ca = dir.path().join("ca.pem");
@@ -239,9 +239,16 @@ fn a_token_and_a_self_signed_ca_reach_an_https_mock() {
     )
     .expect("mock starts");
     assert!(mock.url.starts_with("https://"));
+    // --ca-cert is a bundle: the mock's CA second, after one that has nothing to do with it.
+    let other = rcgen::CertificateParams::new(vec!["other.example".to_string()])
+        .unwrap()
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let bundle = dir.path().join("bundle.pem");
+    std::fs::write(&bundle, other.pem() + &std::fs::read_to_string(&ca).unwrap()).unwrap();
     let mut config = twinload::config::LoadConfig::new(mock.url.clone());
     config.dead_letter_path = dir.path().join("dl.ndjson");
-    config.ca_cert = Some(ca);
+    config.ca_cert = Some(bundle);
     config.auth = twinload::config::Auth::BearerToken { token: twinload::config::SecretToken::new("test-token") };
     let summary = load(config, vec![input.display().to_string()]).expect("load runs");
     assert_eq!(summary.exit_code, ExitStatus::Ok, "{}", summary.human());

@@ -27,7 +27,12 @@ fn mock(import_rate_per_s: f64) -> MockHandle {
 fn staging() -> (Azurite, String) {
     let azurite = Azurite::start();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(azurite.create_container(&reqwest::Client::new(), "staging"));
+    rt.block_on(
+        azurite.create_container(
+            &twinload::http::build(twinload::http::client_builder(None).unwrap()).unwrap(),
+            "staging",
+        ),
+    );
     let url = format!("{}?{}", azurite.container_url("staging"), azurite.sas);
     (azurite, url)
 }

@@ -91,7 +91,7 @@ struct Client {
 impl Client {
     fn new(mock: &TestMock) -> Client {
         Client {
-            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+            http: twinload::http::client_builder(None).unwrap().timeout(Duration::from_secs(20)).build().unwrap(),
             base: mock.url.clone(),
         }
     }

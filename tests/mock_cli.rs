@@ -76,9 +76,9 @@ async fn https_with_the_written_ca_auth_required_and_sigterm_exits_zero() {
 
     // The CA was written before the line was printed; trusting it (and nothing else) works.
     let ca = std::fs::read(&ca_path).expect("the CA PEM exists when the listening line is printed");
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .tls_built_in_root_certs(false)
+    let client = twinload::http::client_builder(None)
+        .unwrap()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -91,7 +91,7 @@ async fn https_with_the_written_ca_auth_required_and_sigterm_exits_zero() {
     assert_eq!(allowed.status(), 200, "with a bearer token the data plane answers");
 
     // A client that does not trust the CA is refused by TLS.
-    let untrusting = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let untrusting = twinload::http::client_builder(None).unwrap().timeout(Duration::from_secs(10)).build().unwrap();
     assert!(untrusting.get(&models).send().await.is_err(), "the certificate is not publicly trusted");
 
     sigterm(&child.0);
@@ -103,7 +103,7 @@ async fn https_with_the_written_ca_auth_required_and_sigterm_exits_zero() {
 async fn no_auth_plain_http_and_sigint_exits_zero() {
     let (mut child, url) = spawn_mock(&["--no-auth", "--limits-off"]);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = twinload::http::client_builder(None).unwrap().timeout(Duration::from_secs(10)).build().unwrap();
     let res = client.get(format!("{url}/models?api-version=2023-10-31")).send().await.unwrap();
     assert_eq!(res.status(), 200, "--no-auth accepts requests without a token");
     let status = Command::new("kill").arg("-INT").arg(child.0.id().to_string()).status().unwrap();

@@ -24,7 +24,7 @@ fn mock(import_rate_per_s: f64) -> MockHandle {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
+    twinload::http::client_builder(None).unwrap().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 /// A jobs call, waiting out the jobs class's 429s (1 request/s) within a bounded number of tries.

@@ -60,7 +60,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn http_get(url: &str) -> Result<String, String> {
     runtime().block_on(async {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let client = twinload::http::client_builder(None).unwrap().timeout(Duration::from_secs(10)).build().unwrap();
         let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| e.to_string())?;

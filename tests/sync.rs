@@ -149,7 +149,7 @@ fn twin_doc(mock: &MockHandle, id: &str) -> Value {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let url = format!("{}/digitaltwins/{id}?api-version=2023-10-31", mock.url);
-        let client = reqwest::Client::builder().timeout(HTTP_TIMEOUT).build().unwrap();
+        let client = twinload::http::client_builder(None).unwrap().timeout(HTTP_TIMEOUT).build().unwrap();
         client.get(url).send().await.unwrap().json().await.unwrap()
     })
 }

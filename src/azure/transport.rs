@@ -1,7 +1,6 @@
 //! The HTTP client every Azure SDK client of twinload uses (Blob Storage, Key Vault, the token
-//! endpoints): reqwest 0.13 over rustls with the ring provider, trusting the system's roots plus
-//! the `--ca-cert` bundle. Handed to the SDK as its `Transport`, so a private CA (a proxy, a test
-//! server) is trusted the same way by every client.
+//! endpoints): twinload's one HTTP stack ([`crate::http`]), handed to the SDK as its `Transport`,
+//! with the SDK's own retries tuned.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,40 +12,11 @@ use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Tra
 /// have no overall timeout: a blob download may stream for minutes.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    #[error("cannot use CA certificate bundle {path}: {detail}")]
-    CaCert { path: String, detail: String },
-    #[error("cannot build the HTTP client for Azure: {0}")]
-    Build(String),
-}
+pub use crate::http::HttpSetupError as TransportError;
 
-/// ring as rustls' process-wide provider (reqwest 0.13 is built without one, so that no
-/// aws-lc C build is needed). Installing twice is harmless: the first one stays.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Every certificate of a PEM bundle (one or more). An empty bundle is an error: a `--ca-cert`
-/// that trusts nothing is a mistake.
-pub fn read_ca_bundle(path: &Path) -> Result<Vec<reqwest13::Certificate>, TransportError> {
-    let err = |detail: String| TransportError::CaCert { path: path.display().to_string(), detail };
-    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let certs = reqwest13::Certificate::from_pem_bundle(&pem).map_err(|e| err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(err("it holds no PEM certificate".into()));
-    }
-    Ok(certs)
-}
-
-/// The reqwest 0.13 client for the Azure SDK clients.
-pub fn http_client(ca_cert: Option<&Path>) -> Result<reqwest13::Client, TransportError> {
-    install_crypto_provider();
-    let mut builder = reqwest13::Client::builder().connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
-    if let Some(path) = ca_cert {
-        builder = builder.tls_certs_merge(read_ca_bundle(path)?);
-    }
-    builder.build().map_err(|e| TransportError::Build(crate::azure::error_chain(&e)))
+/// The client for the Azure SDK clients: [`crate::http::client_builder`] with a connect timeout.
+pub fn http_client(ca_cert: Option<&Path>) -> Result<reqwest::Client, TransportError> {
+    crate::http::build(crate::http::client_builder(ca_cert)?.connect_timeout(CONNECT_TIMEOUT))
 }
 
 /// Retries of the Azure SDK's own pipeline (Blob Storage, Key Vault) after a first attempt that
@@ -69,29 +39,4 @@ pub fn client_options(ca_cert: Option<&Path>) -> Result<ClientOptions, Transport
         ..Default::default()
     });
     Ok(ClientOptions { transport: Some(Transport::new(Arc::new(client))), retry, ..Default::default() })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bundle_of_two_certificates_is_read_and_an_empty_one_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut bundle = String::new();
-        for name in ["one", "two"] {
-            let key = rcgen::KeyPair::generate().unwrap();
-            let cert = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().self_signed(&key).unwrap();
-            bundle.push_str(&cert.pem());
-        }
-        let path = dir.path().join("bundle.pem");
-        std::fs::write(&path, bundle).unwrap();
-        assert_eq!(read_ca_bundle(&path).unwrap().len(), 2);
-        http_client(Some(&path)).unwrap();
-
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "not a certificate\n").unwrap();
-        let err = read_ca_bundle(&empty).unwrap_err().to_string();
-        assert!(err.contains("empty.pem") && err.contains("no PEM certificate"), "{err}");
-    }
 }

@@ -42,10 +42,8 @@ pub const MAX_LIST_PAGES: usize = 10_000;
 pub enum ClientError {
     #[error("endpoint '{endpoint}' is not a valid URL: {detail}")]
     BadEndpoint { endpoint: String, detail: String },
-    #[error("cannot use CA certificate {path}: {detail}")]
-    CaCert { path: String, detail: String },
-    #[error("cannot build the HTTP client: {0}")]
-    Build(String),
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpSetupError),
     #[error(transparent)]
     Token(#[from] token::TokenError),
     #[error("{method} {url} failed: {detail}. Check the endpoint URL, that the instance is reachable, and --ca-cert for a self-signed server{}", if cannot_heal(detail) { " (waiting cannot fix this, so it was not retried)" } else { "" })]
@@ -152,19 +150,11 @@ impl AdtClient {
     pub fn new(config: &LoadConfig) -> Result<AdtClient, ClientError> {
         let base = Url::parse(&config.endpoint)
             .map_err(|e| ClientError::BadEndpoint { endpoint: config.endpoint.clone(), detail: e.to_string() })?;
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
+        let builder = crate::http::client_builder(config.ca_cert.as_deref())?
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
-            .pool_max_idle_per_host(config.writers.max(1))
-            .tcp_nodelay(true);
-        if let Some(path) = &config.ca_cert {
-            let ca_error = |detail: String| ClientError::CaCert { path: path.display().to_string(), detail };
-            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder.build().map_err(|e| ClientError::Build(e.to_string()))?;
+            .pool_max_idle_per_host(config.writers.max(1));
+        let http = crate::http::build(builder)?;
         let tokens = Arc::new(config.token_provider()?);
         Ok(AdtClient { http, base, tokens, stats: Arc::new(RequestStats::default()) })
     }

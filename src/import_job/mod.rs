@@ -79,7 +79,8 @@ pub async fn maybe_run(
     let Some(container) = config.import_job.staging.clone() else {
         return Err(LoadError::Setup("import jobs need --staging <container URL with a SAS>".into()));
     };
-    let staging = Staging::new(container, UPLOAD_TIMEOUT);
+    let staging = Staging::new(container, UPLOAD_TIMEOUT, config.ca_cert.as_deref())
+        .map_err(|e| LoadError::Setup(e.to_string()))?;
     let job_id = format!("twinload-{}", uuid::Uuid::new_v4());
     let (input_blob, log_blob) = (format!("{job_id}/input.ndjson"), format!("{job_id}/log.ndjson"));
 

@@ -5,6 +5,7 @@
 //!
 //! Errors name the blob without the SAS.
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
@@ -30,9 +31,14 @@ pub struct Staging {
 }
 
 impl Staging {
-    pub fn new(container: SecretUrl, timeout: Duration) -> Staging {
-        let http = reqwest::Client::builder().use_rustls_tls().timeout(timeout).build().unwrap_or_default();
-        Staging { http, container }
+    /// Trusts the system's roots and the `--ca-cert` bundle, as every client of twinload does.
+    pub fn new(
+        container: SecretUrl,
+        timeout: Duration,
+        ca_cert: Option<&Path>,
+    ) -> Result<Staging, crate::http::HttpSetupError> {
+        let http = crate::http::build(crate::http::client_builder(ca_cert)?.timeout(timeout))?;
+        Ok(Staging { http, container })
     }
 
     /// The URL of a blob in the container, with the container's SAS: what the ADT instance gets.
@@ -115,8 +121,12 @@ mod tests {
 
     #[test]
     fn blob_urls_keep_the_sas_and_messages_drop_it() {
-        let staging =
-            Staging::new(SecretUrl::new("http://127.0.0.1:1/acct/stage/?sv=1&sig=SECRET"), Duration::from_secs(1));
+        let staging = Staging::new(
+            SecretUrl::new("http://127.0.0.1:1/acct/stage/?sv=1&sig=SECRET"),
+            Duration::from_secs(1),
+            None,
+        )
+        .unwrap();
         assert_eq!(staging.blob_url("j/in.ndjson"), "http://127.0.0.1:1/acct/stage/j/in.ndjson?sv=1&sig=SECRET");
         assert_eq!(staging.shown("j/in.ndjson"), "http://127.0.0.1:1/acct/stage/j/in.ndjson");
         assert!(!staging.error("cannot read", "x", "HTTP 403").to_string().contains("SECRET"));

@@ -42,7 +42,8 @@ fn shown(url: &reqwest::Url) -> String {
 /// PUTs `body` (the text exposition) to the group URL.
 pub async fn push(url: &reqwest::Url, body: String) -> Result<(), PushError> {
     let failed = |detail: String| PushError::Failed { url: shown(url), detail };
-    let client = reqwest::Client::builder().timeout(PUSH_TIMEOUT).build().map_err(|e| failed(e.to_string()))?;
+    let builder = crate::http::client_builder(None).map_err(|e| failed(e.to_string()))?.timeout(PUSH_TIMEOUT);
+    let client = crate::http::build(builder).map_err(|e| failed(e.to_string()))?;
     let resp = client
         .put(url.clone())
         .header(reqwest::header::CONTENT_TYPE, "text/plain; version=0.0.4")

@@ -176,7 +176,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// A container client with the SAS of the URL, trusting `TWINLOAD_TEST_CA` if set by the test
 /// (Azurite over HTTPS with the test CA).
 fn client(container_url_with_sas: &str) -> BlobContainerClient {
-    twinload::azure::transport::install_crypto_provider();
+    twinload::http::install_crypto_provider();
     let url = container_url_with_sas.parse().unwrap();
     let ca = TEST_CA.with(|ca| ca.borrow().clone());
     let options = azure_storage_blob::BlobContainerClientOptions {

@@ -39,7 +39,7 @@ pub fn config_for(mock: &MockHandle, dir: &Path) -> LoadConfig {
 fn get(url: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let client = reqwest::Client::builder().timeout(HTTP_TIMEOUT).build().expect("client");
+        let client = twinload::http::client_builder(None).unwrap().timeout(HTTP_TIMEOUT).build().expect("client");
         let resp = client.get(url).send().await.expect("mock answers");
         assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
         resp.text().await.expect("body")

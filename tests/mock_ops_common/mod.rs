@@ -12,14 +12,15 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client with its own connection pool (one per simulated loader process).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().expect("client builds")
+    twinload::http::client_builder(None).unwrap().timeout(REQUEST_TIMEOUT).build().expect("client builds")
 }
 
 /// A client that trusts the mock's generated CA.
 pub fn tls_client(ca_pem: &str) -> reqwest::Client {
-    reqwest::Client::builder()
+    twinload::http::client_builder(None)
+        .unwrap()
         .timeout(REQUEST_TIMEOUT)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA PEM parses"))
+        .tls_certs_merge([reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA PEM parses")])
         .build()
         .expect("client builds")
 }

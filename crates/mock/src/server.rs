@@ -353,6 +353,7 @@ mod tests {
     async fn starts_serves_inspection_without_a_token_and_stops() {
         let mock = start(MockConfig::default()).unwrap();
         assert!(mock.url.starts_with("http://127.0.0.1:"), "{}", mock.url);
+        crate::tls::install_client_crypto_provider();
         let client = reqwest::Client::new();
         let ping = client.get(format!("{}/_mock/ping", mock.url)).send().await.unwrap();
         assert_eq!(ping.status(), 200);

@@ -74,6 +74,12 @@ pub fn server_tls(mode: &TlsMode) -> Result<Option<ServerTls>, TlsError> {
     }
 }
 
+/// ring as rustls' process-wide provider, for the mock's own HTTP clients (import jobs read and
+/// write blobs): reqwest is built without a provider and panics if none is installed.
+pub fn install_client_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn rustls_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,

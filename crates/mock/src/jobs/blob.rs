@@ -25,6 +25,7 @@ pub struct BlobError {
 
 /// The client the runner uses (no proxy from the environment: the blobs are where the URL says).
 pub fn http_client() -> reqwest::Client {
+    crate::tls::install_client_crypto_provider();
     reqwest::Client::builder().no_proxy().timeout(BLOB_REQUEST_TIMEOUT).build().unwrap_or_default()
 }
 
