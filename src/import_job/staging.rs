@@ -1,7 +1,8 @@
 //! The staging container: Put Blob of the job's input, and reads of the job's log as it grows
-//! (Get Blob with a `Range` from what was already read). Plain Blob REST over HTTP with the SAS
-//! of `--staging`, in this one module so it can be swapped for `azure_storage_blob` 1.x (issue
-//! 7b's Blob Storage code) once that is on main.
+//! (Get Blob with a `Range` from what was already read). Plain Blob REST with the SAS of
+//! `--staging`, over twinload's one HTTP stack ([`crate::http`]). Staging takes a SAS only; moving
+//! it onto `azure_storage_blob` (as Blob inputs are, see [`crate::azure`]) would let it use the
+//! task's identity too, and this one module is all that would change.
 //!
 //! Errors name the blob without the SAS.
 
