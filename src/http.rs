@@ -48,9 +48,19 @@ pub fn client_builder(ca_cert: Option<&Path>) -> Result<reqwest::ClientBuilder, 
     })
 }
 
-/// `builder.build()`, its error with the whole chain of causes.
+/// `builder.build()`, its error with the whole chain of causes, and what to do when the system
+/// has no CA store (rustls-platform-verifier reads it when the client is built).
 pub fn build(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, HttpSetupError> {
-    builder.build().map_err(|e| HttpSetupError::Build(crate::azure::error_chain(&e)))
+    builder.build().map_err(|e| {
+        let mut detail = crate::azure::error_chain(&e);
+        if detail.contains("No CA certificates were loaded") {
+            detail.push_str(
+                ". Install the system's CA certificates (Debian and Ubuntu: the ca-certificates package), \
+                 point SSL_CERT_FILE at a PEM bundle, or give --ca-cert",
+            );
+        }
+        HttpSetupError::Build(detail)
+    })
 }
 
 #[cfg(test)]

@@ -256,6 +256,28 @@ fn a_token_and_a_self_signed_ca_in_a_bundle_reach_an_https_mock() {
 }
 
 #[test]
+fn a_node_without_a_ca_store_is_told_what_to_install_and_exits_4() {
+    // rustls-platform-verifier reads the system's CA store (which SSL_CERT_FILE/SSL_CERT_DIR
+    // override) when the HTTP client is built; with none, the run cannot start.
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 5, 1);
+    let missing = dir.path().join("no-such-ca-store");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twinload"))
+        .args(["load", "--endpoint", "http://127.0.0.1:9", "--input"])
+        .arg(&input)
+        .arg("--dead-letter")
+        .arg(dir.path().join("dl.ndjson"))
+        .env("SSL_CERT_FILE", &missing)
+        .env("SSL_CERT_DIR", &missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("No CA certificates") && stderr.contains("ca-certificates"), "{stderr}");
+    assert!(stderr.contains("--ca-cert"), "{stderr}");
+}
+
+#[test]
 fn a_deadline_stops_the_run_cleanly_and_accounts_for_every_item() {
     let dir = tempfile::tempdir().unwrap();
     // ~4,500 creates at 500/s need ~9 s; the deadline cuts the run at 2 s.
