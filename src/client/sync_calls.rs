@@ -11,10 +11,11 @@ use crate::limits::LimitClass;
 
 use super::{AdtClient, ClientError, Reply, Sent};
 
-/// One page of a query's answer.
+/// One page of a query's answer. Rows stay JSON text: a caller that keeps them (the sync's view of
+/// the instance) holds a tenth of the memory a parsed `Value` takes.
 #[derive(Debug, Deserialize)]
 pub struct QueryPage {
-    pub value: Vec<Value>,
+    pub value: Vec<Box<serde_json::value::RawValue>>,
     #[serde(rename = "continuationToken", default)]
     pub continuation_token: Option<String>,
 }

@@ -123,7 +123,7 @@ impl Classifier<'_> {
         match item {
             Item::Twin(t) => match adt.twins.get(&t.id) {
                 None => self.create(item),
-                Some(current) => match diff::twin(current, &desired) {
+                Some(current) => match diff::twin(&current.value(), &desired) {
                     TwinChange::Unchanged => self.unchanged(item),
                     TwinChange::Patch(ops) => {
                         self.report.twins.patch += 1;
@@ -139,7 +139,7 @@ impl Classifier<'_> {
             },
             Item::Relationship(r) => match adt.relationships.get(&(r.source.clone(), r.id.clone())) {
                 None => self.create(item),
-                Some(current) => match diff::relationship(current, &desired) {
+                Some(current) => match diff::relationship(&current.value(), &desired) {
                     RelationshipChange::Unchanged => self.unchanged(item),
                     RelationshipChange::Patch(ops) => {
                         self.report.relationships.patch += 1;

@@ -115,7 +115,7 @@ async fn add_relationships_of_deleted_twins(
         let mut touching: HashMap<&str, Vec<&(String, String)>> = HashMap::new();
         for (key, rel) in &adt.relationships {
             touching.entry(key.0.as_str()).or_default().push(key);
-            if let Some(target) = rel.get("$targetId").and_then(serde_json::Value::as_str) {
+            if let Some(target) = rel.about.as_deref() {
                 touching.entry(target).or_default().push(key);
             }
         }
