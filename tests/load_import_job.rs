@@ -243,7 +243,7 @@ fn sigterm_cancels_the_import_job() {
 
 #[cfg(unix)]
 #[test]
-fn sigterm_while_waiting_for_another_bulk_job_ends_the_wait_without_starting_one() {
+fn sigterm_while_waiting_for_another_bulk_job_stops_early_with_every_item_not_attempted() {
     let dir = tempfile::tempdir().unwrap();
     let (_azurite, staging_url) = staging();
     // A slow job (about 1,000 items at 20/s) that holds the instance's one bulk-job slot.
@@ -268,8 +268,24 @@ fn sigterm_while_waiting_for_another_bulk_job_ends_the_wait_without_starting_one
         std::thread::sleep(Duration::from_millis(100));
     };
     let stderr = std::io::read_to_string(second.stderr.take().unwrap()).unwrap();
-    assert_ne!(status.code(), Some(0), "{stderr}");
+    // Stopped early (exit 5), like any stopped run: every item listed as not attempted.
+    assert_eq!(status.code(), Some(i32::from(ExitStatus::StoppedEarly.code())), "{stderr}");
     assert!(stderr.contains("SIGTERM received while waiting for another bulk job to end"), "{stderr}");
+    assert!(!stderr.contains("sig="), "the SAS leaked: {stderr}");
+    let dead = dir.path().join("second.dead.ndjson");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(dead.with_extension("summary.json")).unwrap())
+        .expect("the stopped loader writes its summary");
+    assert!(summary["stop_reason"].as_str().unwrap().contains("SIGTERM"), "{summary}");
+    let expected = graph_of(&fleet_path);
+    let letters = dead_letters(&dead);
+    assert!(letters.iter().all(|l| l["reason_code"] == "not_attempted"), "{letters:?}");
+    let of_kind = |kind: &str| letters.iter().filter(|l| l["kind"] == kind).count();
+    assert_eq!(
+        (of_kind("twin"), of_kind("relationship")),
+        (expected.twins.len(), expected.relationships.len()),
+        "every twin and relationship is listed as not attempted"
+    );
+    assert_eq!(summary["items"]["twins"]["not_attempted"].as_u64(), Some(expected.twins.len() as u64), "{summary}");
     let _ = first.kill();
     let _ = first.wait();
 }

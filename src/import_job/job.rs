@@ -29,6 +29,8 @@ pub enum Started {
     Running,
     /// Another bulk job holds the instance's one slot (`JobLimitReached`).
     Busy(String),
+    /// SIGTERM/SIGINT came while waiting for that slot: no job was started.
+    Stopped(StopReason),
 }
 
 /// A Jobs API call under the jobs class budget, retried on 429, 5xx and transport failures
@@ -87,9 +89,12 @@ pub async fn start(
                     Some(limit) if began.elapsed() < limit => {
                         tracing::warn!("{busy}: waiting for it to end ({:.0} s so far)", began.elapsed().as_secs_f64());
                         tokio::select! {
-                            signal = signals.next() => return Err(format!(
-                                "{signal} received while waiting for another bulk job to end: no job was started and nothing was written"
-                            )),
+                            signal = signals.next() => {
+                                tracing::warn!(
+                                    "{signal} received while waiting for another bulk job to end: no job was started and nothing was written"
+                                );
+                                return Ok(Started::Stopped(StopReason::Signal(signal)));
+                            }
                             _ = tokio::time::sleep(config.import_job.poll_interval) => {}
                         }
                     }
@@ -237,6 +242,42 @@ fn section_of(kind: ItemKind) -> &'static str {
     }
 }
 
+/// The dead letter of the item on an import-file line, as that line was sent.
+fn dead_letter(
+    f: &Following<'_>,
+    id: ItemId,
+    text: &str,
+    reason_code: ReasonCode,
+    error_code: Option<String>,
+    reason: String,
+) -> DeadLetter {
+    DeadLetter {
+        key: f.scheduler.key(id),
+        origin: f.scheduler.origin(id),
+        item_json: Some(text.to_string()),
+        status: None,
+        error_code,
+        reason_code,
+        reason,
+    }
+}
+
+/// The job was never started (stopped while waiting for the instance's one bulk-job slot): every
+/// item it was to carry is dead-lettered as not attempted, and the run ends stopped early.
+pub fn never_started(f: Following<'_>, mut journal: Journal, stop: StopReason) -> RunEnd {
+    let reason = format!("{stop} while it waited for another bulk job to end; no import job was started");
+    let journal_error = f
+        .lines
+        .items(f.ndjson)
+        .try_for_each(|line| {
+            let letter = dead_letter(&f, line.id, line.text, ReasonCode::NotAttempted, None, reason.clone());
+            journal.dead_letter(&letter)
+        })
+        .err()
+        .map(|e| e.to_string());
+    RunEnd { journal, retries: RetryStats::default(), stop: Some(stop), write_elapsed: Duration::ZERO, journal_error }
+}
+
 /// Every item the job was given ends landed, rejected (its error line), or not landed with why.
 fn account(
     f: &Following<'_>,
@@ -250,15 +291,7 @@ fn account(
     for line in f.lines.items(f.ndjson) {
         let (id, kind, text) = (line.id, line.kind, line.text);
         let section = section_of(kind);
-        let letter = |reason_code: ReasonCode, error_code: Option<String>, reason: String| DeadLetter {
-            key: f.scheduler.key(id),
-            origin: f.scheduler.origin(id),
-            item_json: Some(text.to_string()),
-            status: None,
-            error_code,
-            reason_code,
-            reason,
-        };
+        let letter = |reason_code, error_code, reason| dead_letter(f, id, text, reason_code, error_code, reason);
         let outcome = if let Some((line, code, message)) = findings.rejected.get(&id) {
             Some(letter(
                 ReasonCode::ImportRejected,

@@ -95,21 +95,28 @@ pub async fn maybe_run(
     let wait = (config.mode == WriteMode::ImportJob).then_some(config.import_job.busy_wait);
     let (input_url, log_url) = (staging.blob_url(&input_blob), staging.blob_url(&log_blob));
     let request = job::JobRequest { job_id: &job_id, input_url: &input_url, log_url: &log_url, wait_if_busy: wait };
-    let start = job::start(config, client, limiter, request, &mut signals).await.map_err(LoadError::Setup)?;
-    if let Started::Busy(why) = start {
-        // Auto: per-item instead. The scheduler gave its items to the import file, so plan again.
-        tracing::warn!("{why}: writing per item instead");
-        let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
-        // Plain per-item writes (an import job is only chosen for a first load, never a sync).
-        let mut stage = crate::sync::Stage::inert();
-        let mut prepared = prepare::prepare(config, inputs, client, limiter, &mut journal, &mut stage).await?;
-        let fallback =
-            ModeChoice { mode: "per-item", reason: format!("{why}; fell back to per-item writes"), ..choice };
-        record(&mut prepared, &fallback, None);
-        return Ok(Run::PerItem { prepared, journal, signals });
-    }
-    tracing::info!("import job {job_id} started; its log is {}", staging.shown(&log_blob));
-    record(&mut prepared, &choice, Some((&job_id, &staging.shown(&log_blob))));
+    let started_job = job::start(config, client, limiter, request, &mut signals).await.map_err(LoadError::Setup)?;
+    let stopped = match started_job {
+        Started::Busy(why) => {
+            // Auto: per-item instead. The scheduler gave its items to the import file, so plan again.
+            tracing::warn!("{why}: writing per item instead");
+            let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
+            // Plain per-item writes (an import job is only chosen for a first load, never a sync).
+            let mut stage = crate::sync::Stage::inert();
+            let mut prepared = prepare::prepare(config, inputs, client, limiter, &mut journal, &mut stage).await?;
+            let fallback =
+                ModeChoice { mode: "per-item", reason: format!("{why}; fell back to per-item writes"), ..choice };
+            record(&mut prepared, &fallback, None);
+            return Ok(Run::PerItem { prepared, journal, signals });
+        }
+        // Stopped while waiting for another bulk job: nothing started, every item not attempted.
+        Started::Stopped(stop) => Some(stop),
+        Started::Running => {
+            tracing::info!("import job {job_id} started; its log is {}", staging.shown(&log_blob));
+            record(&mut prepared, &choice, Some((&job_id, &staging.shown(&log_blob))));
+            None
+        }
+    };
     let following = Following {
         config,
         client,
@@ -121,6 +128,9 @@ pub async fn maybe_run(
         ndjson: &input.ndjson,
         scheduler: &prepared.scheduler,
     };
+    if let Some(stop) = stopped {
+        return Ok(Run::Done { end: job::never_started(following, journal, stop), prepared });
+    }
     // What the job lands goes into the ledger (the caller saves it from the run's end).
     journal.attach_ledger(stage.take_ledger());
     let deadline = config.deadline.map(|d| d.saturating_sub(started.elapsed()));
