@@ -297,6 +297,36 @@ fn batches_respect_dependencies_count_and_bytes() {
 
 /// 2 models (1 batch); 10 twins; hub h0 with 15 relationships out, 5 other relationships.
 /// With create/delete 20/s, models 1/s, 10 writes/s per twin:
+/// Patches of existing twins (the reference prototype's mapping without a model) spend the patch
+/// class, not create/delete: 30 patches at 10/s bind T* at 3 s, the 10 creates take 0.5 s.
+#[test]
+fn t_star_counts_twin_patches_in_the_patch_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let twins: Vec<String> = (0..10).map(|i| twin(&format!("t{i}"), "dtmi:ex:Room;1")).collect();
+    let text = ndjson(&[model("dtmi:ex:Room;1", "")], &twins, &[]);
+    std::fs::write(dir.path().join("in.ndjson"), text).unwrap();
+    let file: std::sync::Arc<str> = "patches.csv".into();
+    let patches = (0..30).map(|i| {
+        let body = r#"[{"op":"replace","path":"/name","value":"x"}]"#;
+        Ok(Item::Twin(twinload::item::TwinItem {
+            id: format!("existing-{i}"),
+            model: String::new(),
+            body: serde_json::value::RawValue::from_string(body.to_string()).unwrap(),
+            patch: true,
+            origin: twinload::item::Origin { file: file.clone(), line: i + 2 },
+        }))
+    });
+    let items = read_all(open_inputs(&[dir.path().display().to_string()]).unwrap()).chain(patches);
+    let limits = Limits { create_delete_per_s: 20, patch_per_s: 10, ..Limits::adt_default() };
+    let plan = Plan::build(items, &PlanOptions { limits, ..PlanOptions::default() });
+    assert!(plan.rejected().is_empty(), "{:?}", plan.rejected());
+    let m = plan.makespan();
+    let class = |c: LimitClass| m.classes.iter().find(|x| x.class == c).unwrap();
+    assert_eq!((class(LimitClass::CreateDelete).writes, class(LimitClass::CreateDelete).seconds), (10, 0.5));
+    assert_eq!((class(LimitClass::Patch).writes, class(LimitClass::Patch).seconds), (30, 3.0));
+    assert_eq!((m.t_star_s, m.bound_by.as_str()), (3.0, "patch"));
+}
+
 /// create/delete: 10 twins + 20 relationships = 30 writes / 20 = 1.5 s; models: 1 batch / 1 = 1 s;
 /// h0: its PUT + 15 = 16 writes / 10 = 1.6 s  →  T* = 1.6 s, bound by the busiest twin.
 #[test]

@@ -1,7 +1,8 @@
 //! The ideal makespan T*: the least time ADT's limits allow for a load, whatever the loader
 //! does. It is the largest of
 //! - for each limit class, the writes in that class ÷ the class's rate (twin and relationship
-//!   PUTs spend create/delete; each model upload batch is one models request), and
+//!   PUTs spend create/delete; a patch of an existing twin, as the reference prototype's mapping
+//!   makes, spends the patch class; each model upload batch is one models request), and
 //! - the busiest twin's writes ÷ `per_twin_writes_per_s` (a twin's own PUT, and every
 //!   relationship out of it or into it).
 //!
@@ -69,25 +70,36 @@ pub(crate) fn twin_writes(plan: &Plan) -> Vec<u32> {
     writes
 }
 
+/// Twin patches to write (a twin record without a model patches an existing twin).
+fn twin_patches(plan: &Plan) -> u64 {
+    let patches = plan
+        .arena
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(i, record)| matches!(record, Record::Twin { model: None, .. }) && !plan.is_rejected(*i as u32));
+    patches.count() as u64
+}
+
 pub(crate) fn compute(plan: &Plan) -> Makespan {
     let limits = &plan.opts.limits;
     let counts = plan.counts();
-    let create_delete = counts.twins.to_write + counts.relationships.to_write;
+    let patches = twin_patches(plan);
+    let create_delete = counts.twins.to_write - patches + counts.relationships.to_write;
     let model_requests = plan.batches.len() as u64;
-    let classes = vec![
-        ClassMakespan {
-            class: LimitClass::CreateDelete,
-            writes: create_delete,
-            rate: limits.create_delete_per_s,
-            seconds: seconds(create_delete, limits.create_delete_per_s),
-        },
-        ClassMakespan {
-            class: LimitClass::Models,
-            writes: model_requests,
-            rate: limits.models_per_s,
-            seconds: seconds(model_requests, limits.models_per_s),
-        },
+    let class = |class: LimitClass, writes: u64, rate: u32| ClassMakespan {
+        class,
+        writes,
+        rate,
+        seconds: seconds(writes, rate),
+    };
+    let mut classes = vec![
+        class(LimitClass::CreateDelete, create_delete, limits.create_delete_per_s),
+        class(LimitClass::Models, model_requests, limits.models_per_s),
     ];
+    if patches > 0 {
+        classes.push(class(LimitClass::Patch, patches, limits.patch_per_s));
+    }
     let writes = twin_writes(plan);
     let busiest =
         writes.iter().enumerate().filter(|(_, w)| **w > 0).max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0))).map(
