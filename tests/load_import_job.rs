@@ -18,8 +18,11 @@ use twinload::limits::Limits;
 use twinload::mock::jobs::JobsConfig;
 use twinload::mock::server::{start, MockConfig, MockHandle};
 
-fn mock(import_rate_per_s: f64) -> MockHandle {
-    let jobs = JobsConfig { import_rate_per_s, log_flush_interval: Duration::from_millis(200) };
+/// A mock ADT whose import jobs reach the staging container with `storage_sas`, as real ADT does
+/// with its managed identity: the loader gives it blob URLs without a SAS.
+fn mock(import_rate_per_s: f64, storage_sas: &str) -> MockHandle {
+    let storage_sas = Some(storage_sas.to_string());
+    let jobs = JobsConfig { import_rate_per_s, log_flush_interval: Duration::from_millis(200), storage_sas };
     start(MockConfig { jobs, ..MockConfig::default().without_auth() }).expect("mock starts")
 }
 
@@ -75,8 +78,8 @@ fn bad_input(dir: &Path, fleet_path: &Path) -> std::path::PathBuf {
 #[test]
 fn an_import_job_load_lands_the_graph_and_brings_bad_lines_back_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (_azurite, staging_url) = staging();
-    let mock = mock(0.0);
+    let (azurite, staging_url) = staging();
+    let mock = mock(0.0, &azurite.sas);
     let fleet_path = fleet(dir.path(), 200, 7);
     let bad_path = bad_input(dir.path(), &fleet_path);
     let mut config = import_job_config(&mock, dir.path(), &staging_url);
@@ -107,6 +110,31 @@ fn an_import_job_load_lands_the_graph_and_brings_bad_lines_back_with_file_and_li
     let summary_json = std::fs::read_to_string(config.summary_path.clone().unwrap()).unwrap();
     let letters_text = std::fs::read_to_string(&config.dead_letter_path).unwrap();
     assert!(!summary_json.contains("sig=") && !letters_text.contains("sig="));
+    // Nor in the job ADT keeps (and shows to anyone allowed to read jobs): its blob URLs are plain,
+    // ADT reaches them with its own identity.
+    let job_url = format!(
+        "{}/jobs/imports/{}?api-version={}",
+        mock.url,
+        mode["import_job_id"].as_str().unwrap(),
+        twinload::adt::API_VERSION
+    );
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let job: Value = rt.block_on(async {
+        let http = twinload::http::build(twinload::http::client_builder(None).unwrap()).unwrap();
+        // The jobs class allows 1 request/s, which the load has just used: wait out a 429.
+        for _ in 0..5 {
+            let response = http.get(&job_url).send().await.unwrap();
+            if response.status() != 429 {
+                return response.json().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        panic!("the jobs API kept answering 429");
+    });
+    let (input, output) =
+        (job["inputBlobUri"].as_str().unwrap_or_default(), job["outputBlobUri"].as_str().unwrap_or_default());
+    assert!(input.ends_with("/input.ndjson") && output.ends_with("/log.ndjson"), "{job}");
+    assert!(!input.contains('?') && !output.contains('?'), "a SAS went into the job: {input} {output}");
 
     // The ledger records what the job landed (and not the refused lines), so a sync of the same
     // input right after writes nothing but the two items the job refused.
@@ -132,11 +160,11 @@ fn an_import_job_load_lands_the_graph_and_brings_bad_lines_back_with_file_and_li
 #[test]
 fn auto_writes_per_item_for_a_small_load_and_uses_a_job_for_a_large_first_load() {
     let dir = tempfile::tempdir().unwrap();
-    let (_azurite, staging_url) = staging();
+    let (azurite, staging_url) = staging();
     let fleet_path = fleet(dir.path(), 100, 3);
 
     // Small: below the (default) threshold, per item.
-    let mock_small = mock(0.0);
+    let mock_small = mock(0.0, &azurite.sas);
     let mut config = import_job_config(&mock_small, dir.path(), &staging_url);
     config.mode = WriteMode::Auto;
     let summary = twinload::run::load(config, vec![fleet_path.display().to_string()]).unwrap();
@@ -154,7 +182,7 @@ fn auto_writes_per_item_for_a_small_load_and_uses_a_job_for_a_large_first_load()
     // limits (50 creates/s): T* (~24 s) is well over the job's expected time (~11 s), so a job.
     // (Auto's other reasons for per-item are unit tests of import_job::choice.)
     let fleet_path = fleet(dir.path(), 400, 5);
-    let mock_large = mock(0.0);
+    let mock_large = mock(0.0, &azurite.sas);
     let mut config = import_job_config(&mock_large, dir.path(), &staging_url);
     config.mode = WriteMode::Auto;
     config.limits = Limits::from_spec("adt-2021").unwrap();
@@ -205,9 +233,9 @@ fn wait_for_first_twin(mock: &MockHandle) {
 #[test]
 fn sigterm_cancels_the_import_job() {
     let dir = tempfile::tempdir().unwrap();
-    let (_azurite, staging_url) = staging();
+    let (azurite, staging_url) = staging();
     // ~1,000 items at 40/s: the job runs for about 25 s unless cancelled.
-    let mock = mock(40.0);
+    let mock = mock(40.0, &azurite.sas);
     let fleet_path = fleet(dir.path(), 300, 11);
     let dead = dir.path().join("dead.ndjson");
     let summary_path = dead.with_extension("summary.json");
@@ -245,9 +273,9 @@ fn sigterm_cancels_the_import_job() {
 #[test]
 fn sigterm_while_waiting_for_another_bulk_job_stops_early_with_every_item_not_attempted() {
     let dir = tempfile::tempdir().unwrap();
-    let (_azurite, staging_url) = staging();
+    let (azurite, staging_url) = staging();
     // A slow job (about 1,000 items at 20/s) that holds the instance's one bulk-job slot.
-    let mock = mock(20.0);
+    let mock = mock(20.0, &azurite.sas);
     let fleet_path = fleet(dir.path(), 300, 12);
     let loader = |name: &str| {
         import_job_process(&mock, &fleet_path, &staging_url, &dir.path().join(format!("{name}.dead.ndjson")))

@@ -17,7 +17,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn mock(import_rate_per_s: f64) -> MockHandle {
     let config = MockConfig {
-        jobs: JobsConfig { import_rate_per_s, log_flush_interval: Duration::from_millis(200) },
+        jobs: JobsConfig { import_rate_per_s, log_flush_interval: Duration::from_millis(200), storage_sas: None },
         ..MockConfig::default().without_auth()
     };
     start(config).expect("mock starts")

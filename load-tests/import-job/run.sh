@@ -40,12 +40,6 @@ blob_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
     --disableTelemetry --skipApiVersionCheck --loose >"$out/azurite.log" 2>&1) &
 pids+=($!)
 
-rate_flags=()
-[ -n "${IMPORT_RATE:-}" ] && rate_flags=(--import-rate "$IMPORT_RATE")
-"$bin" mock-adt --listen 127.0.0.1:0 --no-auth "${rate_flags[@]}" >"$out/mock.stdout" 2>"$out/mock.stderr" &
-pids+=($!)
-mock_pid=$!
-url="$(mock_url "$out/mock.stdout" "$out/mock.stderr")"
 for _ in $(seq 1 300); do
     (exec 3<>"/dev/tcp/127.0.0.1/$blob_port") 2>/dev/null && break
     sleep 0.1
@@ -62,6 +56,15 @@ sig = base64.b64encode(hmac.new(base64.b64decode(key), to_sign.encode(), hashlib
 print(urllib.parse.urlencode({**fields, "sig": sig}))
 PY
 )"
+# The mock's import jobs reach the staging container with the SAS, as ADT does with its managed
+# identity: the loader gives ADT plain blob URLs.
+rate_flags=()
+[ -n "${IMPORT_RATE:-}" ] && rate_flags=(--import-rate "$IMPORT_RATE")
+TWINLOAD_MOCK_STORAGE_SAS="$sas" "$bin" mock-adt --listen 127.0.0.1:0 --no-auth "${rate_flags[@]}" \
+    >"$out/mock.stdout" 2>"$out/mock.stderr" &
+pids+=($!)
+mock_pid=$!
+url="$(mock_url "$out/mock.stdout" "$out/mock.stderr")"
 container="http://127.0.0.1:$blob_port/devstoreaccount1/staging"
 curl -sf -X PUT -H 'x-ms-version: 2021-12-02' -H 'content-length: 0' "$container?restype=container&$sas" >/dev/null
 

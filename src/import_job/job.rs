@@ -59,7 +59,7 @@ fn is_job_limit(e: &ClientError) -> bool {
     matches!(e, ClientError::Status(s) if s.code.as_deref() == Some(codes::JOB_LIMIT_REACHED))
 }
 
-/// The job to start: its id, its input and log blobs (URLs with their SAS), and how long to
+/// The job to start: its id, its input and log blobs (URLs without a SAS), and how long to
 /// wait when another bulk job holds the instance (`None`: do not wait).
 pub struct JobRequest<'a> {
     pub job_id: &'a str,

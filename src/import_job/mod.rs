@@ -93,7 +93,8 @@ pub async fn maybe_run(
     );
     staging.put(&input_blob, input.ndjson.clone()).await.map_err(|e| LoadError::Setup(e.to_string()))?;
     let wait = (config.mode == WriteMode::ImportJob).then_some(config.import_job.busy_wait);
-    let (input_url, log_url) = (staging.blob_url(&input_blob), staging.blob_url(&log_blob));
+    // Plain URLs: ADT reads and writes the blobs with its own identity, and never sees the SAS.
+    let (input_url, log_url) = (staging.shown(&input_blob), staging.shown(&log_blob));
     let request = job::JobRequest { job_id: &job_id, input_url: &input_url, log_url: &log_url, wait_if_busy: wait };
     let started_job = job::start(config, client, limiter, request, &mut signals).await.map_err(LoadError::Setup)?;
     let stopped = match started_job {

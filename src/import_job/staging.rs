@@ -42,7 +42,8 @@ impl Staging {
         Ok(Staging { http, container })
     }
 
-    /// The URL of a blob in the container, with the container's SAS: what the ADT instance gets.
+    /// The URL of a blob in the container, with the container's SAS: what twinload itself reads
+    /// and writes with.
     pub fn blob_url(&self, name: &str) -> String {
         let full = self.container.expose();
         let (path, query) = full.split_once('?').unwrap_or((full, ""));
@@ -54,7 +55,9 @@ impl Staging {
         }
     }
 
-    /// The blob's URL without the SAS, for messages.
+    /// The blob's URL without the SAS: what the ADT instance gets (it reaches the blob with its
+    /// own managed identity, and a SAS in a job would show to everyone allowed to read jobs), and
+    /// what messages show.
     pub fn shown(&self, name: &str) -> String {
         format!("{}/{name}", self.container.redacted().trim_end_matches('/'))
     }

@@ -109,6 +109,12 @@ pub struct MockAdtArgs {
     /// i.e. ≈1,667/s. 0 = as fast as the mock's store takes them.
     #[arg(long, default_value_t = crate::jobs::DEFAULT_IMPORT_RATE_PER_S, value_parser = parse_items_per_s)]
     pub import_rate: f64,
+
+    /// The instance's access to Blob Storage for import jobs, as real ADT's managed identity
+    /// has it: a SAS appended to a job's input and log blob URLs that carry none (a client then
+    /// need not put a SAS in the job).
+    #[arg(long, env = "TWINLOAD_MOCK_STORAGE_SAS", hide_env_values = true)]
+    pub storage_sas: Option<String>,
 }
 
 impl MockAdtArgs {
@@ -153,7 +159,11 @@ impl MockAdtArgs {
             tls,
             faults,
             workers: self.workers.unwrap_or_else(server::default_workers),
-            jobs: JobsConfig { import_rate_per_s: self.import_rate, ..JobsConfig::default() },
+            jobs: JobsConfig {
+                import_rate_per_s: self.import_rate,
+                storage_sas: self.storage_sas.clone(),
+                ..JobsConfig::default()
+            },
             ..MockConfig::default()
         })
     }

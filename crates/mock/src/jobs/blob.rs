@@ -1,6 +1,7 @@
-//! Blob Storage as an import job uses it, over the Blob REST API (plain HTTP, a SAS in the URL or
-//! anonymous): Get Blob for the input, Put Blob (`x-ms-blob-type: AppendBlob`) and Append Block
-//! for the output log. The real service does the same with its managed identity.
+//! Blob Storage as an import job uses it, over the Blob REST API (plain HTTP, a SAS in the URL,
+//! the instance's own `storage_sas` added by the runner, or anonymous): Get Blob for the input, Put
+//! Blob (`x-ms-blob-type: AppendBlob`) and Append Block for the output log. The real service does
+//! the same with its managed identity.
 //!
 //! URLs can carry a SAS signature: errors name the blob without its query string.
 

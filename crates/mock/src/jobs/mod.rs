@@ -50,11 +50,30 @@ pub struct JobsConfig {
     /// The runner appends its buffered log lines at least this often, so a client following
     /// the log sees progress while the job runs. Default 1 s.
     pub log_flush_interval: Duration,
+    /// The instance's own access to Blob Storage, standing in for the system-assigned managed
+    /// identity real ADT reads and writes job blobs with: a SAS query appended to a job's blob URL
+    /// that carries none. So a client need not put a SAS in the job (where anyone allowed to read
+    /// jobs would see it); never shown in a job's record.
+    pub storage_sas: Option<String>,
 }
 
 impl Default for JobsConfig {
     fn default() -> JobsConfig {
-        JobsConfig { import_rate_per_s: DEFAULT_IMPORT_RATE_PER_S, log_flush_interval: Duration::from_secs(1) }
+        JobsConfig {
+            import_rate_per_s: DEFAULT_IMPORT_RATE_PER_S,
+            log_flush_interval: Duration::from_secs(1),
+            storage_sas: None,
+        }
+    }
+}
+
+impl JobsConfig {
+    /// `url` as the instance reaches it: with [`JobsConfig::storage_sas`] when it has no query.
+    pub fn with_storage_access(&self, url: &str) -> String {
+        match &self.storage_sas {
+            Some(sas) if !url.contains('?') => format!("{url}?{}", sas.trim_start_matches('?')),
+            _ => url.to_string(),
+        }
     }
 }
 
@@ -265,6 +284,15 @@ mod tests {
             purge_date_time: String::new(),
             error: None,
         }
+    }
+
+    #[test]
+    fn the_instance_s_storage_access_goes_only_on_blob_urls_without_one() {
+        let blob = "http://127.0.0.1:10000/devstoreaccount1/staging/j/input.ndjson";
+        let with = JobsConfig { storage_sas: Some("?sv=1&sig=S".into()), ..JobsConfig::default() };
+        assert_eq!(with.with_storage_access(blob), format!("{blob}?sv=1&sig=S"));
+        assert_eq!(with.with_storage_access(&format!("{blob}?sig=OWN")), format!("{blob}?sig=OWN"));
+        assert_eq!(JobsConfig::default().with_storage_access(blob), blob);
     }
 
     #[test]

@@ -36,6 +36,8 @@ const MAX_APPEND_BLOCK_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 
 /// Starts an import job on its own thread.
 pub fn start_import(jobs: Jobs, job: Arc<Job>, input_url: String, output_url: String) {
+    let (input_url, output_url) =
+        (jobs.config().with_storage_access(&input_url), jobs.config().with_storage_access(&output_url));
     spawn(job.clone(), async move { run_import(&jobs, &job, &input_url, &output_url).await });
 }
 
