@@ -1,8 +1,8 @@
 //! `twinload load --mode import-job` and `--mode auto` end to end: the loader, Azurite as the
 //! staging container, and the mock ADT running the import job.
 
+mod azure_support;
 mod load_support;
-mod support;
 
 use std::io::Write as _;
 use std::path::Path;
@@ -10,9 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use twinload::exit::ExitStatus;
 
+use azure_support::Azurite;
 use load_support::{assert_same_graph, config_for, dead_letters, exported, fleet, graph_of, stats, writes_between};
 use serde_json::Value;
-use support::azurite::Azurite;
 use twinload::config::{LoadConfig, SecretUrl, WriteMode};
 use twinload::limits::Limits;
 use twinload::mock::jobs::JobsConfig;
@@ -29,14 +29,8 @@ fn mock(import_rate_per_s: f64, storage_sas: &str) -> MockHandle {
 /// Azurite with a `staging` container; returns it and the container URL with its SAS.
 fn staging() -> (Azurite, String) {
     let azurite = Azurite::start();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(
-        azurite.create_container(
-            &twinload::http::build(twinload::http::client_builder(None).unwrap()).unwrap(),
-            "staging",
-        ),
-    );
-    let url = format!("{}?{}", azurite.container_url("staging"), azurite.sas);
+    let url = azurite.container_url("staging", "");
+    azure_support::create_container(&url);
     (azurite, url)
 }
 
@@ -79,7 +73,7 @@ fn bad_input(dir: &Path, fleet_path: &Path) -> std::path::PathBuf {
 fn an_import_job_load_lands_the_graph_and_brings_bad_lines_back_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let (azurite, staging_url) = staging();
-    let mock = mock(0.0, &azurite.sas);
+    let mock = mock(0.0, &azurite.sas());
     let fleet_path = fleet(dir.path(), 200, 7);
     let bad_path = bad_input(dir.path(), &fleet_path);
     let mut config = import_job_config(&mock, dir.path(), &staging_url);
@@ -164,7 +158,7 @@ fn auto_writes_per_item_for_a_small_load_and_uses_a_job_for_a_large_first_load()
     let fleet_path = fleet(dir.path(), 100, 3);
 
     // Small: below the (default) threshold, per item.
-    let mock_small = mock(0.0, &azurite.sas);
+    let mock_small = mock(0.0, &azurite.sas());
     let mut config = import_job_config(&mock_small, dir.path(), &staging_url);
     config.mode = WriteMode::Auto;
     let summary = twinload::run::load(config, vec![fleet_path.display().to_string()]).unwrap();
@@ -182,7 +176,7 @@ fn auto_writes_per_item_for_a_small_load_and_uses_a_job_for_a_large_first_load()
     // limits (50 creates/s): T* (~24 s) is well over the job's expected time (~11 s), so a job.
     // (Auto's other reasons for per-item are unit tests of import_job::choice.)
     let fleet_path = fleet(dir.path(), 400, 5);
-    let mock_large = mock(0.0, &azurite.sas);
+    let mock_large = mock(0.0, &azurite.sas());
     let mut config = import_job_config(&mock_large, dir.path(), &staging_url);
     config.mode = WriteMode::Auto;
     config.limits = Limits::from_spec("adt-2021").unwrap();
@@ -235,7 +229,7 @@ fn sigterm_cancels_the_import_job() {
     let dir = tempfile::tempdir().unwrap();
     let (azurite, staging_url) = staging();
     // ~1,000 items at 40/s: the job runs for about 25 s unless cancelled.
-    let mock = mock(40.0, &azurite.sas);
+    let mock = mock(40.0, &azurite.sas());
     let fleet_path = fleet(dir.path(), 300, 11);
     let dead = dir.path().join("dead.ndjson");
     let summary_path = dead.with_extension("summary.json");
@@ -275,7 +269,7 @@ fn sigterm_while_waiting_for_another_bulk_job_stops_early_with_every_item_not_at
     let dir = tempfile::tempdir().unwrap();
     let (azurite, staging_url) = staging();
     // A slow job (about 1,000 items at 20/s) that holds the instance's one bulk-job slot.
-    let mock = mock(20.0, &azurite.sas);
+    let mock = mock(20.0, &azurite.sas());
     let fleet_path = fleet(dir.path(), 300, 12);
     let loader = |name: &str| {
         import_job_process(&mock, &fleet_path, &staging_url, &dir.path().join(format!("{name}.dead.ndjson")))

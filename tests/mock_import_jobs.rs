@@ -2,12 +2,12 @@
 //! blob through a SAS, applies it with the per-item API's validation, writes its log to an
 //! append blob, and keeps to one bulk job at a time and 1 jobs request per second.
 
-mod support;
+mod azure_support;
 
 use std::time::{Duration, Instant};
 
+use azure_support::Azurite;
 use serde_json::{json, Value};
-use support::azurite::Azurite;
 use twinload::mock::jobs::JobsConfig;
 use twinload::mock::server::{start, MockConfig, MockHandle};
 
@@ -109,7 +109,7 @@ fn log_lines(log: &str) -> Vec<Value> {
 async fn an_import_job_applies_the_blob_logs_errors_by_line_and_holds_the_bulk_slot() {
     let azurite = Azurite::start();
     let http = http();
-    azurite.create_container(&http, "jobs").await;
+    azurite.create_container_async(&http, "jobs").await;
     let (text, bad_lines) = input(10, true);
     azurite.put_blob(&http, "jobs", "in.ndjson", text.into_bytes()).await;
     // 23 items at 10/s: the job runs for over 2 s, long enough to meet a second create.
@@ -172,7 +172,7 @@ async fn an_import_job_applies_the_blob_logs_errors_by_line_and_holds_the_bulk_s
 async fn a_cancelled_import_stops_and_a_delete_job_empties_the_instance() {
     let azurite = Azurite::start();
     let http = http();
-    azurite.create_container(&http, "jobs").await;
+    azurite.create_container_async(&http, "jobs").await;
     let (text, _) = input(200, false);
     azurite.put_blob(&http, "jobs", "in.ndjson", text.into_bytes()).await;
     let mock = mock(20.0);
@@ -213,7 +213,7 @@ async fn a_cancelled_import_stops_and_a_delete_job_empties_the_instance() {
 async fn bad_requests_and_unreadable_blobs_fail_clearly() {
     let azurite = Azurite::start();
     let http = http();
-    azurite.create_container(&http, "jobs").await;
+    azurite.create_container_async(&http, "jobs").await;
     let mock = mock(0.0);
     let (status, refused) = jobs_call(
         &http,
@@ -239,7 +239,7 @@ async fn bad_requests_and_unreadable_blobs_fail_clearly() {
     assert!(message.contains("nothing.ndjson") && message.contains("404") && !message.contains("sig="), "{message}");
 
     // A SAS signed with another key is refused by Azurite: the SAS is what authorises the job.
-    let forged = support::sas::account_sas("devstoreaccount1", "c2VjcmV0", "rwdlac", "2099-01-01T00:00:00Z");
+    let forged = azure_support::account_sas_signed_with("c2VjcmV0", "2099-01-01T00:00:00Z");
     let response = http
         .get(format!("{}/jobs/x.ndjson?{forged}", azurite.account_url))
         .header("x-ms-version", "2021-12-02")

@@ -31,9 +31,8 @@ if [ ! -x "$azurite_dir/node_modules/.bin/azurite-blob" ]; then
     mkdir -p "$azurite_dir"
     (cd "$azurite_dir" && npm install --silent --no-audit --no-fund azurite@3.35.0)
 fi
-export TWINLOAD_AZURITE_BLOB="$azurite_dir/node_modules/.bin/azurite-blob"
-# The Blob-input tests (tests/azure_support) read the same binary under this name.
-export TWINLOAD_AZURITE="$TWINLOAD_AZURITE_BLOB"
+# The Blob Storage tests (tests/azure_support) and the load-test scripts read it here.
+export TWINLOAD_AZURITE="$azurite_dir/node_modules/.bin/azurite-blob"
 
 
 # A real Prometheus, Pushgateway and promtool (tests/observe_prometheus.rs), from Debian's

@@ -27,7 +27,7 @@ else
     bin="$target_dir/release/twinload"
     cargo build --release --quiet
 fi
-azurite="${TWINLOAD_AZURITE_BLOB:-$target_dir/azurite/node_modules/.bin/azurite-blob}"
+azurite="${TWINLOAD_AZURITE:-$target_dir/azurite/node_modules/.bin/azurite-blob}"
 
 fleet="$out/fleet-$twins-$seed.ndjson"
 [ -f "$fleet" ] || "$bin" gen --twins "$twins" --seed "$seed" --out "$fleet"

@@ -121,7 +121,55 @@ impl Azurite {
     /// A container's URL with an account SAS granting everything.
     pub fn container_url(&self, container: &str, prefix: &str) -> String {
         let path = if prefix.is_empty() { container.to_string() } else { format!("{container}/{prefix}") };
-        format!("{}/{path}?{}", self.account_url, account_sas("2099-01-01T00:00:00Z"))
+        format!("{}/{path}?{}", self.account_url, self.sas())
+    }
+
+    /// An account SAS query string (no `?`) granting everything, valid for years.
+    pub fn sas(&self) -> String {
+        account_sas("2099-01-01T00:00:00Z")
+    }
+
+    /// A blob's URL with [`Azurite::sas`].
+    pub fn blob_url_with_sas(&self, container: &str, blob: &str) -> String {
+        format!("{}/{container}/{blob}?{}", self.account_url, self.sas())
+    }
+
+    // Plain Blob REST over reqwest, for async tests (the helpers below the impl run their own
+    // runtime, which cannot start inside a test's).
+
+    /// Creates a container (Create Container with the account SAS).
+    pub async fn create_container_async(&self, http: &reqwest::Client, container: &str) {
+        let url = format!("{}/{container}?restype=container&{}", self.account_url, self.sas());
+        let response = http.put(url).header("x-ms-version", "2021-12-02").send().await.expect("create container");
+        assert_eq!(response.status(), 201, "create container: {}", response.text().await.unwrap_or_default());
+    }
+
+    /// Uploads a block blob (Put Blob with the account SAS).
+    pub async fn put_blob(&self, http: &reqwest::Client, container: &str, blob: &str, data: Vec<u8>) {
+        let response = http
+            .put(self.blob_url_with_sas(container, blob))
+            .header("x-ms-version", "2021-12-02")
+            .header("x-ms-blob-type", "BlockBlob")
+            .body(data)
+            .send()
+            .await
+            .expect("put blob");
+        assert_eq!(response.status(), 201, "put blob: {}", response.text().await.unwrap_or_default());
+    }
+
+    /// Reads a blob (Get Blob with the account SAS); `None` when it does not exist.
+    pub async fn get_blob(&self, http: &reqwest::Client, container: &str, blob: &str) -> Option<String> {
+        let response = http
+            .get(self.blob_url_with_sas(container, blob))
+            .header("x-ms-version", "2021-12-02")
+            .send()
+            .await
+            .expect("get blob");
+        if response.status() == 404 {
+            return None;
+        }
+        assert_eq!(response.status(), 200, "get blob {blob}");
+        Some(response.text().await.expect("blob text"))
     }
 }
 
@@ -137,10 +185,15 @@ impl Drop for Azurite {
 /// string-to-sign of sv=2019-12-12 (account name, sp, ss, srt, st, se, sip, spr, sv, each on a
 /// line of its own).
 pub fn account_sas(expiry: &str) -> String {
+    account_sas_signed_with(ACCOUNT_KEY, expiry)
+}
+
+/// [`account_sas`] signed with another key (base64): a forged SAS that Azurite must refuse.
+pub fn account_sas_signed_with(key_base64: &str, expiry: &str) -> String {
     use base64::Engine;
     let (sv, ss, srt, sp) = ("2019-12-12", "b", "sco", "rwdlac");
     let to_sign = format!("{ACCOUNT}\n{sp}\n{ss}\n{srt}\n\n{expiry}\n\n\n{sv}\n");
-    let sig = base64::engine::general_purpose::STANDARD.encode(hmac_sha256(ACCOUNT_KEY, &to_sign));
+    let sig = base64::engine::general_purpose::STANDARD.encode(hmac_sha256(key_base64, &to_sign));
     let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
     format!("sv={sv}&ss={ss}&srt={srt}&sp={sp}&se={}&sig={}", enc(expiry), enc(&sig))
 }
