@@ -113,18 +113,9 @@ fn an_import_job_load_lands_the_graph_and_brings_bad_lines_back_with_file_and_li
         twinload::adt::API_VERSION
     );
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let job: Value = rt.block_on(async {
-        let http = twinload::http::build(twinload::http::client_builder(None).unwrap()).unwrap();
-        // The jobs class allows 1 request/s, which the load has just used: wait out a 429.
-        for _ in 0..5 {
-            let response = http.get(&job_url).send().await.unwrap();
-            if response.status() != 429 {
-                return response.json().await.unwrap();
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        panic!("the jobs API kept answering 429");
-    });
+    let http = twinload::http::build(twinload::http::client_builder(None).unwrap()).unwrap();
+    let (status, job) = rt.block_on(load_support::jobs_call(&http, reqwest::Method::GET, &job_url, None));
+    assert_eq!(status, 200, "{job}");
     let (input, output) =
         (job["inputBlobUri"].as_str().unwrap_or_default(), job["outputBlobUri"].as_str().unwrap_or_default());
     assert!(input.ends_with("/input.ndjson") && output.ends_with("/log.ndjson"), "{job}");

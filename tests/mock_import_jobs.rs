@@ -3,10 +3,12 @@
 //! append blob, and keeps to one bulk job at a time and 1 jobs request per second.
 
 mod azure_support;
+mod load_support;
 
 use std::time::{Duration, Instant};
 
 use azure_support::Azurite;
+use load_support::jobs_call;
 use serde_json::{json, Value};
 use twinload::mock::jobs::JobsConfig;
 use twinload::mock::server::{start, MockConfig, MockHandle};
@@ -25,31 +27,6 @@ fn mock(import_rate_per_s: f64) -> MockHandle {
 
 fn http() -> reqwest::Client {
     twinload::http::client_builder(None).unwrap().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
-}
-
-/// A jobs call, waiting out the jobs class's 429s (1 request/s) within a bounded number of tries.
-async fn jobs_call(http: &reqwest::Client, method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
-    for _ in 0..20 {
-        let mut request = http.request(method.clone(), url);
-        if let Some(body) = &body {
-            request = request.json(body);
-        }
-        let response = request.send().await.expect("jobs request");
-        let status = response.status().as_u16();
-        if status == 429 {
-            let wait: f64 = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1.0);
-            tokio::time::sleep(Duration::from_secs_f64(wait.clamp(0.05, 2.0))).await;
-            continue;
-        }
-        let text = response.text().await.unwrap_or_default();
-        return (status, serde_json::from_str(&text).unwrap_or(Value::Null));
-    }
-    panic!("{method} {url} was throttled 20 times in a row");
 }
 
 async fn wait_until_done(http: &reqwest::Client, url: &str) -> Value {

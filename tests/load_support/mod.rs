@@ -88,3 +88,33 @@ pub fn dead_letters(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("each dead letter is JSON"))
         .collect()
 }
+
+/// A jobs call, waiting out the jobs class's 429s (1 request/s) within a bounded number of tries.
+pub async fn jobs_call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    for _ in 0..20 {
+        let mut request = http.request(method.clone(), url);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("jobs request");
+        let status = response.status().as_u16();
+        if status == 429 {
+            let wait: f64 = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1.0);
+            tokio::time::sleep(Duration::from_secs_f64(wait.clamp(0.05, 2.0))).await;
+            continue;
+        }
+        let text = response.text().await.unwrap_or_default();
+        return (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null));
+    }
+    panic!("{method} {url} was throttled 20 times in a row");
+}
