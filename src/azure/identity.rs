@@ -24,7 +24,8 @@ use azure_identity::{
 };
 use serde::Deserialize;
 
-use super::transport::{client_options, TransportError};
+use super::transport::client_options;
+use crate::http::HttpSetupError;
 
 /// The scope of ADT's data plane.
 pub const ADT_SCOPE: &str = "https://digitaltwins.azure.net/.default";
@@ -59,7 +60,7 @@ pub enum CredentialKind {
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error(transparent)]
-    Transport(#[from] TransportError),
+    Transport(#[from] HttpSetupError),
     #[error("cannot set up the {kind} credential: {detail}")]
     Credential { kind: &'static str, detail: String },
     #[error("--credential client-secret needs the environment variable {0}")]

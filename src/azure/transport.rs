@@ -12,10 +12,10 @@ use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Tra
 /// have no overall timeout: a blob download may stream for minutes.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub use crate::http::HttpSetupError as TransportError;
+use crate::http::HttpSetupError;
 
 /// The client for the Azure SDK clients: [`crate::http::client_builder`] with a connect timeout.
-pub fn http_client(ca_cert: Option<&Path>) -> Result<reqwest::Client, TransportError> {
+pub fn http_client(ca_cert: Option<&Path>) -> Result<reqwest::Client, HttpSetupError> {
     crate::http::build(crate::http::client_builder(ca_cert)?.connect_timeout(CONNECT_TIMEOUT))
 }
 
@@ -31,7 +31,7 @@ pub const AZURE_SDK_MAX_RETRIES: u32 = 6;
 pub const AZURE_SDK_FIRST_DELAY: azure_core::time::Duration = azure_core::time::Duration::milliseconds(100);
 
 /// `ClientOptions` whose transport is [`http_client`], with [`AZURE_SDK_MAX_RETRIES`].
-pub fn client_options(ca_cert: Option<&Path>) -> Result<ClientOptions, TransportError> {
+pub fn client_options(ca_cert: Option<&Path>) -> Result<ClientOptions, HttpSetupError> {
     let client = http_client(ca_cert)?;
     let retry = RetryOptions::exponential(ExponentialRetryOptions {
         max_retries: AZURE_SDK_MAX_RETRIES,
