@@ -33,20 +33,23 @@ free_port() {
 
 # Starts Azurite (Blob only, in memory, loopback) and a mock ADT with auth off, each in the
 # background with its pid added to the caller's `pids` array (the caller's EXIT trap stops
-# them), and waits until both answer. Reads the caller's $azurite and $mockbin, writes logs
-# into $work; sets `port` (Azurite's), `account` (its URL for devstoreaccount1), `sas` and `adt`
-# (the mock's URL).
+# them), and waits until both answer. Reads the caller's $azurite and $mockbin, and its optional
+# `mock_flags` array (extra mock-adt flags); writes logs into $work; sets `port` (Azurite's),
+# `account` (its URL for devstoreaccount1), `sas`, `adt` (the mock's URL) and `mock_pid`. The
+# mock's import jobs reach Azurite with the SAS, as ADT does with its managed identity.
 start_azurite_and_mock() {
     port=$(free_port)
     (cd "$work" && exec "$azurite" --blobHost 127.0.0.1 --blobPort "$port" --inMemoryPersistence --disableTelemetry \
         --skipApiVersionCheck --loose --silent > azurite.log 2>&1) &
     pids+=($!)
-    "$mockbin" mock-adt --no-auth --listen 127.0.0.1:0 > "$work/mock.out" 2> "$work/mock.err" &
-    pids+=($!)
+    sas=$(azurite_sas)
+    account="http://127.0.0.1:$port/devstoreaccount1"
+    TWINLOAD_MOCK_STORAGE_SAS="$sas" "$mockbin" mock-adt --no-auth --listen 127.0.0.1:0 \
+        ${mock_flags[@]+"${mock_flags[@]}"} > "$work/mock.out" 2> "$work/mock.err" &
+    mock_pid=$!
+    pids+=($mock_pid)
     adt=$(mock_url "$work/mock.out" "$work/mock.err")
     local _
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "Azurite did not start: see $work/azurite.log" >&2; return 1; }
-    sas=$(azurite_sas)
-    account="http://127.0.0.1:$port/devstoreaccount1"
 }

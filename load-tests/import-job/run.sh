@@ -8,8 +8,8 @@
 #
 # PROFILE=dev uses the debug build instead of the release one (both sides are rate-bound here).
 # IMPORT_RATE (items/s, default: the mock's default, 1,667/s) sets the mock's --import-rate.
-# Needs Azurite 3.35.0 (tests/run.sh installs it into $CARGO_TARGET_DIR/azurite) and python3
-# (only its standard library: it signs the SAS). Leaves the summary JSON, `time -v` output and
+# Needs Azurite 3.35.0 (tests/run.sh installs it into $CARGO_TARGET_DIR/azurite), openssl and
+# python3 (load-tests/lib.sh signs the SAS). Leaves the summary JSON, `time -v` output and
 # the mock's stats in $OUT (default /tmp/twinload-import-job). Stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,37 +35,16 @@ fleet="$out/fleet-$twins-$seed.ndjson"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done' EXIT
 
-blob_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-(cd "$out" && exec "$azurite" --blobHost 127.0.0.1 --blobPort "$blob_port" --inMemoryPersistence \
-    --disableTelemetry --skipApiVersionCheck --loose >"$out/azurite.log" 2>&1) &
-pids+=($!)
-
-for _ in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$blob_port") 2>/dev/null && break
-    sleep 0.1
-done
-
-# An account SAS (sv 2020-02-10) for Azurite's well-known development key.
-sas="$(python3 - <<'PY'
-import base64, hashlib, hmac, urllib.parse
-account = "devstoreaccount1"
-key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-fields = dict(sv="2020-02-10", ss="b", srt="sco", sp="rwdlac", se="2099-01-01T00:00:00Z", spr="https,http")
-to_sign = "\n".join([account, fields["sp"], fields["ss"], fields["srt"], "", fields["se"], "", fields["spr"], fields["sv"], ""])
-sig = base64.b64encode(hmac.new(base64.b64decode(key), to_sign.encode(), hashlib.sha256).digest()).decode()
-print(urllib.parse.urlencode({**fields, "sig": sig}))
-PY
-)"
-# The mock's import jobs reach the staging container with the SAS, as ADT does with its managed
-# identity: the loader gives ADT plain blob URLs.
-rate_flags=()
-[ -n "${IMPORT_RATE:-}" ] && rate_flags=(--import-rate "$IMPORT_RATE")
-TWINLOAD_MOCK_STORAGE_SAS="$sas" "$bin" mock-adt --listen 127.0.0.1:0 --no-auth "${rate_flags[@]}" \
-    >"$out/mock.stdout" 2>"$out/mock.stderr" &
-pids+=($!)
-mock_pid=$!
-url="$(mock_url "$out/mock.stdout" "$out/mock.stderr")"
-container="http://127.0.0.1:$blob_port/devstoreaccount1/staging"
+# Azurite as the staging container and the mock (lib.sh): the mock's import jobs reach the
+# container with the SAS, as ADT does with its managed identity, and the loader gives ADT plain
+# blob URLs.
+work="$out"
+mockbin="$bin"
+mock_flags=()
+[ -n "${IMPORT_RATE:-}" ] && mock_flags=(--import-rate "$IMPORT_RATE")
+start_azurite_and_mock
+url="$adt"
+container="$account/staging"
 curl -sf -X PUT -H 'x-ms-version: 2021-12-02' -H 'content-length: 0' "$container?restype=container&$sas" >/dev/null
 
 set +e
