@@ -70,20 +70,26 @@ mod tests {
     use super::*;
     use crate::item::ItemKey;
 
+    /// An Import-Jobs NDJSON file of twins `t0`… (the header on lines 1–3), with a line that is
+    /// not JSON after twin `bad_after`.
+    fn twins_ndjson(twins: usize, bad_after: Option<usize>) -> String {
+        let mut text =
+            String::from("{\"Section\": \"Header\"}\n{\"fileVersion\": \"1.0.0\"}\n{\"Section\": \"Twins\"}\n");
+        for i in 0..twins {
+            text.push_str(&format!("{{\"$dtId\":\"t{i}\",\"$metadata\":{{\"$model\":\"dtmi:a:b;1\"}}}}\n"));
+            if bad_after == Some(i) {
+                text.push_str("{not json\n");
+            }
+        }
+        text
+    }
+
     #[test]
     fn every_item_arrives_once_in_input_order_across_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fleet.ndjson");
-        let mut text =
-            String::from("{\"Section\": \"Header\"}\n{\"fileVersion\": \"1.0.0\"}\n{\"Section\": \"Twins\"}\n");
         let twins = CHUNK * 2 + 7;
-        for i in 0..twins {
-            text.push_str(&format!("{{\"$dtId\":\"t{i}\",\"$metadata\":{{\"$model\":\"dtmi:a:b;1\"}}}}\n"));
-            if i == 5 {
-                text.push_str("{not json\n");
-            }
-        }
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, twins_ndjson(twins, Some(5))).unwrap();
         let input = vec![path.display().to_string()];
         let got = actix::System::new().block_on(async move {
             let ingestion = Ingestion::open(&input, &InputOptions::default(), Selection::default()).unwrap().start();
@@ -109,12 +115,7 @@ mod tests {
     fn a_shard_takes_only_its_items() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fleet.ndjson");
-        let mut text =
-            String::from("{\"Section\": \"Header\"}\n{\"fileVersion\": \"1.0.0\"}\n{\"Section\": \"Twins\"}\n");
-        for i in 0..200 {
-            text.push_str(&format!("{{\"$dtId\":\"t{i}\",\"$metadata\":{{\"$model\":\"dtmi:a:b;1\"}}}}\n"));
-        }
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, twins_ndjson(200, None)).unwrap();
         let input = vec![path.display().to_string()];
         let counts: Vec<usize> = (0..2)
             .map(|i| {
