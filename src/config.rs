@@ -586,6 +586,7 @@ pub struct FileConfig {
     pub rate_share: Option<f64>,
     pub shutdown_grace_s: Option<f64>,
     pub ledger: Option<String>,
+    pub source: Option<String>,
     pub verify: Option<bool>,
     pub prune: Option<bool>,
     pub prune_scope: Option<PruneScope>,
@@ -813,6 +814,12 @@ pub struct ConfigArgs {
     /// Default: none.
     #[arg(long, env = "TWINLOAD_LEDGER")]
     pub ledger: Option<String>,
+    /// The source the ledger belongs to, by name: a scheduled sync whose input is a new dated
+    /// export each run (exports/2026-12-02/fleet.ndjson, then exports/2026-12-03/fleet.ndjson)
+    /// keeps one ledger under one name. Default: the inputs as named. One ledger per source (and
+    /// per shard): a ledger has one writer at a time.
+    #[arg(long, env = "TWINLOAD_SOURCE")]
+    pub source: Option<String>,
     /// With --mode sync: read ADT's current state through the query API even with a ledger.
     #[arg(long, env = "TWINLOAD_VERIFY", num_args = 0..=1, default_missing_value = "true")]
     pub verify: Option<bool>,
@@ -942,6 +949,7 @@ impl ConfigArgs {
         }
         config.sync = SyncSettings {
             ledger: self.ledger.clone().or(file.ledger),
+            source: self.source.clone().or(file.source),
             verify: self.verify.or(file.verify).unwrap_or(false),
             prune: self.prune.or(file.prune).unwrap_or(false),
             prune_scope: self.prune_scope.clone().or(file.prune_scope).unwrap_or(PruneScope::Ledger),

@@ -42,6 +42,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "chaos",
     "metrics",
     "ledger",
+    "source",
     "verify",
     "prune",
     "prune_scope",

@@ -319,7 +319,7 @@ fn account(
         match outcome {
             None => {
                 let target = f.scheduler.target_of(id);
-                let entry = crate::ledger::Entry { hash: line.hash.to_hex().to_string(), etag: None, target };
+                let entry = crate::ledger::Entry { hash: line.hash.into(), etag: None, target };
                 journal.landed_as(kind, f.scheduler.key(id), entry);
             }
             Some(letter) => journal.dead_letter(&letter).map_err(|e| e.to_string())?,

@@ -105,7 +105,7 @@ impl Stage {
             return Ok(stage);
         }
         if let Some(location) = &settings.ledger {
-            let identity = Identity::new(&config.endpoint, inputs);
+            let identity = Identity::new(&config.endpoint, settings.source.as_deref(), inputs);
             let ledger = Ledger::open(location, identity, &crate::azure::blob_url::BlobAccess::from_config(config))
                 .map_err(|e| LoadError::Setup(e.to_string()))?;
             tracing::info!("ledger {}: {} items recorded", ledger.location(), ledger.len());

@@ -46,17 +46,17 @@ pub async fn plan(
     let mut plan = PrunePlan::default();
     match (&settings.prune_scope, ledger, adt) {
         (PruneScope::Ledger, Some(ledger), _) => {
-            for (key, _) in ledger.entries() {
-                match key {
+            for key in ledger.keys() {
+                match &key {
                     ItemKey::Twin { id } => {
                         plan.scope_size += 1;
-                        if !seen.contains(key) {
+                        if !seen.contains(&key) {
                             plan.twins.insert(id.clone());
                         }
                     }
                     ItemKey::Relationship { source, id } => {
                         plan.scope_size += 1;
-                        if !seen.contains(key) {
+                        if !seen.contains(&key) {
                             plan.relationships.insert((source.clone(), id.clone()));
                         }
                     }
