@@ -3,7 +3,8 @@
 //! retargeted, twins removed) the next sync sends exactly the expected requests, counted by the
 //! mock by operation, and the mock's graph equals the new source; untouched twins keep their
 //! `$lastUpdateTime`; an unchanged re-run writes nothing; `--max-deletes` stops a prune before
-//! any write; the same works without a ledger, from ADT's state read by query.
+//! any write; the same works without a ledger, from ADT's state read by query. A source named
+//! with `--source` keeps its ledger when its input is a new dated export every day.
 
 mod load_support;
 
@@ -390,5 +391,78 @@ fn the_query_reads_of_a_sync_carry_the_token() {
     assert!(delta(&before, &after, "POST query") >= 2, "twins and relationships are read by query");
     assert_eq!(after["requests_by_status"]["401"].as_u64().unwrap_or(0), 0, "no request went without the token");
     assert_eq!(delta(&before, &after, "PATCH patch"), change.patched.len() as u64);
+    mock.stop();
+}
+
+/// A scheduled sync over a dated export (ADF's date-partitioned folders): each day's file has
+/// another name, the source keeps its name, and the ledger follows the source.
+#[test]
+fn a_dated_export_under_one_source_name_syncs_and_prunes_against_its_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, old, change) = setup(dir.path(), 200);
+    let day = |date: &str| {
+        let path = dir.path().join("exports").join(date).join("fleet.ndjson");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        path
+    };
+    let (monday, tuesday) = (day("2026-12-02"), day("2026-12-03"));
+    old.write(&monday);
+    change.fleet.write(&tuesday);
+    let ledger = dir.path().join("fleet.ledger.ndjson");
+    let mock = mock();
+    let named = |source: Option<&str>| {
+        let mut config = sync_config(&mock, dir.path(), Some(&ledger));
+        config.sync.source = source.map(str::to_string);
+        config
+    };
+
+    let first = load(named(Some("fleet")), input_of(&monday)).expect("Monday's sync runs");
+    assert_eq!(first.exit_code, ExitStatus::Ok, "{}", first.human());
+    assert_same_graph(&graph_of(&monday), &exported(&mock));
+
+    // Without the name, Tuesday's file is another source: refused before any write, saying how
+    // to name it.
+    let before = stats(&mock);
+    let err = load(named(None), input_of(&tuesday)).expect_err("an unnamed source is its inputs");
+    let LoadError::Setup(message) = err else { panic!("a setup failure (exit 4), got {err:?}") };
+    assert!(message.contains("--source fleet"), "{message}");
+    assert_eq!(writes_between(&before, &stats(&mock)), 0);
+
+    // Named, Tuesday's export syncs against Monday's ledger: only the differences, and the
+    // prune removes what left the source.
+    let mut config = named(Some("fleet"));
+    config.sync.prune = true;
+    let before = stats(&mock);
+    let second = load(config, input_of(&tuesday)).expect("Tuesday's sync runs");
+    let after = stats(&mock);
+    assert_eq!(second.exit_code, ExitStatus::Ok, "{}", second.human());
+    assert_same_graph(&graph_of(&tuesday), &exported(&mock));
+    let report = second.sync.as_ref().expect("a sync report");
+    assert_eq!(report.state_from, "ledger", "the ledger was kept, not started afresh");
+    assert_eq!(delta(&before, &after, "POST query"), 0, "the ledger spares the query");
+    assert_eq!(delta(&before, &after, "PATCH patch"), change.patched.len() as u64);
+    assert_eq!(
+        delta(&before, &after, "DELETE create_delete"),
+        (change.retargeted + change.removed_relationships + change.removed_twins.len()) as u64,
+        "retargeted + pruned relationships + pruned twins: {}",
+        after["requests_by_operation"]
+    );
+    assert_eq!(report.twins.delete, change.removed_twins.len() as u64);
+
+    // Wednesday's export, unchanged, through the command line's --source: nothing is written.
+    let wednesday = day("2026-12-04");
+    change.fleet.write(&wednesday);
+    let before = stats(&mock);
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_twinload"))
+        .args(["load", "--mode", "sync", "--prune", "--source", "fleet", "--endpoint", &mock.url, "--input"])
+        .arg(&wednesday)
+        .arg("--ledger")
+        .arg(&ledger)
+        .arg("--dead-letter")
+        .arg(dir.path().join("wednesday-dead.ndjson"))
+        .output()
+        .expect("twinload runs");
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(writes_between(&before, &stats(&mock)), 0, "an unchanged export writes nothing");
     mock.stop();
 }
