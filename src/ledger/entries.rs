@@ -356,3 +356,34 @@ mod tests {
         assert_eq!(e.keys().count(), keys.len());
     }
 }
+
+#[cfg(test)]
+mod measure {
+    use super::*;
+
+    fn rss_kib() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    #[ignore]
+    fn memory_of_a_million_twins_and_two_million_relationships() {
+        let before = rss_kib();
+        let mut e = Entries::default();
+        for i in 0..1_000_000u32 {
+            let etag = format!("W/\"{}\"", uuid::Uuid::new_v4());
+            let hash = blake3::hash(&i.to_le_bytes());
+            e.insert(&ItemKey::Twin { id: format!("vehicle-{i}") }, &Entry { hash: hash.into(), etag: Some(etag), target: None });
+        }
+        for i in 0..2_000_000u32 {
+            let etag = format!("W/\"{}\"", uuid::Uuid::new_v4());
+            let hash = blake3::hash(&(i + 5_000_000).to_le_bytes());
+            let key = ItemKey::Relationship { source: format!("vehicle-{}", i / 2), id: format!("hasPart-{}", i % 2) };
+            e.insert(&key, &Entry { hash: hash.into(), etag: Some(etag), target: Some(format!("vehicle-{}", (i * 7) % 1_000_000)) });
+        }
+        let after = rss_kib();
+        eprintln!("{} items: {} MiB", e.len(), (after - before) / 1024);
+    }
+}
