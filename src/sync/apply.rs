@@ -96,7 +96,10 @@ pub async fn run(
                         item_json: item.as_ref().map(|i| i.body().get().to_string()),
                         status: reply.as_ref().and_then(|r| r.status),
                         error_code: reply.as_ref().and_then(|r| r.code.clone()),
-                        reason_code: crate::reason::ReasonCode::SyncWriteFailed,
+                        reason_code: match reply.as_ref().map(|r| &r.outcome) {
+                            Some(Outcome::Redirected { .. }) => crate::reason::ReasonCode::Redirected,
+                            _ => crate::reason::ReasonCode::SyncWriteFailed,
+                        },
                         reason: format!("{key}: {reason}"),
                         key,
                     };
@@ -285,7 +288,7 @@ where
                 };
                 tokio::time::sleep(wait).await;
             }
-            Outcome::Transient { .. } if failures + 1 < env.config.retry.max_attempts => {
+            Outcome::Transient { .. } | Outcome::TooLarge { .. } if failures + 1 < env.config.retry.max_attempts => {
                 failures += 1;
                 tokio::time::sleep(backoff.backoff(failures)).await;
             }
@@ -299,10 +302,10 @@ fn describe(reply: &Reply) -> String {
         Outcome::Rejected { message } | Outcome::AuthFailed { message } | Outcome::TwinNotVisible { message } => {
             format!("{} {message}", reply.status.map(|s| s.to_string()).unwrap_or_default())
         }
-        Outcome::Transient { detail } => detail.clone(),
         Outcome::Throttled { .. } => "still throttled after many waits".into(),
         Outcome::AlreadyExists { .. } => "already exists".into(),
         Outcome::Landed => "landed".into(),
+        outcome => outcome.detail(),
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod hostile;
+
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
