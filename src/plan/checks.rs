@@ -110,9 +110,7 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
         }
     };
     // Last: a problem found above says more about the item than its JSON's numbers.
-    let problem = problem.or_else(|| {
-        json_problem(item.body().get()).map(|why| (ReasonCode::ParseError, format!("{}: {why}", item.key())))
-    });
+    let problem = problem.or_else(|| json_problem(item.body().get()).map(|why| (ReasonCode::ParseError, why)));
     plan.status.push(Status::Accepted);
     plan.rejection_of.push(NONE);
     let id = plan.arena.len() as ItemId - 1;
