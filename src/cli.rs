@@ -58,7 +58,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(status) => status.into(),
         Err(e) => {
-            eprintln!("error: {}", crate::redact::redact(&format!("{e:#}")));
+            crate::diag!("error: {e:#}");
             ExitStatus::Internal.into()
         }
     }
@@ -72,6 +72,8 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| crate::redact::Redacting(std::io::stderr()))
+        // Its default reports a failed write with eprintln!, which panics on a closed stderr.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -55,6 +55,7 @@
 //! Entry points
 //! - [`cli`]: the command line; `src/main.rs` only calls [`cli::main`].
 //! - [`exit`]: the exit status every subcommand returns (documented in the README).
+//! - [`diag`]: messages on stderr that never panic, even on a closed pipe or a full disk.
 //! - [`report`]: `twinload report`: a run's summary and timeline as one HTML page with SVG charts.
 //! - [`demo`]: `twinload demo`: mock, generated fleet, full load, check, summary.
 
@@ -69,6 +70,7 @@ pub mod client;
 pub mod config;
 #[cfg(feature = "mock")]
 pub mod demo;
+pub mod diag;
 pub mod exit;
 pub mod gen;
 pub mod http;

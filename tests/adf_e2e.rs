@@ -50,6 +50,11 @@ fn mock_with_token() -> MockHandle {
 /// `twinload load <args>` with a clean environment (no TWINLOAD_* or AZ_BATCH_* from the outer
 /// shell), the given variables, in `cwd`.
 fn twinload(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    load_command(cwd, args, env).output().expect("twinload runs")
+}
+
+/// The command [`twinload`] runs.
+fn load_command(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_twinload"));
     cmd.arg("load").args(args).current_dir(cwd);
     for (k, _) in std::env::vars() {
@@ -58,7 +63,7 @@ fn twinload(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         }
     }
     cmd.envs(env.iter().copied());
-    cmd.output().expect("twinload runs")
+    cmd
 }
 
 fn stderr(o: &Output) -> String {
@@ -562,4 +567,37 @@ fn a_securestring_in_a_setting_that_fails_to_parse_is_not_echoed_by_the_error() 
     for text in [&err, &outputs, &String::from_utf8_lossy(&out.stdout).into_owned()] {
         assert!(!text.contains(secret), "the SecureString leaked: {text}");
     }
+}
+
+#[test]
+fn a_closed_stderr_still_leaves_outputs_json_and_the_summary() {
+    let mock = mock_with_token();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("in.ndjson"), prototype_models_and_twins(&["c1", "c2"])).unwrap();
+    std::fs::write(root.join("activity.json"), activity(json!({"endpoint": mock.url, "input": "in.ndjson"}))).unwrap();
+    // stderr a pipe whose reader left before anything was written (`2>&1 | head -0`).
+    let mut child =
+        load_command(root, &["--activity", "activity.json", "--summary", "summary.json"], &[("TWINLOAD_TOKEN", TOKEN)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("twinload starts");
+    drop(child.stderr.take());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("twinload did not end");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "not a panic (101)");
+    let outputs = read_json(&root.join("outputs.json"));
+    assert_eq!((outputs["exit_code"].as_u64(), outputs["items"]["twins"]["landed"].as_u64()), (Some(0), Some(2)));
+    assert_eq!(read_json(&root.join("summary.json"))["items"]["twins"]["landed"], 2);
+    mock.stop();
 }

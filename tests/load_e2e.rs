@@ -367,3 +367,185 @@ fn sigterm_ends_the_run_cleanly_with_its_exit_code_and_summary() {
     assert_eq!(held.relationships.len() as u64, summary["items"]["relationships"]["landed"].as_u64().unwrap());
     mock.stop();
 }
+
+/// A finished `twinload load` child: exit code, stderr, and its peak resident memory.
+struct Finished {
+    code: Option<i32>,
+    stderr: String,
+    peak_rss_kb: u64,
+}
+
+/// The child's peak resident set so far (`VmHWM`), 0 once it has exited.
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("VmHWM: 0 kB");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// Runs `twinload load <args>` to its end (killed, and the test failed, after `bound`), its
+/// stderr into `dir/stderr.txt`, watching its peak memory.
+fn load_child(dir: &std::path::Path, args: &[&str], stdin: std::process::Stdio, bound: Duration) -> Finished {
+    let stderr_path = dir.join("stderr.txt");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twinload"))
+        .arg("load")
+        .args(args)
+        .stdin(stdin)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("twinload starts");
+    let started = std::time::Instant::now();
+    let mut peak = 0;
+    let status = loop {
+        peak = peak.max(peak_rss_kb(child.id()));
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            panic!("twinload load {args:?} did not end within {bound:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Finished { code: status.code(), stderr: std::fs::read_to_string(stderr_path).unwrap(), peak_rss_kb: peak }
+}
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn a_fleet_piped_to_stdin_lands_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 300, 17);
+    let expected = graph_of(&input);
+    let mock = mock();
+    let summary_path = dir.path().join("summary.json");
+    let summary_arg = summary_path.display().to_string();
+    let dead = dir.path().join("dead.ndjson").display().to_string();
+    let stdin = std::fs::File::open(&input).unwrap().into();
+    let args = ["--endpoint", &mock.url, "--input", "-", "--summary", &summary_arg, "--dead-letter", &dead];
+    let run = load_child(dir.path(), &args, stdin, Duration::from_secs(120));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let held = exported(&mock);
+    assert_same_graph(&expected, &held);
+    let summary = read_json(&summary_path);
+    let (models, twins, relationships) = held.counts();
+    assert_eq!(summary["items"]["models"]["landed"], models as u64);
+    assert_eq!(summary["items"]["twins"]["landed"], twins as u64);
+    assert_eq!(summary["items"]["relationships"]["landed"], relationships as u64);
+    mock.stop();
+}
+
+#[test]
+fn a_deep_extends_chain_dead_letters_in_proportion_to_its_length() {
+    const DEPTH: usize = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    // C0 … C4999, each extending the one before; ADT (and the mock) refuse chains past 10.
+    let mut text = String::from("{\"Section\": \"Header\"}\n{\"fileVersion\": \"1.0.0\"}\n{\"Section\": \"Models\"}\n");
+    for i in 0..DEPTH {
+        let extends = if i > 0 { format!(",\"extends\":\"dtmi:ex:C{};1\"", i - 1) } else { String::new() };
+        text.push_str(&format!(
+            "{{\"@id\":\"dtmi:ex:C{i};1\",\"@type\":\"Interface\",\"@context\":\"dtmi:dtdl:context;2\"{extends}}}\n"
+        ));
+    }
+    let input = dir.path().join("chain.ndjson");
+    std::fs::write(&input, text).unwrap();
+    let mock = mock();
+    let dead = dir.path().join("dead.ndjson");
+    let args = [
+        "--endpoint",
+        &mock.url,
+        "--input",
+        &input.display().to_string(),
+        "--dead-letter",
+        &dead.display().to_string(),
+    ]
+    .map(|s| s.to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = load_child(dir.path(), &args, std::process::Stdio::null(), Duration::from_secs(300));
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    // Nested reasons made 489 MB of dead letters and 910 MB of memory for this chain.
+    let size = std::fs::metadata(&dead).unwrap().len();
+    assert!(size < (DEPTH as u64) * 2_000, "{size} bytes of dead letters for {DEPTH} models");
+    assert!(run.peak_rss_kb > 0 && run.peak_rss_kb < 300 * 1024, "peak RSS {} kB", run.peak_rss_kb);
+    let letters = dead_letters(&dead);
+    let root = letters.iter().find(|l| l["reason_code"] == "write_failed").expect("the model ADT refused");
+    let root_id = root["id"].as_str().unwrap().to_string();
+    let dependents: Vec<_> = letters.iter().filter(|l| l["reason_code"] == "dependency_failed").collect();
+    assert_eq!(dependents.len() + 1 + 10, DEPTH, "the ten models within the limit land, the rest are dead letters");
+    for letter in dependents {
+        let id = letter["id"].as_str().unwrap();
+        let i: usize = id.trim_start_matches("dtmi:ex:C").trim_end_matches(";1").parse().unwrap();
+        let reason = letter["reason"].as_str().unwrap();
+        assert!(reason.contains(&format!("model dtmi:ex:C{};1 failed", i - 1)), "{id}: {reason}");
+        // Past the upload batch the root failed in, the scheduler names the root too (inside
+        // it, the batch's one-by-one upload names the model before).
+        if i >= 100 {
+            assert!(reason.contains(&format!("{root_id} failed (the root cause)")), "{id}: {reason}");
+        }
+    }
+    mock.stop();
+}
+
+#[test]
+fn a_closed_stderr_is_no_panic_and_unwritable_summary_or_dead_letters_exit_6() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 20, 3);
+    let mock = mock();
+    let summary_path = dir.path().join("summary.json");
+    let dead = dir.path().join("dead.ndjson").display().to_string();
+    let base = ["--endpoint", &mock.url, "--input", &input.display().to_string(), "--dead-letter", &dead]
+        .map(|s| s.to_string());
+
+    // stderr a pipe whose reader left before anything was written (`2>&1 | head -0`).
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twinload"))
+        .arg("load")
+        .args(&base)
+        .arg("--summary")
+        .arg(&summary_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("twinload did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "not a panic (101)");
+    assert_eq!(read_json(&summary_path)["exit_code"], 0, "the summary file is written");
+
+    // The summary file cannot be written: exit 6, said so, and the summary printed anyway.
+    let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+    args.extend(["--summary", "/dev/full"]);
+    let run = load_child(dir.path(), &args, std::process::Stdio::null(), Duration::from_secs(120));
+    assert_eq!(run.code, Some(i32::from(ExitStatus::OutputFailed.code())), "{}", run.stderr);
+    assert!(run.stderr.contains("cannot write the summary /dev/full"), "{}", run.stderr);
+    assert!(run.stderr.contains("twinload load: ") && run.stderr.contains("landed"), "{}", run.stderr);
+
+    // A dead letter that cannot be written: exit 6, and the summary file says why.
+    let bad = dir.path().join("bad.ndjson");
+    let model = r#"{"@id":"dtmi:ex:P;1","@type":"Interface","@context":"dtmi:dtdl:context;2","contents":[{"@type":"Property","name":"p","schema":"double"}]}"#;
+    let twin = r#"{"$dtId":"bad","$metadata":{"$model":"dtmi:ex:P;1"},"p":"not a number"}"#;
+    let header = "{\"Section\": \"Header\"}\n{\"fileVersion\": \"1.0.0\"}\n";
+    std::fs::write(&bad, format!("{header}{{\"Section\": \"Models\"}}\n{model}\n{{\"Section\": \"Twins\"}}\n{twin}\n"))
+        .unwrap();
+    let summary_arg = summary_path.display().to_string();
+    let bad_arg = bad.display().to_string();
+    let args = ["--endpoint", &mock.url, "--input", &bad_arg, "--dead-letter", "/dev/full", "--summary", &summary_arg];
+    let run = load_child(dir.path(), &args, std::process::Stdio::null(), Duration::from_secs(120));
+    assert_eq!(run.code, Some(6), "{}", run.stderr);
+    let summary = read_json(&summary_path);
+    assert_eq!(summary["exit_code"], 6);
+    assert!(summary["journal_error"].as_str().unwrap().contains("/dev/full"), "{summary}");
+    assert!(run.stderr.contains("error: cannot write the dead-letter file /dev/full"), "{}", run.stderr);
+    mock.stop();
+}

@@ -212,10 +212,19 @@ async fn finish(
         },
     );
     summary.sync = sync;
+    // A file the run must leave that could not be written is the run's error, not a bug of
+    // ours: its own exit code, and the summary still goes to stderr and outputs.json.
+    if summary.journal_error.is_some() {
+        summary.exit_code = summary.exit_code.with_output_failure();
+    }
     if let Some(path) = &config.summary_path {
-        summary
-            .write_json(path)
-            .map_err(|e| LoadError::Internal(anyhow::anyhow!("cannot write the summary {}: {e}", path.display())))?;
+        if let Err(e) = summary.write_json(path) {
+            summary.exit_code = summary.exit_code.with_output_failure();
+            summary.output_error = Some(format!(
+                "cannot write the summary {}: {e}; it is printed here instead: check the path and the free space",
+                path.display()
+            ));
+        }
     }
     // Only a run that reached its end may archive: a stopped one left items unattempted.
     if config.archive.is_some() && matches!(summary.exit_code, ExitStatus::Ok | ExitStatus::DeadLetters) {
@@ -228,7 +237,7 @@ async fn finish(
 /// what it did on stderr. A failure leaves blobs in place and does not change the exit code.
 async fn archive_inputs(config: &LoadConfig) {
     match crate::azure::archive::after_run(config).await {
-        Ok(r) => eprintln!(
+        Ok(r) => crate::diag!(
             "archive: {} blobs moved, {} kept (dead letters), {} failed, {} files uploaded{}",
             r.archived.len(),
             r.kept_with_dead_letters.len(),
@@ -236,6 +245,6 @@ async fn archive_inputs(config: &LoadConfig) {
             r.uploaded.len(),
             r.failed.iter().map(|f| format!("\n  {f}")).collect::<String>()
         ),
-        Err(e) => eprintln!("archive: nothing archived: {e}"),
+        Err(e) => crate::diag!("archive: nothing archived: {e}"),
     }
 }

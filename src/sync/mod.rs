@@ -213,7 +213,7 @@ impl Stage {
         }
         let line = self.report.plan_line();
         tracing::info!("{line}");
-        eprintln!("{line}");
+        crate::diag!("{line}");
         let before = std::mem::take(&mut self.before);
         let env = apply::Env { config, client, limiter };
         apply::run(before, &env, self.ledger.as_mut(), journal, &mut self.report).await;
