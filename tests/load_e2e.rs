@@ -12,7 +12,7 @@ use load_support::*;
 use twinload::config::WriteMode;
 use twinload::exit::ExitStatus;
 use twinload::item::ItemKind;
-use twinload::run::{load, LoadError};
+use twinload::run::LoadError;
 
 #[test]
 fn a_generated_fleet_lands_exactly_in_order_and_a_rerun_changes_nothing() {

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use twinload::config::{LoadConfig, WriteMode};
 use twinload::exit::ExitStatus;
 use twinload::mock::server::MockHandle;
-use twinload::run::{load, LoadError};
+use twinload::run::LoadError;
 use twinload::sync::settings::MaxDeletes;
 
 const VEHICLE: &str = "dtmi:twinload:fleet:Vehicle;1";
