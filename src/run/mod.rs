@@ -110,7 +110,9 @@ async fn load_until(config: LoadConfig, inputs: Vec<String>, shutdown: Shutdown)
         None => write_all(parts, prepared.scheduler, journal, shutdown, deadline).await?,
     };
     stage.put_ledger(end.journal.take_ledger());
-    stage.after_writes(&config, &client, &retrier, &mut end.journal, end.stop.clone()).await;
+    let left_by = stage.after_writes(&config, &client, &retrier, &mut end.journal, end.stop.clone()).await;
+    // A stop during sync's own writes (after the write phase) stops the run early too.
+    end.stop = end.stop.or(left_by);
     let summary = finish(
         &config,
         &end,

@@ -65,21 +65,22 @@ struct Outcomes {
     done: Vec<Done>,
     writes: u64,
     reads: u64,
+    /// The run's stop left this work unsent (or abandoned in flight).
+    stopped: Option<StopReason>,
 }
 
-/// Runs `works` and records their outcomes.
+/// Runs `works` and records their outcomes. Returns the run's stop if it left any of them unsent.
 pub async fn run(
     works: Vec<Work>,
     env: &Env<'_>,
     mut ledger: Option<&mut Ledger>,
     journal: &mut Journal,
     report: &mut SyncReport,
-) {
-    if works.is_empty() {
-        return;
-    }
+) -> Option<StopReason> {
+    let mut stopped = None;
     let mut results = futures::stream::iter(works).map(|w| perform(w, env)).buffer_unordered(env.config.writers.max(1));
     while let Some(outcomes) = results.next().await {
+        stopped = stopped.or(outcomes.stopped);
         report.writes += outcomes.writes;
         report.reads += outcomes.reads;
         for done in outcomes.done {
@@ -123,6 +124,7 @@ pub async fn run(
             }
         }
     }
+    stopped
 }
 
 fn path_of(item: &Item) -> String {
@@ -160,7 +162,7 @@ async fn perform(work: Work, env: &Env<'_>) -> Outcomes {
     if let Some(reason) = env.stop() {
         let (key, item) = subject(work);
         let stop = Stopped { reason, in_flight: false, may_have_written: false };
-        out.done.push(stopped(key, item, stop));
+        left_by_stop(&mut out, key, item, stop);
         return out;
     }
     match work {
@@ -188,7 +190,7 @@ async fn patch(item: Item, ops: Vec<PatchOp>, env: &Env<'_>, out: &mut Outcomes)
             .await;
     let reply = match reply {
         Ok(reply) => reply,
-        Err(stop) => return out.done.push(stopped(item.key(), Some(item), stop)),
+        Err(stop) => return left_by_stop(out, item.key(), Some(item), stop),
     };
     match reply.outcome {
         Outcome::Landed => out.done.push(Done::Landed(item, reply.etag.clone())),
@@ -210,7 +212,7 @@ async fn put(item: Item, create_only: bool, env: &Env<'_>, out: &mut Outcomes) {
     .await;
     let reply = match reply {
         Ok(reply) => reply,
-        Err(stop) => return out.done.push(stopped(item.key(), Some(item), stop)),
+        Err(stop) => return left_by_stop(out, item.key(), Some(item), stop),
     };
     match reply.outcome {
         Outcome::Landed | Outcome::AlreadyExists { .. } => out.done.push(Done::Landed(item, reply.etag.clone())),
@@ -221,7 +223,7 @@ async fn put(item: Item, create_only: bool, env: &Env<'_>, out: &mut Outcomes) {
 async fn delete(key: ItemKey, path: String, twins: Vec<String>, env: &Env<'_>, out: &mut Outcomes) {
     let reply = match write(env, LimitClass::CreateDelete, &twins, out, || env.client.delete(&path)).await {
         Ok(reply) => reply,
-        Err(stop) => return out.done.push(stopped(key, None, stop)),
+        Err(stop) => return left_by_stop(out, key, None, stop),
     };
     match reply.outcome {
         Outcome::Landed => out.done.push(Done::Deleted(key)),
@@ -241,7 +243,7 @@ async fn check(item: Item, env: &Env<'_>, out: &mut Outcomes) {
     out.reads += 1;
     let current = match current {
         Ok(c) => c,
-        Err(CallError::Stopped(stop)) => return out.done.push(stopped(item.key(), Some(item), stop)),
+        Err(CallError::Stopped(stop)) => return left_by_stop(out, item.key(), Some(item), stop),
         Err(e) => {
             out.done.push(Done::Failed {
                 key: item.key(),
@@ -317,7 +319,7 @@ where
 }
 
 /// A piece of work the run's stop left unsent (or abandoned in flight).
-fn stopped(key: ItemKey, item: Option<Item>, stop: Stopped) -> Done {
+fn left_by_stop(out: &mut Outcomes, key: ItemKey, item: Option<Item>, stop: Stopped) {
     let (reason_code, reason) = if stop.in_flight {
         (
             ReasonCode::InFlightAtStop,
@@ -337,7 +339,8 @@ fn stopped(key: ItemKey, item: Option<Item>, stop: Stopped) -> Done {
     } else {
         (ReasonCode::NotAttempted, format!("not sent: {}. Sync again", stop.reason))
     };
-    Done::Failed { key, item, reply: None, reason_code, reason }
+    out.stopped.get_or_insert(stop.reason);
+    out.done.push(Done::Failed { key, item, reply: None, reason_code, reason });
 }
 
 fn describe(reply: &Reply) -> String {

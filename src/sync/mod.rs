@@ -234,7 +234,7 @@ impl Stage {
     /// After the plan's writes: patches and replaces, then the prune (relationships before
     /// twins), then the ledger made durable. `stopped`: why the write phase stopped early, if
     /// it did; then none of them is sent, and each is journaled as not attempted (as is what
-    /// is left when the run is to stop during them).
+    /// is left when the run is to stop during them). Returns the stop that left work unsent.
     pub async fn after_writes(
         &mut self,
         config: &LoadConfig,
@@ -242,21 +242,24 @@ impl Stage {
         retrier: &Retrier,
         journal: &mut Journal,
         stopped: Option<StopReason>,
-    ) {
+    ) -> Option<StopReason> {
         if !self.active {
-            return;
+            return None;
         }
         let env = apply::Env { config, client, retrier, stopped };
         let after = std::mem::take(&mut self.after);
-        apply::run(after, &env, self.ledger.as_mut(), journal, &mut self.report).await;
+        let mut left_by = apply::run(after, &env, self.ledger.as_mut(), journal, &mut self.report).await;
         if let Some(plan) = self.prune.take() {
             let relationships =
                 plan.relationships.into_iter().map(|(source, id)| Work::DeleteRelationship { source, id }).collect();
-            apply::run(relationships, &env, self.ledger.as_mut(), journal, &mut self.report).await;
             let twins = plan.twins.into_iter().map(|id| Work::DeleteTwin { id }).collect();
-            apply::run(twins, &env, self.ledger.as_mut(), journal, &mut self.report).await;
+            for deletes in [relationships, twins] {
+                let stop = apply::run(deletes, &env, self.ledger.as_mut(), journal, &mut self.report).await;
+                left_by = left_by.or(stop);
+            }
         }
         self.save_ledger();
+        left_by
     }
 
     /// Makes the ledger durable (and compacts it).
