@@ -62,10 +62,9 @@ pub async fn start(
             Ok(_) => return Ok(Started::Running),
             // The create may have reached ADT: follow the job (its cancel comes first).
             Err(CallError::Stopped(stop)) if stop.may_have_written() => return Ok(Started::Running),
-            Err(CallError::Stopped(stop)) => {
-                tracing::warn!("{}: no import job was started and nothing was written", stop.reason);
-                return Ok(Started::Stopped(stop.reason));
-            }
+            // Stopped while the Jobs API throttled the create (the instance's one bulk-job slot
+            // taken, or the jobs class's 1 request/s).
+            Err(CallError::Stopped(stop)) => return Ok(stopped_waiting(stop.reason)),
             Err(e) if is_job_limit(&e) => {
                 let busy = "another bulk job (import or delete) is running on the instance (JobLimitReached); ADT runs one at a time";
                 match wait_if_busy {
@@ -74,11 +73,7 @@ pub async fn start(
                         tracing::warn!("{busy}: waiting for it to end ({:.0} s so far)", began.elapsed().as_secs_f64());
                         let poll = tokio::time::sleep(config.import_job.poll_interval);
                         if let Err(stop) = retrier.shutdown().unless_stopped(poll).await {
-                            tracing::warn!(
-                                "{} received while waiting for another bulk job to end: no job was started and nothing was written",
-                                stop_name(&stop)
-                            );
-                            return Ok(Started::Stopped(stop));
+                            return Ok(stopped_waiting(stop));
                         }
                     }
                     Some(limit) => {
@@ -94,12 +89,14 @@ pub async fn start(
     }
 }
 
-/// What asked the run to stop, in a word ("SIGTERM") when a signal did.
-fn stop_name(stop: &StopReason) -> String {
-    match stop {
-        StopReason::Signal(name) => (*name).to_string(),
+/// The run is to stop while the job waits for its start: none is started.
+fn stopped_waiting(stop: StopReason) -> Started {
+    let what = match &stop {
+        StopReason::Signal(name) => format!("{name} received"),
         other => other.to_string(),
-    }
+    };
+    tracing::warn!("{what} while waiting for another bulk job to end: no job was started and nothing was written");
+    Started::Stopped(stop)
 }
 
 /// What the log and the job said by the end.
