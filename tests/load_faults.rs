@@ -9,7 +9,6 @@ use twinload::exit::ExitStatus;
 use twinload::limits::{LimitClass, Limits};
 use twinload::mock::faults::FaultConfig;
 use twinload::mock::server::{start, MockConfig};
-use twinload::run::load;
 
 /// How far arrival at the mock may lag sending by the loader, in seconds of the rate.
 const ARRIVAL_JITTER_S: f64 = 0.01;
