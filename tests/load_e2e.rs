@@ -510,6 +510,45 @@ fn a_closed_stderr_is_no_panic_and_unwritable_summary_or_dead_letters_exit_6() {
         .unwrap();
     drop(child.stderr.take());
     let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("twinload did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "not a panic (101)");
+    assert_eq!(read_json(&summary_path)["exit_code"], 0, "the summary file is written");
+
+    // The summary file cannot be written: exit 6, said so, and the summary printed anyway.
+    let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+    args.extend(["--summary", "/dev/full"]);
+    let run = load_child(dir.path(), &args, std::process::Stdio::null(), Duration::from_secs(120));
+    assert_eq!(run.code, Some(i32::from(ExitStatus::OutputFailed.code())), "{}", run.stderr);
+    assert!(run.stderr.contains("cannot write the summary /dev/full"), "{}", run.stderr);
+    assert!(run.stderr.contains("twinload load: ") && run.stderr.contains("landed"), "{}", run.stderr);
+
+    // A dead letter that cannot be written: exit 6, and the summary file says why.
+    let bad = dir.path().join("bad.ndjson");
+    let model = r#"{"@id":"dtmi:ex:P;1","@type":"Interface","@context":"dtmi:dtdl:context;2","contents":[{"@type":"Property","name":"p","schema":"double"}]}"#;
+    let twin = r#"{"$dtId":"bad","$metadata":{"$model":"dtmi:ex:P;1"},"p":"not a number"}"#;
+    let header = "{\"Section\": \"Header\"}\n{\"fileVersion\": \"1.0.0\"}\n";
+    std::fs::write(&bad, format!("{header}{{\"Section\": \"Models\"}}\n{model}\n{{\"Section\": \"Twins\"}}\n{twin}\n"))
+        .unwrap();
+    let summary_arg = summary_path.display().to_string();
+    let bad_arg = bad.display().to_string();
+    let args = ["--endpoint", &mock.url, "--input", &bad_arg, "--dead-letter", "/dev/full", "--summary", &summary_arg];
+    let run = load_child(dir.path(), &args, std::process::Stdio::null(), Duration::from_secs(120));
+    assert_eq!(run.code, Some(6), "{}", run.stderr);
+    let summary = read_json(&summary_path);
+    assert_eq!(summary["exit_code"], 6);
+    assert!(summary["journal_error"].as_str().unwrap().contains("/dev/full"), "{summary}");
+    assert!(run.stderr.contains("error: cannot write the dead-letter file /dev/full"), "{}", run.stderr);
+    mock.stop();
+}
 
 /// How a [`stalling`] server misbehaves.
 #[derive(Clone, Copy)]
@@ -662,41 +701,6 @@ fn sigterm_after(
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("twinload did not end");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0), "not a panic (101)");
-    assert_eq!(read_json(&summary_path)["exit_code"], 0, "the summary file is written");
-
-    // The summary file cannot be written: exit 6, said so, and the summary printed anyway.
-    let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
-    args.extend(["--summary", "/dev/full"]);
-    let run = load_child(dir.path(), &args, std::process::Stdio::null(), Duration::from_secs(120));
-    assert_eq!(run.code, Some(i32::from(ExitStatus::OutputFailed.code())), "{}", run.stderr);
-    assert!(run.stderr.contains("cannot write the summary /dev/full"), "{}", run.stderr);
-    assert!(run.stderr.contains("twinload load: ") && run.stderr.contains("landed"), "{}", run.stderr);
-
-    // A dead letter that cannot be written: exit 6, and the summary file says why.
-    let bad = dir.path().join("bad.ndjson");
-    let model = r#"{"@id":"dtmi:ex:P;1","@type":"Interface","@context":"dtmi:dtdl:context;2","contents":[{"@type":"Property","name":"p","schema":"double"}]}"#;
-    let twin = r#"{"$dtId":"bad","$metadata":{"$model":"dtmi:ex:P;1"},"p":"not a number"}"#;
-    let header = "{\"Section\": \"Header\"}\n{\"fileVersion\": \"1.0.0\"}\n";
-    std::fs::write(&bad, format!("{header}{{\"Section\": \"Models\"}}\n{model}\n{{\"Section\": \"Twins\"}}\n{twin}\n"))
-        .unwrap();
-    let summary_arg = summary_path.display().to_string();
-    let bad_arg = bad.display().to_string();
-    let args = ["--endpoint", &mock.url, "--input", &bad_arg, "--dead-letter", "/dev/full", "--summary", &summary_arg];
-    let run = load_child(dir.path(), &args, std::process::Stdio::null(), Duration::from_secs(120));
-    assert_eq!(run.code, Some(6), "{}", run.stderr);
-    let summary = read_json(&summary_path);
-    assert_eq!(summary["exit_code"], 6);
-    assert!(summary["journal_error"].as_str().unwrap().contains("/dev/full"), "{summary}");
-    assert!(run.stderr.contains("error: cannot write the dead-letter file /dev/full"), "{}", run.stderr);
-    mock.stop();
-
         if signalled.elapsed() > Duration::from_secs(20) {
             let _ = child.kill();
             panic!("twinload did not end within 20 s of SIGTERM");
@@ -762,4 +766,23 @@ fn a_stop_during_the_model_upload_ends_the_run_with_every_item_accounted_for() {
         letters.iter().any(|l| l["kind"] == "model" && l["reason_code"] == "in_flight_at_stop"),
         "the upload in flight is said to be in doubt: {letters:?}"
     );
+}
+
+#[test]
+fn the_deadline_stops_the_start_up_against_an_instance_that_never_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 40, 8);
+    let server = stalling(Stall::Hang);
+    let mut config = twinload::config::LoadConfig::new(server.url.clone());
+    config.dead_letter_path = dir.path().join("dead-letters.ndjson");
+    config.summary_path = Some(dir.path().join("summary.json"));
+    config.deadline = Some(Duration::from_secs(1));
+    // Longer than the deadline: the stop must not wait for the request to time out.
+    config.request_timeout = Duration::from_secs(600);
+    let summary = load(config, vec![input.display().to_string()]).expect("the load runs");
+    assert_eq!(summary.exit_code, ExitStatus::StoppedEarly, "{}", summary.human());
+    assert!(summary.stop_reason.as_deref().unwrap_or_default().contains("deadline"), "{}", summary.human());
+    let value = serde_json::to_value(&summary).unwrap();
+    let letters = dead_letters(&dir.path().join("dead-letters.ndjson"));
+    assert_nothing_written_and_all_accounted_for(&value, &letters, &input);
 }

@@ -465,6 +465,8 @@ fn a_dated_export_under_one_source_name_syncs_and_prunes_against_its_ledger() {
         .expect("twinload runs");
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
     assert_eq!(writes_between(&before, &stats(&mock)), 0, "an unchanged export writes nothing");
+    mock.stop();
+}
 
 /// The test's SIGTERM, without a signal: resolves once the mock has counted `count` requests of
 /// `operation` (polled every 20 ms, for at most two minutes).

@@ -375,13 +375,23 @@ mod measure {
         for i in 0..1_000_000u32 {
             let etag = format!("W/\"{}\"", uuid::Uuid::new_v4());
             let hash = blake3::hash(&i.to_le_bytes());
-            e.insert(&ItemKey::Twin { id: format!("vehicle-{i}") }, &Entry { hash: hash.into(), etag: Some(etag), target: None });
+            e.insert(
+                &ItemKey::Twin { id: format!("vehicle-{i}") },
+                &Entry { hash: hash.into(), etag: Some(etag), target: None },
+            );
         }
         for i in 0..2_000_000u32 {
             let etag = format!("W/\"{}\"", uuid::Uuid::new_v4());
             let hash = blake3::hash(&(i + 5_000_000).to_le_bytes());
             let key = ItemKey::Relationship { source: format!("vehicle-{}", i / 2), id: format!("hasPart-{}", i % 2) };
-            e.insert(&key, &Entry { hash: hash.into(), etag: Some(etag), target: Some(format!("vehicle-{}", (i * 7) % 1_000_000)) });
+            e.insert(
+                &key,
+                &Entry {
+                    hash: hash.into(),
+                    etag: Some(etag),
+                    target: Some(format!("vehicle-{}", (i * 7) % 1_000_000)),
+                },
+            );
         }
         let after = rss_kib();
         eprintln!("{} items: {} MiB", e.len(), (after - before) / 1024);

@@ -243,6 +243,11 @@ mod tests {
             message: String::new(),
             hint: String::new(),
             retry_after,
+            outcome: match status {
+                429 => Outcome::Throttled { retry_after },
+                s if s >= 500 => Outcome::Transient { detail: format!("{s}") },
+                _ => Outcome::Rejected { message: String::new() },
+            },
         }))
     }
 
