@@ -24,7 +24,7 @@ pub enum ExitStatus {
     /// attempted are listed.
     StoppedEarly = 5,
     /// The run finished, but a file it must leave could not be written: the summary
-    /// (`--summary`), the dead-letter file, or `plan --json` (a full disk, a closed file). The
+    /// (`--summary`), the dead-letter file, `plan --json` or `gen --out` (a full disk). The
     /// error names the file; the summary is still printed on stderr. Replaces `Ok` and
     /// `DeadLetters` only: `SetupFailed` and `StoppedEarly` say more about the run.
     OutputFailed = 6,

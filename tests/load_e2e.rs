@@ -386,7 +386,7 @@ fn peak_rss_kb(pid: u32) -> u64 {
 /// stderr into `dir/stderr.txt`, watching its peak memory.
 fn load_child(dir: &std::path::Path, args: &[&str], stdin: std::process::Stdio, bound: Duration) -> Finished {
     let stderr_path = dir.join("stderr.txt");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twinload"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_twinload"))
         .arg("load")
         .args(args)
         .stdin(stdin)
@@ -394,20 +394,26 @@ fn load_child(dir: &std::path::Path, args: &[&str], stdin: std::process::Stdio, 
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .expect("twinload starts");
+    let (code, peak_rss_kb) = wait_watching_memory(child, bound);
+    Finished { code, stderr: std::fs::read_to_string(stderr_path).unwrap(), peak_rss_kb }
+}
+
+/// Waits for a child to end, killing it (and failing) past `bound`: its exit code and peak
+/// resident memory (sampled every 10 ms; `VmHWM` only grows, so a late sample sees the peak).
+fn wait_watching_memory(mut child: std::process::Child, bound: Duration) -> (Option<i32>, u64) {
     let started = std::time::Instant::now();
     let mut peak = 0;
-    let status = loop {
+    loop {
         peak = peak.max(peak_rss_kb(child.id()));
         if let Some(status) = child.try_wait().unwrap() {
-            break status;
+            return (status.code(), peak);
         }
         if started.elapsed() > bound {
             let _ = child.kill();
-            panic!("twinload load {args:?} did not end within {bound:?}");
+            panic!("twinload did not end within {bound:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
-    };
-    Finished { code: status.code(), stderr: std::fs::read_to_string(stderr_path).unwrap(), peak_rss_kb: peak }
+    }
 }
 
 fn read_json(path: &std::path::Path) -> serde_json::Value {
@@ -509,18 +515,8 @@ fn a_closed_stderr_is_no_panic_and_unwritable_summary_or_dead_letters_exit_6() {
         .spawn()
         .unwrap();
     drop(child.stderr.take());
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("twinload did not end");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0), "not a panic (101)");
+    let (code, _) = wait_watching_memory(child, Duration::from_secs(120));
+    assert_eq!(code, Some(0), "not a panic (101)");
     assert_eq!(read_json(&summary_path)["exit_code"], 0, "the summary file is written");
 
     // The summary file cannot be written: exit 6, said so, and the summary printed anyway.
