@@ -56,3 +56,17 @@ impl From<ExitStatus> for std::process::ExitCode {
         std::process::ExitCode::from(status.code())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ExitStatus;
+
+    #[test]
+    fn an_output_failure_replaces_a_finished_run_only() {
+        assert_eq!(ExitStatus::Ok.with_output_failure(), ExitStatus::OutputFailed);
+        assert_eq!(ExitStatus::DeadLetters.with_output_failure(), ExitStatus::OutputFailed);
+        assert_eq!(ExitStatus::StoppedEarly.with_output_failure(), ExitStatus::StoppedEarly);
+        assert_eq!(ExitStatus::SetupFailed.with_output_failure(), ExitStatus::SetupFailed);
+        assert_eq!(ExitStatus::OutputFailed.code(), 6);
+    }
+}
