@@ -224,9 +224,14 @@ fn an_unclosed_csv_quote_is_reported_at_its_line_and_plan_exits_3() {
         text.push_str(&format!("t{i},dtmi:n:M;1,{name}\n"));
     }
     std::fs::write(&path, text).unwrap();
-    let (code, stderr) = plan(&path);
+    let json = dir.path().join("plan.json");
+    let (code, stderr) = bounded(twinload(&["plan", "--input"]).arg(&path).arg("--json").arg(&json));
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("rows.csv:8") && stderr.contains("never closed"), "{stderr}");
+    // Every row is accounted for: 6 read before the quote, the rest rejected one by one.
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let twins = &doc["counts"]["twins"];
+    assert_eq!((twins["read"].as_u64(), twins["to_write"].as_u64()), (Some(500), Some(6)), "{doc}");
 }
 
 #[test]
