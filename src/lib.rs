@@ -30,6 +30,8 @@
 //! - [`run`]: the actors of a load (ingestion, coordinator, writers, supervisor), the messages
 //!   between them, the journal every item's end passes through, and the summary.
 //! - [`reason`]: the dead letters' reason codes, from the planner's checks to the last retry.
+//! - [`redact`]: secrets never printed: tokens, `Bearer …`, SAS signatures and SecureString
+//!   values are removed from every output (the bottom layer: it imports nothing of the crate).
 //! - [`observe`]: Prometheus metrics of a run (names, `/metrics` listener, Pushgateway push).
 //! - [`import_job`]: big first loads through ADT's Import Jobs API (`--mode import-job`, and
 //!   `auto`'s choice between it and the per-item API): NDJSON to a staging blob, poll, follow
@@ -81,6 +83,7 @@ pub mod observe;
 pub use twinload_mock as mock;
 pub mod plan;
 pub mod reason;
+pub mod redact;
 pub mod report;
 pub mod run;
 pub mod source;

@@ -508,6 +508,68 @@ fn outputs_json_stays_valid_and_small_with_many_dead_letters() {
 }
 
 #[test]
+fn a_server_that_echoes_the_authorization_header_leaks_the_token_into_nothing_twinload_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mock = mock_with_token();
+    // Twin writes get a 400 whose body repeats the request's `Authorization: Bearer <token>`.
+    let proxy = hostile::Hostile::start(Some(&mock.url), |seen, _| {
+        if seen.method == "PUT" && seen.target.starts_with("/digitaltwins/") {
+            hostile::Act::EchoAuthorization
+        } else {
+            hostile::Act::Forward
+        }
+    });
+    std::fs::write(root.join("in.ndjson"), prototype_models_and_twins(&["e1", "e2", "e3"])).unwrap();
+    let secure = |v: &str| json!({"type": "SecureString", "value": v});
+    std::fs::write(
+        root.join("activity.json"),
+        activity(json!({"endpoint": proxy.url, "input": "in.ndjson", "token": secure(TOKEN)})),
+    )
+    .unwrap();
+    let out = twinload(root, &["--activity", "activity.json", "--summary", "summary.json"], &[("RUST_LOG", "debug")]);
+    assert_eq!(out.status.code(), Some(3), "the twins are dead-lettered: {}", stderr(&out));
+    let echoed =
+        proxy.requests().iter().filter(|s| s.header("authorization") == Some(&format!("Bearer {TOKEN}"))).count();
+    assert!(echoed >= 3, "the server echoed the token back {echoed} times");
+    let letters = std::fs::read_to_string(root.join("twinload-dead-letters.ndjson")).unwrap();
+    assert!(letters.contains("e1") && letters.contains("Bearer <redacted>"), "{letters}");
+    let mut seen = vec![
+        ("stderr".to_string(), stderr(&out)),
+        ("stdout".into(), String::from_utf8_lossy(&out.stdout).into_owned()),
+    ];
+    // Every file the run wrote (activity.json holds the token: the pipeline put it there).
+    seen.extend(hostile::files_under(root).into_iter().filter(|(path, _)| !path.ends_with("activity.json")));
+    assert!(seen.iter().any(|(path, _)| path.ends_with("outputs.json")), "outputs.json was written");
+    for (what, text) in &seen {
+        assert!(!text.contains(TOKEN), "the token leaked into {what}: {text}");
+    }
+    mock.stop();
+}
+
+#[test]
+fn a_securestring_in_a_setting_that_fails_to_parse_is_not_echoed_by_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("in.ndjson"), prototype_models_and_twins(&["p1"])).unwrap();
+    let secret = "S3CR3T-mode-7d1e";
+    let secure = |v: &str| json!({"type": "SecureString", "value": v});
+    std::fs::write(
+        root.join("activity.json"),
+        activity(json!({"endpoint": "http://127.0.0.1:9", "input": "in.ndjson", "mode": secure(secret)})),
+    )
+    .unwrap();
+    let out = twinload(root, &["--activity", "activity.json"], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("mode") && err.contains("<redacted>"), "the error still says which setting: {err}");
+    let outputs = std::fs::read_to_string(root.join("outputs.json")).unwrap();
+    for text in [&err, &outputs, &String::from_utf8_lossy(&out.stdout).into_owned()] {
+        assert!(!text.contains(secret), "the SecureString leaked: {text}");
+    }
+}
+
+#[test]
 fn a_closed_stderr_still_leaves_outputs_json_and_the_summary() {
     let mock = mock_with_token();
     let dir = tempfile::tempdir().unwrap();

@@ -55,6 +55,9 @@ pub struct PlanArgs {
     /// The instance of --ledger (only checked against the ledger; plan never contacts ADT).
     #[arg(long, env = "TWINLOAD_ENDPOINT")]
     pub endpoint: Option<String>,
+    /// The source --ledger belongs to (as `load --source`).
+    #[arg(long, env = "TWINLOAD_SOURCE")]
+    pub source: Option<String>,
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
@@ -95,7 +98,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
     let opts = PlanOptions { limits, model_batch_size: args.model_batch_size, keep_bodies: false };
     let mut stage = match (&args.ledger, &args.endpoint) {
         (Some(ledger), Some(endpoint)) => {
-            let identity = crate::ledger::Identity::new(endpoint, &args.inputs);
+            let identity = crate::ledger::Identity::new(endpoint, args.source.as_deref(), &args.inputs);
             match crate::ledger::Ledger::read_only(ledger, identity, &crate::azure::blob_url::BlobAccess::default()) {
                 Ok(l) => crate::sync::Stage::offline(l),
                 Err(e) => {

@@ -48,7 +48,10 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitStatus> {
         write_setup_failure(outputs_path.as_deref(), message, &redactor);
         return Ok(ExitStatus::SetupFailed);
     }
-    match super::load(config, inputs) {
+    // The actors of the load run on this System; SIGTERM/SIGINT are the run's stop.
+    let system = actix::System::new();
+    let loaded = system.block_on(async { super::load(config, inputs, super::supervisor::signals::on_signal()).await });
+    match loaded {
         Ok(summary) => {
             // The files first: what a pipeline reads must not depend on stderr being open.
             if let Some(path) = &outputs_path {

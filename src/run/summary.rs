@@ -208,6 +208,6 @@ impl RunSummary {
             std::fs::create_dir_all(parent)?;
         }
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(path, text + "\n")
+        std::fs::write(path, crate::redact::redact(&text).into_owned() + "\n")
     }
 }
