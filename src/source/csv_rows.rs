@@ -224,9 +224,7 @@ impl Rows {
             rows.len()
         );
         let mut errors = vec![SourceError::new(origin, message, None, Some(key))];
-        let mut line = opened_on;
-        for row in text.split('\n').skip(1) {
-            line += 1;
+        for (line, row) in (opened_on + 1..).zip(text.split('\n').skip(1)) {
             if row.trim().is_empty() {
                 continue;
             }
