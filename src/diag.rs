@@ -20,8 +20,8 @@ macro_rules! diag {
 
 /// One line on stderr (a newline is added); dropped if stderr cannot take it.
 pub fn line(args: fmt::Arguments<'_>) {
-    let text = args.to_string();
-    let text = crate::redact::redact(&text);
+    let line = args.to_string();
+    let text = crate::redact::redact(&line);
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes()).and_then(|()| err.write_all(b"\n"));
 }

@@ -24,7 +24,7 @@ pub enum ExitStatus {
     /// attempted are listed.
     StoppedEarly = 5,
     /// The run finished, but a file it must leave could not be written: the summary
-    /// (`--summary`), the dead-letter file, or `plan --json` (a full disk, a closed file). The
+    /// (`--summary`), the dead-letter file, `plan --json` or `gen --out` (a full disk). The
     /// error names the file; the summary is still printed on stderr. Replaces `Ok` and
     /// `DeadLetters` only: `SetupFailed` and `StoppedEarly` say more about the run.
     OutputFailed = 6,
@@ -54,5 +54,19 @@ impl From<ExitStatus> for u8 {
 impl From<ExitStatus> for std::process::ExitCode {
     fn from(status: ExitStatus) -> std::process::ExitCode {
         std::process::ExitCode::from(status.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExitStatus;
+
+    #[test]
+    fn an_output_failure_replaces_a_finished_run_only() {
+        assert_eq!(ExitStatus::Ok.with_output_failure(), ExitStatus::OutputFailed);
+        assert_eq!(ExitStatus::DeadLetters.with_output_failure(), ExitStatus::OutputFailed);
+        assert_eq!(ExitStatus::StoppedEarly.with_output_failure(), ExitStatus::StoppedEarly);
+        assert_eq!(ExitStatus::SetupFailed.with_output_failure(), ExitStatus::SetupFailed);
+        assert_eq!(ExitStatus::OutputFailed.code(), 6);
     }
 }

@@ -118,7 +118,12 @@ fn twinload(args: &[&str]) -> Command {
 /// Runs a command to its end, killing it (and failing) past [`RUN_BOUND`]: its exit code
 /// and stderr (empty if stderr is not piped).
 fn bounded(cmd: &mut Command) -> (i32, String) {
-    let mut child = cmd.spawn().expect("twinload starts");
+    wait_bounded(cmd.spawn().expect("twinload starts"))
+}
+
+/// Waits for a child to end, killing it (and failing) past [`RUN_BOUND`]: its exit code and
+/// stderr (empty if stderr is not piped).
+fn wait_bounded(mut child: std::process::Child) -> (i32, String) {
     let started = Instant::now();
     loop {
         if child.try_wait().expect("wait").is_some() {
@@ -126,7 +131,7 @@ fn bounded(cmd: &mut Command) -> (i32, String) {
         }
         if started.elapsed() > RUN_BOUND {
             let _ = child.kill();
-            panic!("{cmd:?} did not end within {RUN_BOUND:?}");
+            panic!("twinload did not end within {RUN_BOUND:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -219,9 +224,14 @@ fn an_unclosed_csv_quote_is_reported_at_its_line_and_plan_exits_3() {
         text.push_str(&format!("t{i},dtmi:n:M;1,{name}\n"));
     }
     std::fs::write(&path, text).unwrap();
-    let (code, stderr) = plan(&path);
+    let json = dir.path().join("plan.json");
+    let (code, stderr) = bounded(twinload(&["plan", "--input"]).arg(&path).arg("--json").arg(&json));
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("rows.csv:8") && stderr.contains("never closed"), "{stderr}");
+    // Every row is accounted for: 6 read before the quote, the rest rejected one by one.
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let twins = &doc["counts"]["twins"];
+    assert_eq!((twins["read"].as_u64(), twins["to_write"].as_u64()), (Some(500), Some(6)), "{doc}");
 }
 
 #[test]
@@ -239,18 +249,8 @@ fn a_closed_or_full_stderr_is_no_panic_and_a_plan_file_that_cannot_be_written_is
     // stderr a pipe whose reader is gone before anything is written (`2>&1 | head -0`).
     let mut child = twinload(&["plan", "--input"]).arg(&file).arg("--json").arg(&json).spawn().unwrap();
     drop(child.stderr.take());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > RUN_BOUND {
-            let _ = child.kill();
-            panic!("plan did not end within {RUN_BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0), "a closed stderr");
+    let (code, _) = wait_bounded(child);
+    assert_eq!(code, 0, "a closed stderr");
     assert!(json.exists());
 
     let (code, stderr) = bounded(twinload(&["plan", "--input"]).arg(&file).args(["--json", "/dev/full"]));
@@ -274,6 +274,10 @@ fn gen_refuses_a_hub_degree_beyond_adts_limit_before_writing() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("incoming relationships"), "{stderr}");
     assert!(!out.exists(), "nothing written");
+    // A full disk is the output's failure (6), not a bug of ours (1).
+    let (code, stderr) = bounded(&mut twinload(&["gen", "--twins", "100", "--out", "/dev/full"]));
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains("cannot write /dev/full"), "{stderr}");
 }
 
 #[test]

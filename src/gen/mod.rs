@@ -454,10 +454,16 @@ pub fn run(args: GenArgs) -> anyhow::Result<crate::exit::ExitStatus> {
         crate::diag!("error: {e}");
         return Ok(crate::exit::ExitStatus::Usage);
     }
-    let file =
-        std::fs::File::create(&args.out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.out.display()))?;
     let started = std::time::Instant::now();
-    let stats = generate(&opts, file).map_err(|e| anyhow::anyhow!("writing {}: {e}", args.out.display()))?;
+    // A file that cannot be written (a full disk) is the output's failure, not a bug of ours.
+    let written = std::fs::File::create(&args.out).and_then(|file| generate(&opts, file));
+    let stats = match written {
+        Ok(stats) => stats,
+        Err(e) => {
+            crate::diag!("error: cannot write {}: {e}; check the path and the free space", args.out.display());
+            return Ok(crate::exit::ExitStatus::OutputFailed);
+        }
+    };
     crate::diag!(
         "wrote {}: {} models, {} twins, {} relationships, {} bytes in {:.1} s (seed {})",
         args.out.display(),

@@ -1,9 +1,11 @@
 //! `twinload load`: flags, and the mapping of the run's end to an exit code
 //! (`crate::cli::exit`): OK when everything landed, DEAD_LETTERS when the run finished with
 //! dead letters, SETUP_FAILED when configuration, inputs, auth or connectivity failed before
-//! any write, STOPPED_EARLY at the deadline or on SIGTERM/SIGINT. As an ADF Custom activity
-//! (`--activity`, or inside a Batch task without `--input`) the settings come from activity.json
-//! and the summary also goes to outputs.json (`crate::adf`).
+//! any write, STOPPED_EARLY at the deadline or on SIGTERM/SIGINT, OUTPUT_FAILED when the
+//! summary or dead-letter file could not be written. As an ADF Custom activity (`--activity`, or
+//! inside a Batch task without `--input`) the settings come from activity.json and the summary
+//! also goes to outputs.json (`crate::adf`). Messages go to stderr through [`crate::diag`]: a
+//! closed or full stderr loses them, never the run.
 
 use crate::adf;
 use crate::config::ConfigArgs;

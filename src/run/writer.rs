@@ -163,7 +163,7 @@ async fn perform(env: &WriterEnv, request: Request, requests: &mut Sends) -> Rep
 /// Test-only: panics on every n-th request sent (`chaos.writer_panic_every`).
 fn chaos_after_send(env: &WriterEnv) {
     let sent = env.sent.fetch_add(1, Ordering::Relaxed) + 1;
-    if env.panic_every.is_some_and(|n| sent % n == 0) {
+    if env.panic_every.is_some_and(|n| sent.is_multiple_of(n)) {
         panic!("chaos: writer_panic_every: this request's task panics after sending request {sent}");
     }
 }

@@ -54,8 +54,7 @@ impl Source for CsvSource {
         let file: Arc<str> = Arc::from(self.name.as_str());
         // The csv crate places a record after a CRLF at the `\n` of that CRLF, one line too
         // early; a file whose header ends in CRLF gets its line numbers corrected by one.
-        let watched =
-            QuoteWatch { inner: self.reader, quoting: Quoting::FieldStart, newlines: 0, opened_on: 0, last: 0 };
+        let watched = QuoteWatch::new(self.reader);
         let mut buffered = std::io::BufReader::with_capacity(64 * 1024, watched);
         let crlf = std::io::BufRead::fill_buf(&mut buffered)
             .ok()
@@ -89,7 +88,13 @@ impl Source for CsvSource {
             });
         }
         let rows = Rows { file, short_name: self.short_name, headers, kind, options, crlf };
-        Box::new(CsvItems { records: reader.into_records(), lookahead: None, rows, told_unclosed: false })
+        Box::new(CsvItems {
+            records: reader.into_records(),
+            lookahead: None,
+            rows,
+            told_unclosed: false,
+            swallowed: Default::default(),
+        })
     }
 }
 
@@ -102,23 +107,29 @@ struct CsvItems {
     lookahead: Option<Result<csv::StringRecord, csv::Error>>,
     rows: Rows,
     told_unclosed: bool,
+    /// The errors for the rows an unclosed quote swallowed, still to be handed out.
+    swallowed: std::collections::VecDeque<SourceError>,
 }
 
 impl Iterator for CsvItems {
     type Item = Result<Item, SourceError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(error) = self.swallowed.pop_front() {
+            return Some(Err(error));
+        }
         let current = self.lookahead.take().or_else(|| self.records.next());
         if current.is_some() {
             self.lookahead = self.records.next();
         }
         if self.lookahead.is_none() && !self.told_unclosed {
             let watch = self.records.reader().get_ref().get_ref();
-            if let Some(opened_on) = watch.unclosed_quote() {
-                // No record at all: the quote opened in the header and took every row.
+            if let Some((opened_on, text)) = watch.unclosed_quote() {
+                // Also when there is no record at all: the quote opened in the header.
                 self.told_unclosed = true;
                 let record = current.and_then(Result::ok);
-                return Some(Err(self.rows.swallowed(record, opened_on, watch.last_line())));
+                self.swallowed = self.rows.swallowed(record, opened_on, &String::from_utf8_lossy(text)).into();
+                return self.swallowed.pop_front().map(Err);
             }
         }
         current.map(|record| self.rows.item(record))
@@ -136,8 +147,9 @@ struct QuoteWatch {
     newlines: u64,
     /// The line where the quoted field being read opened.
     opened_on: u64,
-    /// The last byte read.
-    last: u8,
+    /// The bytes of the quoted field being read, after its opening quote: the rows an unclosed
+    /// one swallowed (the csv crate holds the same bytes in the field).
+    quoted: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,14 +162,14 @@ enum Quoting {
 }
 
 impl QuoteWatch {
-    /// The line where a quoted field opened that the end of the file left open.
-    fn unclosed_quote(&self) -> Option<u64> {
-        (self.quoting == Quoting::Quoted).then_some(self.opened_on)
+    fn new(inner: Box<dyn Read + Send>) -> QuoteWatch {
+        QuoteWatch { inner, quoting: Quoting::FieldStart, newlines: 0, opened_on: 0, quoted: Vec::new() }
     }
 
-    /// The number of the file's last line (as read so far; a final newline ends it).
-    fn last_line(&self) -> u64 {
-        self.newlines + u64::from(self.last != b'\n')
+    /// The line where a quoted field opened that the end of the file left open, and the text
+    /// after its quote.
+    fn unclosed_quote(&self) -> Option<(u64, &[u8])> {
+        (self.quoting == Quoting::Quoted).then_some((self.opened_on, &self.quoted))
     }
 }
 
@@ -168,6 +180,7 @@ impl Read for QuoteWatch {
             self.quoting = match (self.quoting, b) {
                 (Quoting::FieldStart, b'"') => {
                     self.opened_on = self.newlines + 1;
+                    self.quoted.clear();
                     Quoting::Quoted
                 }
                 (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
@@ -176,12 +189,12 @@ impl Read for QuoteWatch {
                 (_, b',' | b'\n') => Quoting::FieldStart,
                 (_, _) => Quoting::Unquoted,
             };
+            if self.quoting == Quoting::Quoted {
+                self.quoted.push(b);
+            }
             if b == b'\n' {
                 self.newlines += 1;
             }
-        }
-        if let Some(&b) = buf[..n].last() {
-            self.last = b;
         }
         Ok(n)
     }
@@ -197,23 +210,46 @@ struct Rows {
 }
 
 impl Rows {
-    /// The error for the last record when a quote opened on line `opened_on` was never closed:
-    /// the rows from there to the end of the file were read as one field, so none of them is
-    /// an item.
-    fn swallowed(&self, record: Option<csv::StringRecord>, opened_on: u64, last_line: u64) -> SourceError {
-        let cell = |name: &str| {
-            let at = self.headers.iter().position(|h| h == name);
-            record.as_ref().and_then(|r| at.and_then(|i| r.get(i))).unwrap_or_default().to_string()
-        };
-        let key = match self.kind {
-            ItemKind::Relationship => ItemKey::Relationship { source: cell(COL_SOURCE), id: cell(COL_REL_ID) },
-            _ => ItemKey::Twin { id: cell(COL_TWIN_ID) },
-        };
+    /// The errors for a quote opened on line `opened_on` and never closed, with `text` after
+    /// it: the csv crate read the rest of the file as one field of the last record. One for that
+    /// record's row, then one per row swallowed, each at its own line, so every row is
+    /// accounted for.
+    fn swallowed(&self, record: Option<csv::StringRecord>, opened_on: u64, text: &str) -> Vec<SourceError> {
+        let fix = "close the quote (a quote inside a quoted field is written \"\")";
+        let rows: Vec<&str> = text.split('\n').skip(1).filter(|row| !row.trim().is_empty()).collect();
+        let key = self.key_from(|i| record.as_ref().and_then(|r| r.get(i)));
         let origin = Origin { file: self.file.clone(), line: opened_on };
         let message = format!(
-            "a quoted field opens on line {opened_on} and is never closed, so lines {opened_on}-{last_line} (to the end of the file) were read as one field and none of those rows is loaded; close the quote (a quote inside a quoted field is written \"\")"
+            "a quoted field opens on line {opened_on} and is never closed, so the rest of the file was read as one field: this row and the {} after it are not loaded; {fix}",
+            rows.len()
         );
-        SourceError::new(origin, message, None, Some(key))
+        let mut errors = vec![SourceError::new(origin, message, None, Some(key))];
+        for (line, row) in (opened_on + 1..).zip(text.split('\n').skip(1)) {
+            if row.trim().is_empty() {
+                continue;
+            }
+            // The row's own cells, as far as a plain split tells (enough to name the item).
+            let cells: Vec<&str> = row.trim_end_matches('\r').split(',').collect();
+            let key = self.key_from(|i| cells.get(i).copied());
+            let origin = Origin { file: self.file.clone(), line };
+            let message = format!(
+                "not loaded: this row is inside the quoted field that opens on line {opened_on} and is never closed; {fix}"
+            );
+            errors.push(SourceError::new(origin, message, Some(row), Some(key)));
+        }
+        errors
+    }
+
+    /// An item's identity from its cells (by column index), empty where a cell is missing.
+    fn key_from<'a>(&self, cell_at: impl Fn(usize) -> Option<&'a str>) -> ItemKey {
+        let cell = |name: &str| {
+            let at = self.headers.iter().position(|h| h == name);
+            at.and_then(&cell_at).unwrap_or_default().to_string()
+        };
+        match self.kind {
+            ItemKind::Relationship => ItemKey::Relationship { source: cell(COL_SOURCE), id: cell(COL_REL_ID) },
+            _ => ItemKey::Twin { id: cell(COL_TWIN_ID) },
+        }
     }
 
     fn item(&self, record: Result<csv::StringRecord, csv::Error>) -> Result<Item, SourceError> {
@@ -388,26 +424,32 @@ mod tests {
     }
 
     #[test]
-    fn an_unclosed_quote_is_an_error_at_its_line_not_rows_that_vanish() {
+    fn an_unclosed_quote_is_an_error_at_its_line_and_every_row_it_swallowed_is_one_too() {
         let mut text = String::from("$dtId,$model,Name\n");
         for i in 1..=500 {
             let name = if i == 7 { "\"unclosed".to_string() } else { format!("n{i}") };
-            text.push_str(&format!("t{i},dtmi:x:R;1,{name}\n"));
+            text.push_str(&format!("t{i},dtmi:x:R;1,{name}\r\n"));
         }
         let items = read(&text, InputOptions::default());
         assert_eq!(items.iter().filter(|i| i.is_ok()).count(), 6, "the rows before the quote are read");
-        assert_eq!(items.len(), 7, "the rest is one error, not a twin");
+        assert_eq!(items.len(), 500, "every row is an item or an error");
         let err = items[6].as_ref().unwrap_err();
         assert_eq!(err.origin.line, 8, "the quote's line (the header is line 1)");
         assert_eq!(err.key, Some(ItemKey::Twin { id: "t7".into() }));
-        assert!(err.to_string().contains("in/rows.csv:8") && err.message.contains("lines 8-501"), "{err}");
+        assert!(err.to_string().contains("in/rows.csv:8") && err.message.contains("the 493 after it"), "{err}");
+        for (n, item) in items[7..].iter().enumerate() {
+            let err = item.as_ref().unwrap_err();
+            assert_eq!(err.origin.line, 9 + n as u64);
+            assert_eq!(err.key, Some(ItemKey::Twin { id: format!("t{}", 8 + n) }));
+            assert!(err.message.contains("opens on line 8"), "{err}");
+        }
         // A quoted field with a newline, closed, in the last row is fine.
         let items = read("$dtId,$model,Name\nt1,dtmi:x:R;1,\"two\nlines\"\n", InputOptions::default());
         assert!(items.len() == 1 && items[0].is_ok(), "{items:?}");
         // Opened in the header: every row is gone, and said so.
         let items = read("$dtId,$model,\"Name\nt1,dtmi:x:R;1,a\n", InputOptions::default());
-        assert_eq!(items.len(), 1);
-        assert!(items[0].as_ref().unwrap_err().message.contains("lines 1-2"), "{items:?}");
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert_eq!(items[1].as_ref().unwrap_err().key, Some(ItemKey::Twin { id: "t1".into() }));
     }
 
     #[test]
