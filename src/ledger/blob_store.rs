@@ -169,6 +169,10 @@ impl LedgerStore for BlobStore {
         }
     }
 
+    fn read_local(&mut self) -> Result<Option<Box<dyn BufRead>>, StoreError> {
+        self.local.read()
+    }
+
     fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         self.local.append(bytes)?;
         self.appended = true;

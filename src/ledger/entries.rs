@@ -2,9 +2,11 @@
 //! little beside the run it records: each id is stored once in a string table and named by a
 //! `u32` (twin ids, shared by twin keys, relationship sources and targets; relationship and
 //! model ids in a second table, where the `hasPart-3` of a million twins is one string), each
-//! item is one fixed-size [`Slot`] (the 16-byte content hash, the ETag as 16 bytes when it is
-//! ADT's `W/"<uuid>"`), and the index from key to slot is a table of `u32`s. A `HashMap` of
-//! [`ItemKey`] to [`Entry`] cost about 400 bytes an item; a slot and its index cost about 60.
+//! item is one fixed-size [`Slot`] (the 16-byte content hash, a relationship's target, and the
+//! line of the ledger file that records it last), and the index from key to slot is a table of
+//! `u32`s. What only the file needs (the ETag) stays in the file: compaction copies each item's
+//! last line from it. A `HashMap` of [`ItemKey`] to a hex-string entry cost about 400 bytes an
+//! item; a slot and its index cost about 45.
 //!
 //! The slots live in one `Vec` that only grows (a removed item leaves a tombstone until the
 //! next compaction), so growing it moves no item and touches no page twice.
@@ -12,13 +14,22 @@
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxBuildHasher;
 use string_interner::backend::StringBackend;
 use string_interner::symbol::SymbolU32;
 use string_interner::{StringInterner, Symbol};
 
 use super::record::{ContentHash, Entry};
 use crate::item::ItemKey;
+
+/// What the ledger holds in memory of one item: enough to tell whether an input item is
+/// unchanged, and whether a relationship moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub hash: ContentHash,
+    /// A relationship's target.
+    pub target: Option<String>,
+}
 
 /// "No string" in a slot.
 const NONE: u32 = u32::MAX;
@@ -34,29 +45,18 @@ enum Kind {
     Removed,
 }
 
-/// How a slot holds its ETag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum EtagForm {
-    None,
-    /// ADT's weak ETag `W/"<uuid>"` (lower-case), the uuid's 16 bytes in the slot.
-    WeakUuid,
-    /// Anything else, kept as written in [`Entries::other_etags`].
-    Other,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     hash: [u8; 16],
-    etag: [u8; 16],
     /// A model id (in `labels`), a twin id or a relationship's source (in `twins`).
     name: u32,
     /// A relationship's id (in `labels`), else [`NONE`].
     label: u32,
     /// A relationship's target (in `twins`), else [`NONE`].
     target: u32,
+    /// The line of the ledger file (1 is the header) that records this item last.
+    line: u32,
     kind: Kind,
-    etag_form: EtagForm,
 }
 
 /// Every item a ledger records, keyed by [`ItemKey`].
@@ -67,7 +67,6 @@ pub struct Entries {
     slots: Vec<Slot>,
     /// Slot indexes, found by the hash of their key.
     index: HashTable<u32>,
-    other_etags: FxHashMap<u32, Box<str>>,
     live: usize,
 }
 
@@ -86,9 +85,13 @@ impl Entries {
         self.live == 0
     }
 
-    /// The entry of `key`, if recorded.
-    pub fn get(&self, key: &ItemKey) -> Option<Entry> {
-        self.find(key).map(|i| self.entry_at(i))
+    /// What is recorded of `key`, if anything.
+    pub fn get(&self, key: &ItemKey) -> Option<Recorded> {
+        self.find(key).map(|i| {
+            let slot = &self.slots[i as usize];
+            let target = (slot.target != NONE).then(|| self.twins.name(slot.target).to_string());
+            Recorded { hash: ContentHash(slot.hash), target }
+        })
     }
 
     /// The content hash recorded for `key` (no allocation: asked once per input item).
@@ -96,8 +99,10 @@ impl Entries {
         self.find(key).map(|i| ContentHash(self.slots[i as usize].hash))
     }
 
-    /// Records `entry` for `key`; false when it was recorded so already.
-    pub fn insert(&mut self, key: &ItemKey, entry: &Entry) -> bool {
+    /// Records `entry` for `key`, written at `line` of the ledger file; false when it was
+    /// recorded so already (nothing to write). An entry with an ETag is always new: the ETag
+    /// is the file's alone.
+    pub fn insert(&mut self, key: &ItemKey, entry: &Entry, line: u32) -> bool {
         let (kind, name, label) = match key {
             ItemKey::Model { id } => (Kind::Model, self.labels.intern(id), NONE),
             ItemKey::Twin { id } => (Kind::Twin, self.twins.intern(id), NONE),
@@ -109,19 +114,15 @@ impl Entries {
             (Some(t), Kind::Relationship) => self.twins.intern(t),
             _ => NONE,
         };
-        let (etag_form, etag) = compact_etag(entry.etag.as_deref());
-        let slot = Slot { hash: entry.hash.0, etag, name, label, target, kind, etag_form };
-        let at = match self.index.find(key_hash(kind, name, label), |&i| self.slots[i as usize].is(kind, name, label)) {
+        let slot = Slot { hash: entry.hash.0, name, label, target, line, kind };
+        let found = self.index.find(key_hash(kind, name, label), |&i| self.slots[i as usize].is(kind, name, label));
+        match found {
             Some(&i) => {
-                let old = &self.slots[i as usize];
-                let same_etag =
-                    etag_form != EtagForm::Other || self.other_etags.get(&i).map(|e| &**e) == entry.etag.as_deref();
-                if (old.hash, old.etag_form, old.etag, old.target) == (slot.hash, etag_form, etag, target) && same_etag
-                {
+                let old = &mut self.slots[i as usize];
+                if (old.hash, old.target) == (slot.hash, target) && entry.etag.is_none() {
                     return false;
                 }
-                self.slots[i as usize] = slot;
-                i
+                *old = slot;
             }
             None => {
                 let i = u32::try_from(self.slots.len()).unwrap_or(NONE);
@@ -129,15 +130,21 @@ impl Entries {
                 let slots = &self.slots;
                 self.index.insert_unique(key_hash(kind, name, label), i, |&j| slots[j as usize].key_hash());
                 self.live += 1;
-                i
             }
-        };
-        if etag_form == EtagForm::Other {
-            self.other_etags.insert(at, entry.etag.clone().unwrap_or_default().into_boxed_str());
-        } else {
-            self.other_etags.remove(&at);
         }
         true
+    }
+
+    /// The line of the ledger file that records `key` last.
+    pub fn line_of(&self, key: &ItemKey) -> Option<u32> {
+        self.find(key).map(|i| self.slots[i as usize].line)
+    }
+
+    /// `key` is now recorded at `line` (compaction moved it).
+    pub fn move_to(&mut self, key: &ItemKey, line: u32) {
+        if let Some(i) = self.find(key) {
+            self.slots[i as usize].line = line;
+        }
     }
 
     /// Forgets `key`; false when it was not recorded.
@@ -151,33 +158,13 @@ impl Entries {
         };
         let (i, _) = found.remove();
         self.slots[i as usize].kind = Kind::Removed;
-        self.other_etags.remove(&i);
         self.live -= 1;
         true
-    }
-
-    /// Every recorded item, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (ItemKey, Entry)> + '_ {
-        self.live_slots().map(|i| (self.key_at(i), self.entry_at(i)))
     }
 
     /// Every recorded key, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = ItemKey> + '_ {
         self.live_slots().map(|i| self.key_at(i))
-    }
-
-    /// Every recorded item in [`ItemKey`]'s order (models, twins, relationships; by id), so a
-    /// compacted ledger reads the same whatever the order items landed in.
-    pub fn sorted(&self) -> impl Iterator<Item = (ItemKey, Entry)> + '_ {
-        let mut order: Vec<u32> = self.live_slots().collect();
-        order.sort_unstable_by(|&a, &b| {
-            let (x, y) = (&self.slots[a as usize], &self.slots[b as usize]);
-            x.kind
-                .cmp(&y.kind)
-                .then_with(|| self.name_of(x).cmp(self.name_of(y)))
-                .then_with(|| self.labels.name(x.label).cmp(self.labels.name(y.label)))
-        });
-        order.into_iter().map(|i| (self.key_at(i), self.entry_at(i)))
     }
 
     fn live_slots(&self) -> impl Iterator<Item = u32> + '_ {
@@ -216,20 +203,6 @@ impl Entries {
             Kind::Twin | Kind::Removed => ItemKey::Twin { id: name },
         }
     }
-
-    fn entry_at(&self, i: u32) -> Entry {
-        let slot = &self.slots[i as usize];
-        let etag = match slot.etag_form {
-            EtagForm::None => None,
-            EtagForm::WeakUuid => {
-                let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-                Some(format!("W/\"{}\"", uuid::Uuid::from_bytes(slot.etag).hyphenated().encode_lower(&mut buf)))
-            }
-            EtagForm::Other => self.other_etags.get(&i).map(|e| e.to_string()),
-        };
-        let target = (slot.target != NONE).then(|| self.twins.name(slot.target).to_string());
-        Entry { hash: ContentHash(slot.hash), etag, target }
-    }
 }
 
 impl Slot {
@@ -244,24 +217,6 @@ impl Slot {
 
 fn key_hash(kind: Kind, name: u32, label: u32) -> u64 {
     FxBuildHasher.hash_one((kind, name, label))
-}
-
-/// ADT's ETags are `W/"<uuid>"`: 16 bytes instead of a 43-byte string. Only an ETag that
-/// reads back exactly as written is kept so.
-fn compact_etag(etag: Option<&str>) -> (EtagForm, [u8; 16]) {
-    let Some(etag) = etag else { return (EtagForm::None, [0; 16]) };
-    let uuid = etag.strip_prefix("W/\"").and_then(|rest| rest.strip_suffix('"'));
-    match uuid.and_then(|u| uuid::Uuid::try_parse(u).ok().map(|parsed| (u, parsed))) {
-        Some((text, parsed)) => {
-            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-            if parsed.hyphenated().encode_lower(&mut buf) == text {
-                (EtagForm::WeakUuid, *parsed.as_bytes())
-            } else {
-                (EtagForm::Other, [0; 16])
-            }
-        }
-        None => (EtagForm::Other, [0; 16]),
-    }
 }
 
 /// A table of strings, each stored once in one buffer, named by a dense `u32`.
@@ -296,104 +251,46 @@ mod tests {
         Entry { hash: ContentHash([hash; 16]), etag: etag.map(Into::into), target: target.map(Into::into) }
     }
 
+    fn recorded(hash: u8, target: Option<&str>) -> Recorded {
+        Recorded { hash: ContentHash([hash; 16]), target: target.map(Into::into) }
+    }
+
     #[test]
-    fn entries_read_back_as_written_whatever_their_etag() {
+    fn entries_read_back_with_their_line_and_kind() {
         let mut e = Entries::default();
         let rel = ItemKey::Relationship { source: "a".into(), id: "r".into() };
-        let uuid_etag = "W/\"0f8fad5b-d9cb-469f-a165-70867728950e\"";
-        let upper = "W/\"0F8FAD5B-D9CB-469F-A165-70867728950E\"";
-        assert!(e.insert(&twin("a"), &entry(1, Some(uuid_etag), None)));
-        assert!(e.insert(&twin("b"), &entry(2, Some(upper), None)));
-        assert!(e.insert(&rel, &entry(3, Some("W/\"9\""), Some("b"))));
-        assert!(e.insert(&ItemKey::Model { id: "dtmi:a;1".into() }, &entry(4, None, None)));
-        assert_eq!(e.get(&twin("a")), Some(entry(1, Some(uuid_etag), None)));
-        assert_eq!(
-            e.get(&twin("b")),
-            Some(entry(2, Some(upper), None)),
-            "an ETag that is not lower-case stays as written"
-        );
-        assert_eq!(e.get(&rel), Some(entry(3, Some("W/\"9\""), Some("b"))));
+        assert!(e.insert(&twin("a"), &entry(1, Some("W/\"1\""), None), 2));
+        assert!(e.insert(&rel, &entry(3, None, Some("b")), 3));
+        assert!(e.insert(&ItemKey::Model { id: "dtmi:a;1".into() }, &entry(4, None, None), 4));
+        assert_eq!(e.get(&twin("a")), Some(recorded(1, None)));
+        assert_eq!(e.get(&rel), Some(recorded(3, Some("b"))));
+        assert_eq!(e.get(&twin("b")), None, "a relationship's target is no twin entry");
         assert_eq!(e.get(&twin("r")), None, "a relationship id is not a twin");
-        assert_eq!(e.hash_of(&twin("b")), Some(ContentHash([2; 16])));
-        assert_eq!(e.len(), 4);
+        assert_eq!(e.hash_of(&rel), Some(ContentHash([3; 16])));
+        assert_eq!((e.line_of(&twin("a")), e.line_of(&rel)), (Some(2), Some(3)));
+        e.move_to(&rel, 9);
+        assert_eq!(e.line_of(&rel), Some(9));
+        assert_eq!(e.len(), 3);
     }
 
     #[test]
     fn a_repeated_entry_is_no_change_a_new_one_replaces_and_removed_items_are_gone() {
         let mut e = Entries::default();
-        assert!(e.insert(&twin("a"), &entry(1, None, None)));
-        assert!(!e.insert(&twin("a"), &entry(1, None, None)));
-        assert!(e.insert(&twin("a"), &entry(2, Some("x"), None)));
-        assert_eq!(e.get(&twin("a")), Some(entry(2, Some("x"), None)));
-        assert!(e.insert(&twin("b"), &entry(1, None, None)));
+        assert!(e.insert(&twin("a"), &entry(1, None, None), 2));
+        assert!(!e.insert(&twin("a"), &entry(1, None, None), 3));
+        assert_eq!(e.line_of(&twin("a")), Some(2), "no change, no line");
+        assert!(e.insert(&twin("a"), &entry(1, Some("W/\"2\""), None), 3), "a new ETag is written");
+        assert!(e.insert(&twin("a"), &entry(2, None, None), 4));
+        assert_eq!(e.get(&twin("a")), Some(recorded(2, None)));
+        assert!(e.insert(&twin("b"), &entry(1, None, None), 5));
         assert!(e.remove(&twin("a")));
         assert!(!e.remove(&twin("a")));
         assert!(!e.remove(&twin("never")));
         assert_eq!(e.get(&twin("a")), None);
         assert_eq!(e.len(), 1);
-        assert!(e.insert(&twin("a"), &entry(3, None, None)), "a removed item can land again");
-        let keys: Vec<ItemKey> = e.sorted().map(|(k, _)| k).collect();
+        assert!(e.insert(&twin("a"), &entry(3, None, None), 6), "a removed item can land again");
+        let mut keys: Vec<ItemKey> = e.keys().collect();
+        keys.sort();
         assert_eq!(keys, vec![twin("a"), twin("b")]);
-    }
-
-    #[test]
-    fn sorted_follows_item_key_order() {
-        let mut e = Entries::default();
-        let keys = vec![
-            ItemKey::Relationship { source: "b".into(), id: "r1".into() },
-            twin("z"),
-            ItemKey::Relationship { source: "a".into(), id: "r2".into() },
-            ItemKey::Model { id: "dtmi:m;1".into() },
-            twin("c"),
-            ItemKey::Relationship { source: "a".into(), id: "r1".into() },
-        ];
-        for k in &keys {
-            e.insert(k, &entry(0, None, None));
-        }
-        let mut expected = keys.clone();
-        expected.sort();
-        assert_eq!(e.sorted().map(|(k, _)| k).collect::<Vec<_>>(), expected);
-        assert_eq!(e.keys().count(), keys.len());
-    }
-}
-
-#[cfg(test)]
-mod measure {
-    use super::*;
-
-    fn rss_kib() -> u64 {
-        let s = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
-    #[test]
-    #[ignore]
-    fn memory_of_a_million_twins_and_two_million_relationships() {
-        let before = rss_kib();
-        let mut e = Entries::default();
-        for i in 0..1_000_000u32 {
-            let etag = format!("W/\"{}\"", uuid::Uuid::new_v4());
-            let hash = blake3::hash(&i.to_le_bytes());
-            e.insert(
-                &ItemKey::Twin { id: format!("vehicle-{i}") },
-                &Entry { hash: hash.into(), etag: Some(etag), target: None },
-            );
-        }
-        for i in 0..2_000_000u32 {
-            let etag = format!("W/\"{}\"", uuid::Uuid::new_v4());
-            let hash = blake3::hash(&(i + 5_000_000).to_le_bytes());
-            let key = ItemKey::Relationship { source: format!("vehicle-{}", i / 2), id: format!("hasPart-{}", i % 2) };
-            e.insert(
-                &key,
-                &Entry {
-                    hash: hash.into(),
-                    etag: Some(etag),
-                    target: Some(format!("vehicle-{}", (i * 7) % 1_000_000)),
-                },
-            );
-        }
-        let after = rss_kib();
-        eprintln!("{} items: {} MiB", e.len(), (after - before) / 1024);
     }
 }

@@ -29,13 +29,16 @@ use std::time::{Duration, Instant};
 use crate::item::{Item, ItemKey};
 
 pub use blob_store::BlobStore;
-pub use entries::Entries;
+pub use entries::{Entries, Recorded};
 pub use holder::Holder;
 pub use identity::Identity;
 pub use record::{ContentHash, Entry, Header, Record};
 pub use store::{Claim, LedgerStore, LocalStore, StoreError};
 
 use crate::azure::blob_url::{BlobAccess, BlobLocation};
+
+/// The line of a compacted ledger's first record (the header is line 1).
+const FIRST_RECORD_LINE: u32 = 2;
 
 /// Records appended before the ledger is made durable (fsync).
 pub const SYNC_EVERY_RECORDS: usize = 512;
@@ -64,6 +67,8 @@ pub struct Ledger {
     store: Box<dyn LedgerStore>,
     identity: Identity,
     entries: Entries,
+    /// The line of the ledger file the next record goes to (1 is the header).
+    next_line: u32,
     unsynced: usize,
     last_sync: Instant,
     /// The first write error: after it the ledger records nothing more (the run goes on; the
@@ -109,20 +114,25 @@ impl Ledger {
         if parsed.dropped_torn_tail {
             tracing::warn!("ledger {location}: the last line was cut short by a crash; its item will be sent again");
         }
-        Ok(Ledger { store, identity, entries: parsed.entries, unsynced: 0, last_sync: Instant::now(), failed: None })
+        let next_line = u32::try_from(parsed.lines + 1).unwrap_or(u32::MAX);
+        Ok(Ledger {
+            store,
+            identity,
+            entries: parsed.entries,
+            next_line,
+            unsynced: 0,
+            last_sync: Instant::now(),
+            failed: None,
+        })
     }
 
     pub fn location(&self) -> String {
         self.store.location()
     }
 
-    pub fn get(&self, key: &ItemKey) -> Option<Entry> {
+    /// What the ledger holds of `key` (its ETag stays in the file).
+    pub fn get(&self, key: &ItemKey) -> Option<Recorded> {
         self.entries.get(key)
-    }
-
-    /// Every item recorded, in no particular order.
-    pub fn entries(&self) -> impl Iterator<Item = (ItemKey, Entry)> + '_ {
-        self.entries.iter()
     }
 
     /// Every key recorded, in no particular order.
@@ -150,7 +160,7 @@ impl Ledger {
 
     /// ADT confirmed `key` landed with `entry`.
     pub fn put(&mut self, key: ItemKey, entry: Entry) {
-        if self.entries.insert(&key, &entry) {
+        if self.entries.insert(&key, &entry, self.next_line) {
             self.append(&Record::Put { key, entry });
         }
     }
@@ -167,7 +177,10 @@ impl Ledger {
         self.failed.as_deref()
     }
 
+    /// Appends one record line. Each takes the next line of the file; after a write error the
+    /// ledger records nothing more and is never compacted, so the numbers need not match.
     fn append(&mut self, record: &Record) {
+        self.next_line = self.next_line.saturating_add(1);
         if self.failed.is_some() {
             return;
         }
@@ -193,17 +206,22 @@ impl Ledger {
         Ok(())
     }
 
-    /// Rewrites the ledger as its header and one line per item, streamed to the store.
+    /// Rewrites the ledger as its header and the last line of each item, copied from the file
+    /// as it stands (where the ETags are) and streamed to the store.
     fn compact(&mut self) -> Result<(), LedgerError> {
+        self.store.sync()?;
+        let mut current = self.store.read_local()?;
         let header = record::line(&self.identity.header());
-        let entries = &self.entries;
+        let entries = &mut self.entries;
+        let mut next_line = FIRST_RECORD_LINE;
         self.store.replace(&mut |out| {
             out.write_all(&header)?;
-            for (key, entry) in entries.sorted() {
-                record::write_put(out, &key, &entry)?;
+            if let Some(reader) = current.take() {
+                next_line = record::copy_latest(reader, entries, out, FIRST_RECORD_LINE)?;
             }
             Ok(())
         })?;
+        self.next_line = next_line;
         self.unsynced = 0;
         Ok(())
     }

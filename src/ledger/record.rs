@@ -149,31 +149,9 @@ pub struct Parsed {
 
 /// Parses a whole ledger, a line at a time (a ledger of millions of items is never one buffer
 /// in memory). `file` names it in errors.
-pub fn parse(mut reader: impl BufRead, file: &str) -> Result<Parsed, FormatError> {
+pub fn parse(reader: impl BufRead, file: &str) -> Result<Parsed, FormatError> {
     let mut parsed = Parsed::default();
-    let mut raw = Vec::new();
-    let mut line_no = 0u64;
-    loop {
-        raw.clear();
-        let read = reader.read_until(b'\n', &mut raw).map_err(|e| FormatError {
-            file: file.to_string(),
-            line: line_no + 1,
-            message: format!("cannot read it: {e}"),
-        })?;
-        if read == 0 {
-            break;
-        }
-        line_no += 1;
-        // A line without its newline is the last one, and may be one a crash cut short.
-        let torn_candidate = !raw.ends_with(b"\n");
-        let mut line = raw.strip_suffix(b"\n").unwrap_or(&raw);
-        line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line_no == 1 {
-            line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
+    each_line(reader, |line_no, line, torn_candidate| {
         let err = |message: String| FormatError { file: file.to_string(), line: line_no, message };
         if parsed.header.is_none() {
             let header: Header = serde_json::from_slice(line).map_err(|e| {
@@ -189,24 +167,98 @@ pub fn parse(mut reader: impl BufRead, file: &str) -> Result<Parsed, FormatError
             }
             parsed.header = Some(header);
             parsed.lines = line_no;
-            continue;
+            return Ok(());
         }
         match serde_json::from_slice::<Record>(line) {
             Ok(Record::Put { key, entry }) => {
-                parsed.entries.insert(&key, &entry);
+                parsed.entries.insert(&key, &entry, line_no_u32(line_no));
             }
             Ok(Record::Del { key }) => {
                 parsed.entries.remove(&key);
             }
             Err(_) if torn_candidate => {
                 parsed.dropped_torn_tail = true;
-                continue;
+                return Ok(());
             }
             Err(e) => return Err(err(format!("not a ledger record: {e}"))),
         }
         parsed.lines = line_no;
-    }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        LineError::Read { line, source } => {
+            FormatError { file: file.to_string(), line, message: format!("cannot read it: {source}") }
+        }
+        LineError::Stop(e) => e,
+    })?;
     Ok(parsed)
+}
+
+/// Compaction: copies to `out`, in the file's order and in this build's format, the line that
+/// records each item of `entries` last (the ETag lives only in the file), and notes where each
+/// one now is: the first at `first_line`; returns the line after the last. Every other line (older states, deletions, the old
+/// header, a torn tail) is left behind.
+pub fn copy_latest(
+    reader: impl BufRead,
+    entries: &mut Entries,
+    out: &mut dyn std::io::Write,
+    first_line: u32,
+) -> std::io::Result<u32> {
+    let mut next = first_line;
+    each_line(reader, |line_no, line, _| {
+        let Ok(Record::Put { key, entry }) = serde_json::from_slice::<Record>(line) else { return Ok(()) };
+        if entries.line_of(&key) == Some(line_no_u32(line_no)) {
+            write_put(out, &key, &entry)?;
+            entries.move_to(&key, next);
+            next += 1;
+        }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        LineError::Read { source, .. } => source,
+        LineError::Stop(e) => e,
+    })?;
+    Ok(next)
+}
+
+/// Why [`each_line`] stopped: the reader failed, or the caller did.
+enum LineError<E> {
+    Read { line: u64, source: std::io::Error },
+    Stop(E),
+}
+
+/// Calls `f` with each non-blank line (1-based physical number, the text without its line end
+/// or a leading BOM, and whether it may be a torn last line: one without its newline).
+fn each_line<E>(
+    mut reader: impl BufRead,
+    mut f: impl FnMut(u64, &[u8], bool) -> Result<(), E>,
+) -> Result<(), LineError<E>> {
+    let mut raw = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        raw.clear();
+        let read =
+            reader.read_until(b'\n', &mut raw).map_err(|source| LineError::Read { line: line_no + 1, source })?;
+        if read == 0 {
+            return Ok(());
+        }
+        line_no += 1;
+        let torn_candidate = !raw.ends_with(b"\n");
+        let mut line = raw.strip_suffix(b"\n").unwrap_or(&raw);
+        line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line_no == 1 {
+            line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        f(line_no, line, torn_candidate).map_err(LineError::Stop)?;
+    }
+}
+
+/// Line numbers in memory are `u32`: a ledger of four billion lines is beyond ADT's limits.
+fn line_no_u32(line_no: u64) -> u32 {
+    u32::try_from(line_no).unwrap_or(u32::MAX)
 }
 
 /// A `put` line, newline included, written from borrowed parts (compaction writes millions).
@@ -276,6 +328,7 @@ mod tests {
         assert_eq!(p.header, Some(header()));
         assert_eq!(p.entries.len(), 2);
         assert_eq!(p.entries.get(&ItemKey::Twin { id: "a".into() }).unwrap().hash, h(2));
+        assert_eq!(p.entries.line_of(&ItemKey::Twin { id: "a".into() }), Some(4), "its last line");
         assert_eq!(
             p.entries.get(&ItemKey::Relationship { source: "a".into(), id: "r".into() }).unwrap().target.as_deref(),
             Some("b")

@@ -47,6 +47,8 @@ pub trait LedgerStore: Send {
     fn when_held(&self) -> &'static str;
     /// The whole ledger, to read a line at a time, or `None` when there is none yet.
     fn read(&mut self) -> Result<Option<Box<dyn BufRead>>, StoreError>;
+    /// The ledger as appended so far, for compaction to copy from (a blob's local copy).
+    fn read_local(&mut self) -> Result<Option<Box<dyn BufRead>>, StoreError>;
     /// Appends bytes; they survive the process at once, a machine crash only after [`LedgerStore::sync`].
     fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
     /// Makes everything appended so far durable.
@@ -137,6 +139,10 @@ impl LedgerStore for LocalStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err("read it")(e)),
         }
+    }
+
+    fn read_local(&mut self) -> Result<Option<Box<dyn BufRead>>, StoreError> {
+        self.read()
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError> {

@@ -41,7 +41,9 @@ fn what_landed_survives_a_reopen_and_changed_content_does_not_match() {
     {
         let mut l = Ledger::open(location, identity(), &BlobAccess::default()).unwrap();
         assert!(l.is_empty());
+        l.landed(&a, Some("W/\"0\"".into()));
         l.landed(&a, Some("W/\"1\"".into()));
+        l.landed(&twin("a", r#"{"p":1}"#), None);
         l.landed(&b, None);
         l.landed(&r, None);
         l.deleted(&b.key());
@@ -52,10 +54,12 @@ fn what_landed_survives_a_reopen_and_changed_content_does_not_match() {
     assert!(l.holds_unchanged(&a));
     assert!(!l.holds_unchanged(&twin("a", r#"{"p":2}"#)), "a changed twin is not 'unchanged'");
     assert!(!l.holds_unchanged(&b), "a deleted twin is not held");
-    assert_eq!(l.get(&a.key()).unwrap().etag.as_deref(), Some("W/\"1\""));
     assert_eq!(l.get(&r.key()).unwrap().target.as_deref(), Some("b"));
-    // Compacted on open: the header and one line per item.
-    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+    // Compacted on open: the header and one line per item, each its last state, ETag included.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    let twin_a = text.lines().find(|l| l.contains(r#""id":"a""#)).unwrap();
+    assert!(twin_a.contains(r#""etag":"W/\"1\"""#), "{twin_a}");
 }
 
 #[test]
@@ -123,4 +127,42 @@ fn a_ledger_has_one_writer_a_second_open_is_refused_naming_the_holder() {
     drop(first);
     let again = Ledger::open(location, identity(), &BlobAccess::default()).expect("free once its holder is done");
     assert!(again.holds_unchanged(&twin("a", "{}")));
+}
+
+#[test]
+fn compactions_keep_each_items_last_line_through_appends_updates_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.ndjson");
+    let location = path.to_str().unwrap();
+    let etag = |n: u32| format!("W/\"{n}\"");
+    let mut l = Ledger::open(location, identity(), &BlobAccess::default()).unwrap();
+    for i in 0..20 {
+        l.landed(&twin(&format!("t{i}"), "{}"), Some(etag(i)));
+    }
+    l.finish().unwrap();
+    // After a compaction, more records: a new twin, one changed twice, one deleted, a relationship.
+    l.landed(&twin("t20", "{}"), Some(etag(20)));
+    l.landed(&twin("t3", r#"{"v":1}"#), Some(etag(103)));
+    l.landed(&twin("t3", r#"{"v":2}"#), Some(etag(203)));
+    l.deleted(&twin_key("t5").key());
+    l.landed(&rel("t1", "r", "t2"), Some(etag(300)));
+    l.finish().unwrap();
+    drop(l);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1 + 21, "{text}");
+    let line_of = |id: &str| text.lines().find(|l| l.contains(&format!(r#""id":"{id}""#))).map(str::to_string);
+    // As JSON writes it.
+    let written = |n: u32| format!(r#""etag":"W/\"{n}\"""#);
+    assert!(line_of("t3").unwrap().contains(&written(203)), "the last state of t3: {text}");
+    assert!(line_of("t7").unwrap().contains(&written(7)), "{text}");
+    assert!(line_of("t5").is_none(), "{text}");
+    assert!(line_of("r").unwrap().contains(&written(300)), "{text}");
+    let l = Ledger::open(location, identity(), &BlobAccess::default()).unwrap();
+    assert_eq!(l.len(), 21);
+    assert!(l.holds_unchanged(&twin("t3", r#"{"v":2}"#)) && l.holds_unchanged(&twin("t19", "{}")));
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 22, "a reopen keeps every item");
+}
+
+fn twin_key(id: &str) -> Item {
+    twin(id, "{}")
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::item::{Item, ItemKey};
-use crate::ledger::{ContentHash, Entry, Ledger};
+use crate::ledger::{ContentHash, Ledger, Recorded};
 
 use super::diff::{self, PatchOp, RelationshipChange, TwinChange};
 use super::report::{ChangeCounts, SyncReport};
@@ -159,7 +159,7 @@ impl Classifier<'_> {
         Verdict::Plan
     }
 
-    fn against_ledger(&mut self, item: &Item, entry: Option<Entry>) -> Verdict {
+    fn against_ledger(&mut self, item: &Item, entry: Option<Recorded>) -> Verdict {
         let Some(entry) = entry else { return self.create(item) };
         if entry.hash == ContentHash::of(item) {
             self.counts(item).unchanged += 1;
