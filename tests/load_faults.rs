@@ -247,6 +247,8 @@ fn endless_and_gigabyte_answers_to_32_writers_fail_as_transient_with_bounded_mem
     assert!(reason.contains("max_response_bytes"), "{reason}");
     let served = proxy.requests().iter().filter(|s| is_write_of_digitaltwins(s)).count();
     assert!(served >= 64, "the writers met many oversized answers: {served}");
+    let too_large = summary["requests_by_status"]["too_large"].as_u64().unwrap_or(0);
+    assert!(too_large as usize <= served && too_large >= 64, "counted apart from their status: {summary}");
     // 32 writers may each hold one capped answer (1 MiB, twice that while the buffer grows);
     // without the cap, one answer alone would reach the server's 64 MiB streaming budget.
     let bound_kib = 160 * 1024;

@@ -276,7 +276,13 @@ impl AdtClient {
             *message = format!("{message}; {}", self.tokens.refused_hint());
         }
         let throttled = matches!(reply.outcome, Outcome::Throttled { .. });
-        self.stats.record(class, if cut && !status.is_success() { "connection" } else { status.as_str() }, throttled);
+        // An answer cut off or not read is counted apart: its status says nothing landed.
+        let counted_as = match &reply.outcome {
+            Outcome::TooLarge { .. } => "too_large",
+            _ if cut && !status.is_success() => "connection",
+            _ => status.as_str(),
+        };
+        self.stats.record(class, counted_as, throttled);
         Ok(Exchange {
             reply,
             body: read.ok(),
