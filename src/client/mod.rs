@@ -527,6 +527,20 @@ mod tests {
         assert!(!format!("{c:?}").contains("tok-very-secret"));
     }
 
+    #[cfg(feature = "mock")]
+    #[test]
+    fn an_untrusted_certificate_is_told_by_its_type_and_not_retried() {
+        use crate::mock::server::{start, MockConfig};
+        let tls = crate::mock::tls::TlsMode::SelfSigned { ca_out: None };
+        let mock = start(MockConfig::default().without_auth().with_tls(tls)).unwrap();
+        let c = client(&mock.url);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let err = rt.block_on(c.list_models()).unwrap_err();
+        assert!(matches!(err, ClientError::Transport { failure: TransportFailure::Certificate, .. }), "{err}");
+        assert!(!err.is_retryable() && err.to_string().contains("waiting cannot fix this"), "{err}");
+        mock.stop();
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_transient_and_names_the_url() {
         // A port that was free a moment ago: nothing listens there, so the connection is refused.
