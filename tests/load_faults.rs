@@ -260,3 +260,30 @@ fn endless_and_gigabyte_answers_to_32_writers_fail_as_transient_with_bounded_mem
     );
     mock.stop();
 }
+
+#[test]
+fn an_endless_answer_at_start_up_is_retried_as_transient_then_a_setup_error_naming_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 5, 35);
+    let mock = mock();
+    let proxy = hostile::Hostile::start(Some(&mock.url), |seen, _| {
+        if seen.method == "GET" && seen.target.starts_with("/models") {
+            hostile::Act::EndlessBody
+        } else {
+            hostile::Act::Forward
+        }
+    });
+    let mut config = config_for(&mock, dir.path());
+    config.endpoint = proxy.url.clone();
+    config.max_response_bytes = 64 * 1024;
+    config.retry.max_attempts = 2;
+    let err = match load(config, vec![input.display().to_string()]) {
+        Err(twinload::run::LoadError::Setup(message)) => message,
+        other => panic!("expected a setup error, got {other:?}"),
+    };
+    assert!(err.contains("65536 bytes") && err.contains("--max-response-bytes"), "{err}");
+    let tries = proxy.requests().iter().filter(|s| s.method == "GET" && s.target.starts_with("/models")).count();
+    assert_eq!(tries, 2, "a transient failure, retried up to max_attempts");
+    assert_eq!(stats(&mock)["twins"], 0);
+    mock.stop();
+}
