@@ -246,6 +246,8 @@ fn endless_and_gigabyte_answers_to_32_writers_fail_as_transient_with_bounded_mem
     assert!(reason.contains("max_response_bytes"), "{reason}");
     let served = proxy.requests().iter().filter(|s| is_write_of_digitaltwins(s)).count();
     assert!(served >= 64, "the writers met many oversized answers: {served}");
+    let too_large = summary["requests_by_status"]["too_large"].as_u64().unwrap_or(0);
+    assert!(too_large as usize <= served && too_large >= 64, "counted apart from their status: {summary}");
     // 32 writers may each hold one capped answer (1 MiB, twice that while the buffer grows);
     // without the cap, one answer alone would reach the server's 64 MiB streaming budget.
     let bound_kib = 160 * 1024;
@@ -255,5 +257,32 @@ fn endless_and_gigabyte_answers_to_32_writers_fail_as_transient_with_bounded_mem
         "peak RSS {} KiB (bound {bound_kib} KiB)",
         run.peak_rss_kib
     );
+    mock.stop();
+}
+
+#[test]
+fn an_endless_answer_at_start_up_is_retried_as_transient_then_a_setup_error_naming_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 5, 35);
+    let mock = mock();
+    let proxy = hostile::Hostile::start(Some(&mock.url), |seen, _| {
+        if seen.method == "GET" && seen.target.starts_with("/models") {
+            hostile::Act::EndlessBody
+        } else {
+            hostile::Act::Forward
+        }
+    });
+    let mut config = config_for(&mock, dir.path());
+    config.endpoint = proxy.url.clone();
+    config.max_response_bytes = 64 * 1024;
+    config.retry.max_attempts = 2;
+    let err = match load(config, vec![input.display().to_string()]) {
+        Err(twinload::run::LoadError::Setup(message)) => message,
+        other => panic!("expected a setup error, got {other:?}"),
+    };
+    assert!(err.contains("65536 bytes") && err.contains("--max-response-bytes"), "{err}");
+    let tries = proxy.requests().iter().filter(|s| s.method == "GET" && s.target.starts_with("/models")).count();
+    assert_eq!(tries, 2, "a transient failure, retried up to max_attempts");
+    assert_eq!(stats(&mock)["twins"], 0);
     mock.stop();
 }

@@ -276,7 +276,13 @@ impl AdtClient {
             *message = format!("{message}; {}", self.tokens.refused_hint());
         }
         let throttled = matches!(reply.outcome, Outcome::Throttled { .. });
-        self.stats.record(class, if cut && !status.is_success() { "connection" } else { status.as_str() }, throttled);
+        // An answer cut off or not read is counted apart: its status says nothing landed.
+        let counted_as = match &reply.outcome {
+            Outcome::TooLarge { .. } => "too_large",
+            _ if cut && !status.is_success() => "connection",
+            _ => status.as_str(),
+        };
+        self.stats.record(class, counted_as, throttled);
         Ok(Exchange {
             reply,
             body: read.ok(),
@@ -519,6 +525,20 @@ mod tests {
         config.auth = Auth::BearerToken { token: SecretToken::new("tok-very-secret") };
         let c = AdtClient::new(&config).unwrap();
         assert!(!format!("{c:?}").contains("tok-very-secret"));
+    }
+
+    #[cfg(feature = "mock")]
+    #[test]
+    fn an_untrusted_certificate_is_told_by_its_type_and_not_retried() {
+        use crate::mock::server::{start, MockConfig};
+        let tls = crate::mock::tls::TlsMode::SelfSigned { ca_out: None };
+        let mock = start(MockConfig::default().without_auth().with_tls(tls)).unwrap();
+        let c = client(&mock.url);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let err = rt.block_on(c.list_models()).unwrap_err();
+        assert!(matches!(err, ClientError::Transport { failure: TransportFailure::Certificate, .. }), "{err}");
+        assert!(!err.is_retryable() && err.to_string().contains("waiting cannot fix this"), "{err}");
+        mock.stop();
     }
 
     #[tokio::test]

@@ -32,15 +32,8 @@ impl TransportFailure {
             if e.is::<UnresolvedHost>() {
                 return TransportFailure::UnresolvedHost;
             }
-            if e.is::<rustls::Error>() {
+            if is_rustls_error(e) {
                 return TransportFailure::Certificate;
-            }
-            // An I/O error hides the error it wraps from `source()` (it returns the wrapped
-            // error's own source): tokio-rustls puts rustls' error there.
-            if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-                if inner.is::<rustls::Error>() {
-                    return TransportFailure::Certificate;
-                }
             }
             source = e.source();
         }
@@ -65,6 +58,22 @@ impl TransportFailure {
     }
 }
 
+/// Whether `error` is rustls' (a refused certificate, a failed handshake), also inside I/O
+/// errors: an I/O error hides the error it wraps from `source()` (it returns the wrapped
+/// error's own source), and the connector wraps rustls' error in one I/O error inside another.
+fn is_rustls_error(error: &(dyn Error + 'static)) -> bool {
+    let mut current = Some(error);
+    for _ in 0..8 {
+        let Some(e) = current else { return false };
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        current =
+            e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|inner| inner as &(dyn Error + 'static));
+    }
+    false
+}
+
 /// A host name the system's resolver did not resolve.
 #[derive(Debug, thiserror::Error)]
 #[error("dns error: cannot resolve {host}: {source}")]
@@ -87,5 +96,36 @@ impl Resolve for HostResolver {
                 Err(source) => Err(Box::new(UnresolvedHost { host, source }) as Box<dyn Error + Send + Sync>),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A resolver that fails every name as [`HostResolver`] fails an unknown one (no DNS query
+    /// leaves the machine).
+    struct NoSuchHost;
+
+    impl Resolve for NoSuchHost {
+        fn resolve(&self, name: Name) -> Resolving {
+            let host = name.as_str().to_string();
+            Box::pin(async move {
+                let source = std::io::Error::other("failed to lookup address information");
+                Err(Box::new(UnresolvedHost { host, source }) as Box<dyn Error + Send + Sync>)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_is_told_by_its_type_through_reqwest() {
+        let builder = crate::http::client_builder(None).unwrap().dns_resolver(Arc::new(NoSuchHost));
+        let client = crate::http::build(builder).unwrap();
+        let err = client.get("http://adt.example.invalid/models").send().await.unwrap_err();
+        let failure = TransportFailure::of(&err);
+        assert_eq!(failure, TransportFailure::UnresolvedHost, "{}", crate::azure::error_chain(&err));
+        assert!(!failure.may_heal());
+        assert!(crate::azure::error_chain(&err).contains("cannot resolve adt.example.invalid"));
     }
 }

@@ -195,6 +195,9 @@ impl Journal {
 
     fn write_line(&mut self, letter: &DeadLetter) -> Result<(), JournalError> {
         let parsed = letter.item_json.as_deref().and_then(|j| serde_json::from_str::<&RawValue>(j).ok());
+        // A server may have echoed a secret (the Authorization header) into its error, which
+        // the reason quotes. The item is the input's own line, kept as it was.
+        let reason = crate::redact::redact(&letter.reason);
         let line = Line {
             key: &letter.key,
             file: &letter.origin.file,
@@ -202,16 +205,13 @@ impl Journal {
             status: letter.status,
             error_code: letter.error_code.as_deref(),
             reason_code: letter.reason_code,
-            reason: &letter.reason,
+            reason: &reason,
             item: parsed,
             item_raw: if parsed.is_none() { letter.item_json.as_deref() } else { None },
         };
         let err = |source| JournalError { path: self.path.display().to_string(), source };
-        let mut text = serde_json::to_string(&line).map_err(|e| err(e.into()))?;
-        // A server may have echoed a secret into the reason (its error body).
-        text = crate::redact::redact(&text).into_owned();
-        text.push('\n');
-        self.out.write_all(text.as_bytes()).map_err(err)?;
+        serde_json::to_writer(&mut self.out, &line).map_err(|e| err(e.into()))?;
+        self.out.write_all(b"\n").map_err(err)?;
         self.out.flush().map_err(err)
     }
 
