@@ -28,7 +28,9 @@
 //!   adaptive rate that backs off when ADT is full, and tells that from 429s that come at one
 //!   share whatever the rate (`throttle_share`).
 //! - [`run`]: the actors of a load (ingestion, coordinator, writers, supervisor), the messages
-//!   between them, the journal every item's end passes through, and the summary.
+//!   between them, the run's stop as a value (`shutdown`), the retry policy every call outside
+//!   the write phase goes through (`supervisor::retrier`), the journal every item's end passes
+//!   through, and the summary.
 //! - [`reason`]: the dead letters' reason codes, from the planner's checks to the last retry.
 //! - [`redact`]: secrets never printed: tokens, `Bearer …`, SAS signatures and SecureString
 //!   values are removed from every output (the bottom layer: it imports nothing of the crate).

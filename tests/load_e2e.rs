@@ -763,3 +763,22 @@ fn a_stop_during_the_model_upload_ends_the_run_with_every_item_accounted_for() {
         "the upload in flight is said to be in doubt: {letters:?}"
     );
 }
+
+#[test]
+fn the_deadline_stops_the_start_up_against_an_instance_that_never_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 40, 8);
+    let server = stalling(Stall::Hang);
+    let mut config = twinload::config::LoadConfig::new(server.url.clone());
+    config.dead_letter_path = dir.path().join("dead-letters.ndjson");
+    config.summary_path = Some(dir.path().join("summary.json"));
+    config.deadline = Some(Duration::from_secs(1));
+    // Longer than the deadline: the stop must not wait for the request to time out.
+    config.request_timeout = Duration::from_secs(600);
+    let summary = load(config, vec![input.display().to_string()]).expect("the load runs");
+    assert_eq!(summary.exit_code, ExitStatus::StoppedEarly, "{}", summary.human());
+    assert!(summary.stop_reason.as_deref().unwrap_or_default().contains("deadline"), "{}", summary.human());
+    let value = serde_json::to_value(&summary).unwrap();
+    let letters = dead_letters(&dir.path().join("dead-letters.ndjson"));
+    assert_nothing_written_and_all_accounted_for(&value, &letters, &input);
+}

@@ -69,7 +69,18 @@ pub async fn load(
     shutdown: impl Future<Output = StopReason> + 'static,
 ) -> Result<RunSummary, LoadError> {
     config.validate().map_err(|e| LoadError::Setup(e.to_string()))?;
-    load_until(config, inputs, Shutdown::listen(shutdown)).await
+    // The deadline is a stop too, in every phase (the supervisor also keeps it in the writes).
+    let deadline = config.deadline;
+    let stop = async move {
+        match deadline {
+            Some(after) => tokio::select! {
+                reason = shutdown => reason,
+                _ = tokio::time::sleep(after) => StopReason::Deadline,
+            },
+            None => shutdown.await,
+        }
+    };
+    load_until(config, inputs, Shutdown::listen(stop)).await
 }
 
 async fn load_until(config: LoadConfig, inputs: Vec<String>, shutdown: Shutdown) -> Result<RunSummary, LoadError> {
@@ -113,6 +124,8 @@ async fn load_until(config: LoadConfig, inputs: Vec<String>, shutdown: Shutdown)
     let left_by = stage.after_writes(&config, &client, &retrier, &mut end.journal, end.stop.clone()).await;
     // A stop during sync's own writes (after the write phase) stops the run early too.
     end.stop = end.stop.or(left_by);
+    // The retries of the start-up checks and of sync's own calls count with the writers'.
+    end.retries.add(&retrier.stats());
     let summary = finish(
         &config,
         &end,

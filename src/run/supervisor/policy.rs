@@ -82,6 +82,18 @@ pub struct RetryStats {
     pub budget_waits: u64,
 }
 
+impl RetryStats {
+    /// Adds another tally to this one (the retries made outside the write phase).
+    pub fn add(&mut self, other: &RetryStats) {
+        self.retries_total += other.retries_total;
+        for (reason, n) in &other.retries_by_reason {
+            *self.retries_by_reason.entry(*reason).or_default() += n;
+        }
+        self.writer_restarts += other.writer_restarts;
+        self.budget_waits += other.budget_waits;
+    }
+}
+
 /// The run-wide retry budget (Google SRE "Handling overload"): a token bucket that every
 /// request fills by `budget_share` of a token (plus a trickle over time) up to `budget_min` tokens,
 /// and every retry of a failure empties by one. Retries therefore stay near that share of the

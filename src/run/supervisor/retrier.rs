@@ -302,6 +302,40 @@ mod tests {
         assert_eq!(calls.get(), 1, "a refusal is final");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn retries_of_failures_wait_for_the_retry_budget_and_still_end() {
+        let limiter = Arc::new(Limiter::new(&Limits::adt_default(), &AdaptiveRate::default()));
+        let policy = RetryPolicy { max_attempts: 4, budget_min: 1, budget_share: 0.0, ..RetryPolicy::default() };
+        let r = Retrier::new(policy, limiter, Shutdown::never(), Duration::from_secs(900));
+        // Ten calls at once, each failing three times: one budget token to start, the rest
+        // trickles in, so retries wait for it, and every call still gets its answer.
+        let call = |_| async {
+            let calls = Cell::new(0);
+            r.call(LimitClass::Read, &[], || {
+                calls.set(calls.get() + 1);
+                let n = calls.get();
+                async move {
+                    if n < 4 {
+                        Err(status(503, None))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })
+            .await
+        };
+        let answers: Vec<Result<Result<u32, ClientError>, Stopped>> =
+            futures::future::join_all((0..10).map(call)).await;
+        assert!(answers.into_iter().all(|a| matches!(a, Ok(Ok(4)))));
+        let stats = r.stats();
+        assert_eq!(stats.retries_by_reason[&super::super::RetryReason::Transient], 30);
+        assert!(stats.budget_waits >= 1, "retries waited for the budget: {stats:?}");
+        let mut total = RetryStats::default();
+        total.add(&stats);
+        total.add(&stats);
+        assert_eq!(total.retries_total, 2 * stats.retries_total);
+    }
+
     /// A shutdown the test triggers by sending on the returned channel (in a `LocalSet`).
     fn test_shutdown(name: &'static str) -> (tokio::sync::oneshot::Sender<()>, Shutdown) {
         let (tell, told) = tokio::sync::oneshot::channel::<()>();
@@ -350,8 +384,14 @@ mod tests {
             .run_until(async {
                 let (tell, shutdown) = test_shutdown("SIGINT");
                 let r = retrier(3, shutdown);
-                let hanging = r.call(LimitClass::Read, &[], std::future::pending::<Result<(), ClientError>>);
+                // The stop comes once the request is out (the class permit waits on real time).
+                let sent = tokio::sync::Notify::new();
+                let hanging = r.call(LimitClass::Read, &[], || {
+                    sent.notify_one();
+                    std::future::pending::<Result<(), ClientError>>()
+                });
                 let stop_soon = async {
+                    sent.notified().await;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     let _ = tell.send(());
                 };
