@@ -27,7 +27,8 @@ use super::staging::Staging;
 /// How a job start ended.
 pub enum Started {
     Running,
-    /// Another bulk job holds the instance's one slot (`JobLimitReached`).
+    /// Another bulk job holds the instance's one slot (429 `TooManyRequests`, or the spec's
+    /// 400 `JobLimitReached`).
     Busy(String),
     /// SIGTERM/SIGINT came while waiting for that slot: no job was started.
     Stopped(StopReason),
@@ -55,8 +56,9 @@ where
     }
 }
 
-fn is_job_limit(e: &ClientError) -> bool {
-    matches!(e, ClientError::Status(s) if s.code.as_deref() == Some(codes::JOB_LIMIT_REACHED))
+/// The instance's one bulk-job slot is taken: back-pressure to wait out, not a failed call.
+fn is_bulk_job_running(e: &ClientError) -> bool {
+    matches!(e, ClientError::Status(s) if codes::is_bulk_job_running(s.status, s.code.as_deref()))
 }
 
 /// The job to start: its id, its input and log blobs (URLs without a SAS), and how long to
@@ -68,8 +70,9 @@ pub struct JobRequest<'a> {
     pub wait_if_busy: Option<Duration>,
 }
 
-/// Creates the job. While another bulk job runs: waits up to `wait_if_busy` (polling every
-/// `poll_interval`), or reports `Busy` at once when there is no wait.
+/// Creates the job. While another bulk job runs: waits up to `wait_if_busy` (asking again every
+/// `poll_interval`, or later when the answer's `Retry-After` says so; the wait spends none of
+/// the call's retry attempts), or reports `Busy` at once when there is no wait.
 pub async fn start(
     config: &LoadConfig,
     client: &AdtClient,
@@ -80,10 +83,20 @@ pub async fn start(
     let JobRequest { job_id, input_url, log_url, wait_if_busy } = job;
     let began = Instant::now();
     loop {
-        match jobs_call(config, limiter, || client.create_import_job(job_id, input_url, log_url)).await {
-            Ok(_) => return Ok(Started::Running),
-            Err(e) if is_job_limit(&e) => {
-                let busy = "another bulk job (import or delete) is running on the instance (JobLimitReached); ADT runs one at a time";
+        // A busy slot comes back as the inner error, so `jobs_call` does not retry it as a throttle.
+        // The id is a fresh UUID: 409 `JobIdAlreadyExists` means an earlier try of this very call
+        // (whose answer was lost) created the job.
+        let create = move || async move {
+            match client.create_import_job(job_id, input_url, log_url).await {
+                Err(e) if is_bulk_job_running(&e) => Ok(Err(e)),
+                Err(ClientError::Status(s)) if s.code.as_deref() == Some(codes::JOB_ID_ALREADY_EXISTS) => Ok(Ok(())),
+                other => other.map(|_| Ok(())),
+            }
+        };
+        match jobs_call(config, limiter, create).await {
+            Ok(Ok(())) => return Ok(Started::Running),
+            Ok(Err(running)) => {
+                let busy = "another bulk job (import or delete) is running on the instance; ADT runs one at a time";
                 match wait_if_busy {
                     None => return Ok(Started::Busy(busy.into())),
                     Some(limit) if began.elapsed() < limit => {
@@ -95,7 +108,7 @@ pub async fn start(
                                 );
                                 return Ok(Started::Stopped(StopReason::Signal(signal)));
                             }
-                            _ = tokio::time::sleep(config.import_job.poll_interval) => {}
+                            _ = tokio::time::sleep(running.retry_after().unwrap_or_default().max(config.import_job.poll_interval)) => {}
                         }
                     }
                     Some(limit) => {
