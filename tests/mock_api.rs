@@ -454,23 +454,58 @@ async fn decommissioning_is_idempotent_and_stops_new_twins() {
 }
 
 #[tokio::test]
-async fn a_model_in_use_cannot_be_deleted() {
+async fn a_model_other_models_reference_cannot_be_deleted_and_twins_do_not_hold_one_back() {
     let mock = start();
     let client = Client::new(&mock);
     with_fleet_models(&client).await;
     let message = client.delete(&model_path(ASSET)).await.refused(409, "ModelReferencesNotDeleted");
     assert!(message.contains(VEHICLE) && message.contains(PART), "{message}");
     client.delete(&model_path(ENGINE)).await.refused(409, "ModelReferencesNotDeleted");
-    client.put_twin("d1", DEPOT, json!({})).await.ok(200);
-    client.delete(&model_path(DEPOT)).await.refused(409, "ModelReferencesNotDeleted");
-    assert_eq!(client.delete(&twin_path("d1")).await.status, StatusCode::NO_CONTENT);
+    // Live ADT: 204 while a twin of the model exists; the twin stays readable, patchable and
+    // deletable, and a new twin of the model is refused as for any missing model.
+    client.put_twin("d1", DEPOT, json!({"city": "Oslo"})).await.ok(200);
     assert_eq!(client.delete(&model_path(DEPOT)).await.status, StatusCode::NO_CONTENT);
+    client.get(&model_path(DEPOT)).await.refused(404, "ModelNotFound");
+    let twin = client.get(&twin_path("d1")).await;
+    assert_eq!(twin.ok(200)["$metadata"]["$model"], DEPOT);
+    let patched = client.patch(&twin_path("d1"), &json!([{"op": "replace", "path": "/city", "value": "Bergen"}])).await;
+    assert_eq!(patched.status, StatusCode::NO_CONTENT, "{}", patched.body);
+    assert_eq!(client.get(&twin_path("d1")).await.ok(200)["city"], "Bergen");
+    client
+        .patch(&twin_path("d1"), &json!([{"op": "replace", "path": "/city", "value": 7}]))
+        .await
+        .refused(400, "ValidationFailed");
+    let missing = client.put_twin("d2", DEPOT, json!({})).await;
+    missing.refused(400, "ValidationFailed");
+    assert_eq!(
+        missing.body["error"]["details"][0]["message"],
+        format!("{DEPOT} or one of its dependencies does not exist.")
+    );
+    client.put_twin("d1", DEPOT, json!({})).await.refused(400, "ValidationFailed");
+    assert_eq!(client.delete(&twin_path("d1")).await.status, StatusCode::NO_CONTENT);
     client.delete(&model_path(DEPOT)).await.refused(404, "ModelNotFound");
     // Deletion order: leaves first.
     for leaf in [VEHICLE, WHEEL, PART, ENGINE, ASSET] {
         assert_eq!(client.delete(&model_path(leaf)).await.status, StatusCode::NO_CONTENT, "{leaf}");
     }
     assert_eq!(mock.store.model_count(), 0);
+}
+
+#[tokio::test]
+async fn a_model_id_that_is_not_a_dtmi_is_invalid_argument_on_every_model_route() {
+    let mock = start();
+    let client = Client::new(&mock);
+    with_fleet_models(&client).await;
+    let bad = "thisIsNotAValidModelId";
+    let message = client.get(&model_path(bad)).await.refused(400, "InvalidArgument");
+    assert!(message.starts_with(&format!("The format of the Model ID {bad} provided is not supported")), "{message}");
+    let decommission = json!([{"op": "replace", "path": "/decommissioned", "value": true}]);
+    client.patch(&model_path(bad), &decommission).await.refused(400, "InvalidArgument");
+    client.delete(&model_path(bad)).await.refused(400, "InvalidArgument");
+    client.get(&format!("/models?dependenciesFor={bad}")).await.refused(400, "InvalidArgument");
+    // A DTMI that names no model is still 404.
+    client.get(&model_path("dtmi:test:Nope;1")).await.refused(404, "ModelNotFound");
+    client.get(&format!("/models?dependenciesFor={}", urlencode(VEHICLE))).await.ok(200);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -640,8 +675,9 @@ async fn patch_twin_applies_add_replace_remove_and_answers_204_with_the_new_etag
     assert_eq!(client.patch(&twin_path("p1"), &to_wheel).await.status, StatusCode::NO_CONTENT);
     let wheel = client.get(&twin_path("p1")).await.ok(200).clone();
     assert_eq!((wheel["$metadata"]["$model"].clone(), wheel["partNo"].clone()), (json!(WHEEL), json!("W-1")));
-    // Now the Part model is no longer used by p1, the Wheel model is.
-    client.delete(&model_path(WHEEL)).await.refused(409, "ModelReferencesNotDeleted");
+    // p1 is a Wheel now: deleting that model (twins do not hold one back, as live) leaves it one.
+    assert_eq!(client.delete(&model_path(WHEEL)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(client.get(&twin_path("p1")).await.ok(200)["$metadata"]["$model"], WHEEL);
 }
 
 #[tokio::test]
@@ -1143,6 +1179,118 @@ async fn equal_graphs_export_byte_identical_ndjson_and_reset_empties() {
     let client = Client::new(&first);
     client.get(&twin_path("v1")).await.refused(404, "DigitalTwinNotFound");
     with_fleet_models(&client).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// components and telemetry
+
+fn component_path(twin: &str, component: &str) -> String {
+    format!("{}/components/{}", twin_path(twin), twinload::adt::paths::encode_segment(component))
+}
+
+#[tokio::test]
+async fn a_component_reads_and_patches_on_its_own_and_the_twin_s_etag_moves() {
+    let mock = start();
+    let client = Client::new(&mock);
+    with_fleet_models(&client).await;
+    let put = client.put_twin("v1", VEHICLE, vehicle("Bus")).await;
+    let first_etag = put.header("etag").unwrap().to_string();
+    let engine = client.get(&component_path("v1", "engine")).await;
+    assert_eq!(engine.ok(200)["rpm"], 900);
+    assert!(engine.body["$metadata"]["$lastUpdateTime"].is_string(), "{}", engine.body);
+    assert!(engine.body["$metadata"]["rpm"]["lastUpdateTime"].is_string(), "{}", engine.body);
+    assert!(engine.body.get("name").is_none(), "only the component: {}", engine.body);
+    assert_eq!(engine.header("etag"), Some(first_etag.as_str()));
+
+    let patched =
+        client.patch(&component_path("v1", "engine"), &json!([{"op": "replace", "path": "/rpm", "value": 1200}])).await;
+    assert_eq!(patched.status, StatusCode::NO_CONTENT, "{}", patched.body);
+    let new_etag = patched.header("etag").expect("the twin's new ETag").to_string();
+    assert_ne!(new_etag, first_etag);
+    let twin = client.get(&twin_path("v1")).await;
+    assert_eq!((twin.ok(200)["engine"]["rpm"].as_i64(), twin.header("etag")), (Some(1200), Some(new_etag.as_str())));
+    assert_eq!(twin.body["name"], "Bus", "the rest of the twin is untouched");
+
+    // If-Match: the twin's current ETag passes, an old one is 412.
+    let stale = [("if-match", first_etag.as_str())];
+    let body = json!([{"op": "replace", "path": "/rpm", "value": 1}]);
+    client
+        .send(Method::PATCH, &component_path("v1", "engine"), Some(&body), &stale)
+        .await
+        .refused(412, "PreconditionFailed");
+    let fresh = [("if-match", new_etag.as_str())];
+    assert_eq!(
+        client.send(Method::PATCH, &component_path("v1", "engine"), Some(&body), &fresh).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(mock.store.get_twin("v1").unwrap().contents["engine"]["rpm"], 1);
+}
+
+#[tokio::test]
+async fn component_refusals_carry_the_live_codes() {
+    let mock = start();
+    let client = Client::new(&mock);
+    with_fleet_models(&client).await;
+    client.put_twin("v1", VEHICLE, vehicle("Bus")).await.ok(200);
+    let before = mock.store.get_twin("v1").unwrap().etag.clone();
+    client.get(&component_path("v1", "gearbox")).await.refused(404, "ComponentNotFound");
+    client.get(&component_path("nobody", "engine")).await.refused(404, "DigitalTwinNotFound");
+    let set_rpm = json!([{"op": "add", "path": "/rpm", "value": 1}]);
+    client.patch(&component_path("v1", "gearbox"), &set_rpm).await.refused(404, "ComponentNotFound");
+    client.patch(&component_path("nobody", "engine"), &set_rpm).await.refused(404, "DigitalTwinNotFound");
+    for op in ["move", ""] {
+        let body = json!([{"op": op, "path": "/rpm", "value": 1}]);
+        client.patch(&component_path("v1", "engine"), &body).await.refused(400, "JsonPatchInvalid");
+    }
+    let unknown =
+        client.patch(&component_path("v1", "engine"), &json!([{"op": "add", "path": "/torque", "value": 1}])).await;
+    unknown.refused(400, "ValidationFailed");
+    assert_eq!(unknown.body["error"]["details"][0]["message"], "torque does not appear on the DTDL for engine.");
+    let wrong = client
+        .patch(&component_path("v1", "engine"), &json!([{"op": "replace", "path": "/rpm", "value": "fast"}]))
+        .await;
+    wrong.refused(400, "ValidationFailed");
+    assert_eq!(wrong.body["error"]["details"][0]["message"], "Expected value of type integer for rpm on engine.");
+    // A body that is not a patch array: ASP.NET's own 400, without error.code.
+    let object = client.patch(&component_path("v1", "engine"), &json!({"op": "add", "path": "/rpm", "value": 1})).await;
+    assert_eq!(object.status, StatusCode::BAD_REQUEST, "{}", object.body);
+    assert!(object.body.get("error").is_none(), "{}", object.body);
+    assert_eq!((object.body["status"].as_u64(), object.body["title"].as_str().is_some()), (Some(400), true));
+    assert!(object.body["errors"].is_object() && object.body["type"].is_string(), "{}", object.body);
+    let text = client
+        .raw(
+            Method::PATCH,
+            &format!("{}{}?{API}", client.base, component_path("v1", "engine")),
+            Some("not json".into()),
+            &[],
+        )
+        .await;
+    assert_eq!(text.status, StatusCode::BAD_REQUEST);
+    assert!(text.body["errors"].is_object() && text.body.get("error").is_none(), "{}", text.body);
+    assert_eq!(mock.store.get_twin("v1").unwrap().etag, before, "no refused patch changed the twin");
+}
+
+#[tokio::test]
+async fn telemetry_needs_a_message_id_and_a_twin_or_component_that_exists() {
+    let mock = start();
+    let client = Client::new(&mock);
+    with_fleet_models(&client).await;
+    client.put_twin("v1", VEHICLE, vehicle("Bus")).await.ok(200);
+    let reading = json!({"rpm": 1000});
+    let message_id = [("message-id", "m-1")];
+    let twin_telemetry = format!("{}/telemetry", twin_path("v1"));
+    let engine_telemetry = format!("{}/telemetry", component_path("v1", "engine"));
+    for path in [&twin_telemetry, &engine_telemetry] {
+        let sent = client.send(Method::POST, path, Some(&reading), &message_id).await;
+        assert_eq!(sent.status, StatusCode::NO_CONTENT, "{path}: {}", sent.body);
+        let message = client.post(path, &reading).await.refused(400, "InvalidArgument");
+        assert!(message.contains("Message-Id"), "{message}");
+    }
+    let nobody = format!("{}/telemetry", twin_path("nobody"));
+    client.send(Method::POST, &nobody, Some(&reading), &message_id).await.refused(404, "DigitalTwinNotFound");
+    let gearbox = format!("{}/telemetry", component_path("v1", "gearbox"));
+    client.send(Method::POST, &gearbox, Some(&reading), &message_id).await.refused(404, "ComponentNotFound");
+    assert_eq!(mock.store.twin_count(), 1, "telemetry writes nothing");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -89,8 +89,9 @@ async fn an_import_job_applies_the_blob_logs_errors_by_line_and_holds_the_bulk_s
     azurite.create_container_async(&http, "jobs").await;
     let (text, bad_lines) = input(10, true);
     azurite.put_blob(&http, "jobs", "in.ndjson", text.into_bytes()).await;
-    // 23 items at 10/s: the job runs for over 2 s, long enough to meet a second create.
-    let mock = mock(10.0);
+    // 23 items at 5/s: the job runs for over 4 s, long enough to meet a second import and a
+    // delete job, each sent past the jobs class's 1 request/s.
+    let mock = mock(5.0);
     let job_url = format!("{}/jobs/imports/first?{API}", mock.url);
     let request = json!({
         "inputBlobUri": azurite.blob_url_with_sas("jobs", "in.ndjson"),
@@ -101,12 +102,20 @@ async fn an_import_job_applies_the_blob_logs_errors_by_line_and_holds_the_bulk_s
     assert_eq!(job["id"], "first");
     assert!(job["purgeDateTime"].is_string() && job["createdDateTime"].is_string(), "{job}");
 
+    // A second bulk job while this one runs: the live 429 `TooManyRequests`, with Retry-After.
     let second = format!("{}/jobs/imports/second?{API}", mock.url);
-    let (status, refused) = jobs_call(&http, reqwest::Method::PUT, &second, Some(request.clone())).await;
-    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("JobLimitReached")), "{refused}");
-    let (status, refused) =
-        jobs_call(&http, reqwest::Method::POST, &format!("{}/jobs/deletions?{API}", mock.url), None).await;
-    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("JobLimitReached")), "{refused}");
+    let deletion = format!("{}/jobs/deletions?{API}", mock.url);
+    for (method, url, body) in
+        [(reqwest::Method::PUT, &second, Some(request.clone())), (reqwest::Method::POST, &deletion, None)]
+    {
+        let (retry_after, refused) = bulk_slot_refusal(&http, method, url, body).await;
+        assert_eq!(refused.code, "TooManyRequests");
+        assert!(refused.message.starts_with("Cannot start another job while one is in progress"), "{refused:?}");
+        assert!(retry_after >= 1, "Retry-After: {retry_after}");
+    }
+    // The id already used: 409 `JobIdAlreadyExists`, whatever the slot.
+    let (status, taken) = jobs_call(&http, reqwest::Method::PUT, &job_url, Some(request.clone())).await;
+    assert_eq!((status, taken["error"]["code"].as_str()), (409, Some("JobIdAlreadyExists")), "{taken}");
 
     let done = wait_until_done(&http, &job_url).await;
     assert_eq!(done["status"], "failed", "two lines were bad: {done}");
@@ -142,7 +151,38 @@ async fn an_import_job_applies_the_blob_logs_errors_by_line_and_holds_the_bulk_s
     let (status, _) = jobs_call(&http, reqwest::Method::DELETE, &job_url, None).await;
     assert_eq!(status, 204);
     let (status, gone) = jobs_call(&http, reqwest::Method::GET, &job_url, None).await;
-    assert_eq!((status, gone["error"]["code"].as_str()), (404, Some("ImportJobNotFound")), "{gone}");
+    assert_eq!((status, gone["error"]["code"].as_str()), (404, Some("JobNotFound")), "{gone}");
+    let (status, gone) = jobs_call(&http, reqwest::Method::DELETE, &job_url, None).await;
+    assert_eq!((status, gone["error"]["code"].as_str()), (404, Some("JobNotFound")), "{gone}");
+}
+
+/// Sends a job create that must meet a busy bulk-job slot; the jobs class's own 429s (1 request
+/// per second, another code) are waited out. Returns `Retry-After` in seconds and the error,
+/// which the service sends inside a JSON string.
+async fn bulk_slot_refusal(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<Value>,
+) -> (u64, twinload::adt::AdtError) {
+    for _ in 0..10 {
+        let mut request = http.request(method.clone(), url);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("jobs request");
+        assert_eq!(response.status(), 429, "a second bulk job is refused");
+        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let bytes = response.bytes().await.unwrap();
+        let text: Value = serde_json::from_slice(&bytes).expect("a JSON body");
+        let error = twinload::adt::ErrorBody::parse(&bytes).expect("an ADT error").error;
+        if error.code == "TooManyRequests" {
+            assert!(text.is_string(), "the error object comes inside a JSON string, as live: {text}");
+            return (retry_after.and_then(|v| v.parse().ok()).expect("a Retry-After in seconds"), error);
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    panic!("{method} {url}: only the jobs class's 429s, 10 times");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,6 +241,18 @@ async fn bad_requests_and_unreadable_blobs_fail_clearly() {
     .await;
     assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("ValidationFailed")), "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("outputBlobUri"), "{refused}");
+    let (status, refused) = jobs_call(
+        &http,
+        reqwest::Method::PUT,
+        &format!("{}/jobs/imports/x?{API}", mock.url),
+        Some(json!({"inputBlobUri": "invalidUri", "outputBlobUri": "http://127.0.0.1:1/out"})),
+    )
+    .await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("InvalidArgument")), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("'invalidUri' failed validation"), "{refused}");
+    let (status, unknown) =
+        jobs_call(&http, reqwest::Method::GET, &format!("{}/jobs/imports/x?{API}", mock.url), None).await;
+    assert_eq!((status, unknown["error"]["code"].as_str()), (404, Some("JobNotFound")), "{unknown}");
 
     // A blob that is not there: the job fails, names the blob, and shows no SAS.
     let job_url = format!("{}/jobs/imports/missing?{API}", mock.url);
@@ -224,4 +276,26 @@ async fn bad_requests_and_unreadable_blobs_fail_clearly() {
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_forgets_every_job_and_frees_the_bulk_slot() {
+    let http = http();
+    let mock = mock(0.0);
+    // Blobs nobody serves: the job fails at once, and stays listed until a reset.
+    let request =
+        json!({"inputBlobUri": "http://127.0.0.1:1/in.ndjson", "outputBlobUri": "http://127.0.0.1:1/out.ndjson"});
+    let job_url = format!("{}/jobs/imports/j?{API}", mock.url);
+    let (status, _) = jobs_call(&http, reqwest::Method::PUT, &job_url, Some(request.clone())).await;
+    assert_eq!(status, 201);
+    assert_eq!(wait_until_done(&http, &job_url).await["status"], "failed");
+    let reset = http.post(format!("{}/_mock/reset", mock.url)).send().await.unwrap();
+    assert_eq!(reset.status(), 204);
+    let (status, gone) = jobs_call(&http, reqwest::Method::GET, &job_url, None).await;
+    assert_eq!((status, gone["error"]["code"].as_str()), (404, Some("JobNotFound")), "{gone}");
+    let (status, list) =
+        jobs_call(&http, reqwest::Method::GET, &format!("{}/jobs/imports?{API}", mock.url), None).await;
+    assert_eq!((status, list["value"].as_array().map(Vec::len)), (200, Some(0)), "{list}");
+    let (status, again) = jobs_call(&http, reqwest::Method::PUT, &job_url, Some(request)).await;
+    assert_eq!(status, 201, "the id is free again: {again}");
 }

@@ -28,14 +28,18 @@ use super::staging::Staging;
 /// How a job start ended.
 pub enum Started {
     Running,
-    /// Another bulk job holds the instance's one slot (`JobLimitReached`).
+    /// Another bulk job holds the instance's one slot (429 `TooManyRequests`, or the spec's
+    /// 400 `JobLimitReached`).
     Busy(String),
     /// SIGTERM/SIGINT came while waiting for that slot: no job was started.
     Stopped(StopReason),
 }
 
-fn is_job_limit(e: &CallError) -> bool {
-    matches!(e, CallError::Failed(ClientError::Status(s)) if s.code.as_deref() == Some(codes::JOB_LIMIT_REACHED))
+/// The instance's one bulk-job slot is taken (ADT's 429 `TooManyRequests` "Cannot start
+/// another job while one is in progress", or the spec's 400 `JobLimitReached`): back-pressure
+/// to wait out, not a failed call.
+fn is_bulk_job_running(e: &ClientError) -> bool {
+    matches!(e, ClientError::Status(s) if codes::is_bulk_job_running(s.status, s.code.as_deref()))
 }
 
 /// The job to start: its id, its input and log blobs (URLs without a SAS), and how long to
@@ -47,8 +51,9 @@ pub struct JobRequest<'a> {
     pub wait_if_busy: Option<Duration>,
 }
 
-/// Creates the job. While another bulk job runs: waits up to `wait_if_busy` (polling every
-/// `poll_interval`), or reports `Busy` at once when there is no wait.
+/// Creates the job. While another bulk job runs: waits up to `wait_if_busy` (asking again every
+/// `poll_interval`, or later when the answer's `Retry-After` says so; the wait spends none of
+/// the call's retry attempts), or reports `Busy` at once when there is no wait.
 pub async fn start(
     config: &LoadConfig,
     client: &AdtClient,
@@ -58,21 +63,31 @@ pub async fn start(
     let JobRequest { job_id, input_url, log_url, wait_if_busy } = job;
     let began = Instant::now();
     loop {
-        match retrier.call_ok(LimitClass::Jobs, || client.create_import_job(job_id, input_url, log_url)).await {
-            Ok(_) => return Ok(Started::Running),
+        // A busy slot comes back as the inner error, so the retrier does not wait it out as a
+        // throttle: whether to wait for the slot is `wait_if_busy`'s call. The id is a fresh
+        // UUID: 409 `JobIdAlreadyExists` means an earlier try of this very call (whose answer
+        // was lost) created the job.
+        let create = move || async move {
+            match client.create_import_job(job_id, input_url, log_url).await {
+                Err(e) if is_bulk_job_running(&e) => Ok(Err(e)),
+                Err(ClientError::Status(s)) if s.code.as_deref() == Some(codes::JOB_ID_ALREADY_EXISTS) => Ok(Ok(())),
+                other => other.map(|_| Ok(())),
+            }
+        };
+        match retrier.call_ok(LimitClass::Jobs, create).await {
+            Ok(Ok(())) => return Ok(Started::Running),
             // The create may have reached ADT: follow the job (its cancel comes first).
             Err(CallError::Stopped(stop)) if stop.may_have_written() => return Ok(Started::Running),
-            // Stopped while the Jobs API throttled the create (the instance's one bulk-job slot
-            // taken, or the jobs class's 1 request/s).
+            // Stopped while the Jobs API throttled the create (the jobs class's 1 request/s).
             Err(CallError::Stopped(stop)) => return Ok(stopped_waiting(stop.reason)),
-            Err(e) if is_job_limit(&e) => {
-                let busy = "another bulk job (import or delete) is running on the instance (JobLimitReached); ADT runs one at a time";
+            Ok(Err(running)) => {
+                let busy = "another bulk job (import or delete) is running on the instance; ADT runs one at a time";
                 match wait_if_busy {
                     None => return Ok(Started::Busy(busy.into())),
                     Some(limit) if began.elapsed() < limit => {
                         tracing::warn!("{busy}: waiting for it to end ({:.0} s so far)", began.elapsed().as_secs_f64());
-                        let poll = tokio::time::sleep(config.import_job.poll_interval);
-                        if let Err(stop) = retrier.shutdown().unless_stopped(poll).await {
+                        let after = running.retry_after().unwrap_or_default().max(config.import_job.poll_interval);
+                        if let Err(stop) = retrier.shutdown().unless_stopped(tokio::time::sleep(after)).await {
                             return Ok(stopped_waiting(stop));
                         }
                     }

@@ -28,10 +28,15 @@ pub const INVALID_RELATIONSHIP: &str = "InvalidRelationship";
 pub const OPERATION_NOT_ALLOWED: &str = "OperationNotAllowed";
 pub const TWIN_LIMIT_REACHED: &str = "TwinLimitReached";
 pub const RELATIONSHIP_ALREADY_EXISTS: &str = "RelationshipAlreadyExists";
+/// Spec name for "another bulk job runs"; the live service answers 429 [`TOO_MANY_REQUESTS`].
 pub const JOB_LIMIT_REACHED: &str = "JobLimitReached";
-pub const IMPORT_JOB_NOT_FOUND: &str = "ImportJobNotFound";
-/// The mock's answer for an unknown delete job, by analogy with `ImportJobNotFound` (unverified).
-pub const DELETE_JOB_NOT_FOUND: &str = "DeleteJobNotFound";
+/// Live name for an unknown job id; the spec says `ImportJobNotFound`.
+pub const JOB_NOT_FOUND: &str = "JobNotFound";
+pub const IMPORT_JOB_NOT_FOUND_SPEC: &str = "ImportJobNotFound";
+/// Live: a job id already used (409).
+pub const JOB_ID_ALREADY_EXISTS: &str = "JobIdAlreadyExists";
+/// Live: the 429 to a job create while another bulk job runs.
+pub const TOO_MANY_REQUESTS: &str = "TooManyRequests";
 pub const COMPONENT_NOT_FOUND: &str = "ComponentNotFound";
 /// Query throttling (spec); other 429s use the same code in the mock.
 pub const QUOTA_REACHED_ERROR: &str = "QuotaReachedError";
@@ -57,7 +62,33 @@ pub fn is_model_exists(code: &str) -> bool {
     code == MODEL_ID_ALREADY_EXISTS || code == MODEL_ALREADY_EXISTS_SPEC
 }
 
+/// True when a job create was refused because another bulk job (import or delete) holds the
+/// instance's one slot: the live 429 `TooManyRequests` "Cannot start another job…", or the
+/// spec's 400 `JobLimitReached`. A wait for that job, not a failure; the class throttle's 429s
+/// carry other codes.
+pub fn is_bulk_job_running(status: u16, code: Option<&str>) -> bool {
+    match code {
+        Some(JOB_LIMIT_REACHED) => true,
+        Some(TOO_MANY_REQUESTS) => status == 429,
+        _ => false,
+    }
+}
+
 /// True for codes that signal throttling even when the status is not 429.
 pub fn is_throttle_code(code: &str) -> bool {
     code == QUOTA_REACHED_ERROR || code == QUOTA_EXCEPTION_ERROR
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_bulk_slot_is_told_from_throttling() {
+        assert!(is_bulk_job_running(429, Some(TOO_MANY_REQUESTS)));
+        assert!(is_bulk_job_running(400, Some(JOB_LIMIT_REACHED)));
+        assert!(!is_bulk_job_running(429, Some(QUOTA_REACHED_ERROR)));
+        assert!(!is_bulk_job_running(429, None));
+        assert!(!is_bulk_job_running(400, Some(TOO_MANY_REQUESTS)));
+    }
 }

@@ -26,7 +26,31 @@ impl ErrorBody {
     }
 
     /// Parses a response body; `None` when it is empty or not ADT's shape (e.g. a 403 with no body).
+    /// The live 429 to a second bulk job sends the error object inside a JSON string
+    /// (ADT-REFERENCE.md §1.5); that is unwrapped once.
     pub fn parse(body: &[u8]) -> Option<ErrorBody> {
-        serde_json::from_slice(body).ok()
+        if let Ok(parsed) = serde_json::from_slice(body) {
+            return Some(parsed);
+        }
+        if !body.trim_ascii_start().starts_with(b"\"") {
+            return None;
+        }
+        let inner: String = serde_json::from_slice(body).ok()?;
+        serde_json::from_str(&inner).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_error_object_and_the_error_object_inside_a_json_string() {
+        let plain = br#"{"error":{"code":"JobNotFound","message":"no job"}}"#;
+        assert_eq!(ErrorBody::parse(plain).unwrap().error.code, "JobNotFound");
+        let wrapped = serde_json::to_vec(&String::from_utf8_lossy(plain)).unwrap();
+        assert_eq!(ErrorBody::parse(&wrapped).unwrap().error.code, "JobNotFound");
+        assert_eq!(ErrorBody::parse(b"\"just text\""), None);
+        assert_eq!(ErrorBody::parse(b""), None);
     }
 }

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -18,6 +18,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::faults::Faults;
+use super::jobs::Jobs;
 use super::server::pass_on;
 use super::store::Store;
 use crate::adt::classify;
@@ -316,12 +317,28 @@ async fn export_handler(store: web::Data<Store>) -> actix_web::Result<HttpRespon
     Ok(HttpResponse::Ok().content_type("application/x-ndjson").body(ndjson))
 }
 
-/// Empties the store and zeroes the counters and the fault sequence, so a test can start over.
-async fn reset_handler(stats: web::Data<Stats>, store: web::Data<Store>, faults: web::Data<Faults>) -> HttpResponse {
+/// How long `POST /_mock/reset` waits for running import and delete jobs to stop.
+const RESET_JOBS_GRACE: Duration = Duration::from_secs(5);
+
+/// Empties everything (import and delete jobs, then the store) and zeroes the counters and the
+/// fault sequence, so a test can start over.
+async fn reset_handler(
+    stats: web::Data<Stats>,
+    store: web::Data<Store>,
+    faults: web::Data<Faults>,
+    jobs: Option<web::Data<Jobs>>,
+) -> actix_web::Result<HttpResponse> {
+    if let Some(jobs) = jobs {
+        // Stopping a running job may take a moment; keep it off the worker that serves others.
+        let stuck = web::block(move || jobs.reset(RESET_JOBS_GRACE)).await?;
+        if stuck > 0 {
+            tracing::warn!("reset: {stuck} bulk job(s) did not stop within {RESET_JOBS_GRACE:?}; they were forgotten");
+        }
+    }
     store.reset();
     stats.reset();
     faults.reset();
-    HttpResponse::NoContent().finish()
+    Ok(HttpResponse::NoContent().finish())
 }
 
 async fn metrics_handler(stats: web::Data<Stats>, store: web::Data<Store>, faults: web::Data<Faults>) -> HttpResponse {

@@ -2,12 +2,15 @@
 //! HTTP side of [`crate::jobs`]. Every request here spends the jobs class budget (1/s) in the
 //! class throttle before it arrives.
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::adt::{codes, ErrorBody};
 use crate::jobs::{runner, Admission, JobKind, JobStatus, JobView, Jobs};
+use crate::store::error::JSON_CONTENT_TYPE;
 use crate::store::AdtFailure;
 
 use super::{header, json_response, list_body, next_link, page_size, path_id, query_value, ApiVersion};
@@ -32,27 +35,57 @@ fn validation_failed(message: impl Into<String>) -> AdtFailure {
     AdtFailure { status: StatusCode::BAD_REQUEST, body: ErrorBody::new(codes::VALIDATION_FAILED, message) }
 }
 
-fn job_limit_reached(max: usize) -> AdtFailure {
+/// How long a create refused for a busy bulk-job slot is told to wait. The live answer's
+/// `Retry-After` is not recorded; a few seconds keeps a waiting client from spending the
+/// instance's 1 jobs request/s that the running job's own poller needs.
+pub const BULK_JOB_BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The live answer to a job create while another bulk job runs: 429 `TooManyRequests`, the
+/// error object sent inside a JSON string (as recorded), and `Retry-After`.
+fn bulk_job_in_progress() -> HttpResponse {
+    let body = ErrorBody::new(
+        codes::TOO_MANY_REQUESTS,
+        "Cannot start another job while one is in progress. Please wait for it to complete before starting another one.",
+    );
+    let as_string = serde_json::to_string(&body).unwrap_or_default();
+    HttpResponse::build(StatusCode::TOO_MANY_REQUESTS)
+        .insert_header(("Retry-After", BULK_JOB_BUSY_RETRY_AFTER.as_secs().to_string()))
+        .content_type(JSON_CONTENT_TYPE)
+        .body(serde_json::to_vec(&as_string).unwrap_or_default())
+}
+
+/// 409 `JobIdAlreadyExists` (live wording).
+fn job_id_taken(id: &str) -> AdtFailure {
     AdtFailure {
-        status: StatusCode::BAD_REQUEST,
+        status: StatusCode::CONFLICT,
         body: ErrorBody::new(
-            codes::JOB_LIMIT_REACHED,
-            format!(
-                "The maximum number of bulk jobs running at once ({max}) has been reached. Wait for the running import or delete job to finish, or cancel it."
-            ),
+            codes::JOB_ID_ALREADY_EXISTS,
+            format!("Provided Job ID already exists: {id}. Use Jobs_List API to view jobs that already exist."),
         ),
     }
 }
 
-fn not_found(kind: JobKind, id: &str) -> AdtFailure {
-    let (code, what) = match kind {
-        JobKind::Import => (codes::IMPORT_JOB_NOT_FOUND, "import"),
-        JobKind::Delete => (codes::DELETE_JOB_NOT_FOUND, "delete"),
-    };
+/// 404 `JobNotFound` (live wording; the spec's `ImportJobNotFound` is not what ADT sends). Delete
+/// jobs are answered alike.
+fn not_found(id: &str) -> AdtFailure {
     AdtFailure {
         status: StatusCode::NOT_FOUND,
-        body: ErrorBody::new(code, format!("There is no {what} job with the id {id}. List the jobs to find it.")),
+        body: ErrorBody::new(
+            codes::JOB_NOT_FOUND,
+            format!("There is no job available that matches the provided id {id}. Check that the Job ID provided is valid by doing a Jobs_List API call."),
+        ),
     }
+}
+
+/// A blob URI must be an absolute http(s) URL; anything else is 400 `InvalidArgument` (live).
+fn check_blob_uri(uri: &str) -> Result<(), AdtFailure> {
+    let is_url = reqwest::Url::parse(uri).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if is_url {
+        return Ok(());
+    }
+    Err(AdtFailure::invalid_argument(format!(
+        "Azure Storage Blob URI '{uri}' failed validation. Provide the full URL of a blob, such as https://<account>.blob.core.windows.net/<container>/<blob>."
+    )))
 }
 
 fn job_json(view: &JobView) -> Vec<u8> {
@@ -75,8 +108,9 @@ fn new_view(id: String, input: Option<String>, output: Option<String>) -> JobVie
     }
 }
 
-/// `PUT /jobs/imports/{id}` → 201 with the job; 400 `ValidationFailed` for a bad body or an id in
-/// use, 400 `JobLimitReached` while another bulk job runs.
+/// `PUT /jobs/imports/{id}` → 201 with the job; 400 `ValidationFailed` for a body without the
+/// two URIs, 400 `InvalidArgument` for a URI that is not one, 409 `JobIdAlreadyExists` for an id
+/// in use, 429 `TooManyRequests` while another bulk job runs.
 pub(super) async fn create_import(
     _: ApiVersion,
     req: HttpRequest,
@@ -95,14 +129,13 @@ pub(super) async fn create_import(
     };
     let input = nonempty(request.input_blob_uri, "inputBlobUri")?;
     let output = nonempty(request.output_blob_uri, "outputBlobUri")?;
-    let job = jobs.admit(JobKind::Import, new_view(id.clone(), Some(input.clone()), Some(output.clone()))).map_err(
-        |refused| match refused {
-            Admission::IdTaken => validation_failed(format!(
-                "An import job with the id {id} already exists. Use another id, or delete the old job first."
-            )),
-            Admission::LimitReached(max) => job_limit_reached(max),
-        },
-    )?;
+    check_blob_uri(&input)?;
+    check_blob_uri(&output)?;
+    let job = match jobs.admit(JobKind::Import, new_view(id.clone(), Some(input.clone()), Some(output.clone()))) {
+        Ok(job) => job,
+        Err(Admission::IdTaken) => return Err(job_id_taken(&id)),
+        Err(Admission::LimitReached) => return Ok(bulk_job_in_progress()),
+    };
     let view = job.view();
     runner::start_import(jobs.get_ref().clone(), job, input, output);
     Ok(json_response(StatusCode::CREATED, job_json(&view), None))
@@ -111,7 +144,7 @@ pub(super) async fn create_import(
 /// `GET /jobs/imports/{id}` and `GET /jobs/deletions/{id}`.
 async fn get(kind: JobKind, req: &HttpRequest, jobs: &Jobs) -> Result<HttpResponse, AdtFailure> {
     let id = path_id(req, "id");
-    let job = jobs.get(kind, &id).ok_or_else(|| not_found(kind, &id))?;
+    let job = jobs.get(kind, &id).ok_or_else(|| not_found(&id))?;
     Ok(json_response(StatusCode::OK, job_json(&job.view()), None))
 }
 
@@ -167,7 +200,7 @@ pub(super) async fn cancel_import(
     jobs: web::Data<Jobs>,
 ) -> Result<HttpResponse, AdtFailure> {
     let id = path_id(&req, "id");
-    let job = jobs.get(JobKind::Import, &id).ok_or_else(|| not_found(JobKind::Import, &id))?;
+    let job = jobs.get(JobKind::Import, &id).ok_or_else(|| not_found(&id))?;
     jobs.cancel(&job);
     Ok(json_response(StatusCode::OK, job_json(&job.view()), None))
 }
@@ -180,7 +213,7 @@ pub(super) async fn delete_import(
 ) -> Result<HttpResponse, AdtFailure> {
     let id = path_id(&req, "id");
     if !jobs.remove(JobKind::Import, &id) {
-        return Err(not_found(JobKind::Import, &id));
+        return Err(not_found(&id));
     }
     Ok(HttpResponse::NoContent().finish())
 }
@@ -206,10 +239,11 @@ pub(super) async fn create_deletion(
         Some(id) if !id.trim().is_empty() => id.trim().to_string(),
         _ => uuid::Uuid::new_v4().to_string(),
     };
-    let job = jobs.admit(JobKind::Delete, new_view(id.clone(), None, None)).map_err(|refused| match refused {
-        Admission::IdTaken => validation_failed(format!("A delete job with the id {id} already exists.")),
-        Admission::LimitReached(max) => job_limit_reached(max),
-    })?;
+    let job = match jobs.admit(JobKind::Delete, new_view(id.clone(), None, None)) {
+        Ok(job) => job,
+        Err(Admission::IdTaken) => return Err(job_id_taken(&id)),
+        Err(Admission::LimitReached) => return Ok(bulk_job_in_progress()),
+    };
     let view = job.view();
     runner::start_delete(jobs.get_ref().clone(), job);
     let info = req.connection_info();

@@ -1,14 +1,16 @@
-//! The ADT data plane over HTTP: actix-web handlers for models, twins, relationships and
-//! query, and the bulk Jobs API (ADT-REFERENCE.md §1), registered by [`configure`]. Handlers extract
+//! The ADT data plane over HTTP: actix-web handlers for models, twins (and their components and
+//! telemetry), relationships and query, and the bulk Jobs API (ADT-REFERENCE.md §1), registered by [`configure`]. Handlers extract
 //! `web::Data<Store>` and `web::Data<Throttle>`; the server (mock-ops' `server.rs`) provides both.
 //!
 //! Every route needs `?api-version=` with a version ADT serves ([`ApiVersion`]). Ids in paths
 //! are percent-encoded; they are decoded with `crate::adt::paths::decode_segment`.
 
+mod components;
 mod jobs;
 mod models;
 mod query;
 mod relationships;
+mod telemetry;
 mod twins;
 
 use std::borrow::Cow;
@@ -56,6 +58,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::put().to(twins::put))
                 .route(web::patch().to(twins::update))
                 .route(web::delete().to(twins::delete)),
+        )
+        .service(
+            web::resource("/digitaltwins/{id}/components/{name}")
+                .route(web::get().to(components::get))
+                .route(web::patch().to(components::update)),
+        )
+        .service(web::resource("/digitaltwins/{id}/telemetry").route(web::post().to(telemetry::send)))
+        .service(
+            web::resource("/digitaltwins/{id}/components/{name}/telemetry")
+                .route(web::post().to(telemetry::send_from_component)),
         )
         .service(web::resource("/digitaltwins/{id}/relationships").route(web::get().to(relationships::list)))
         .service(

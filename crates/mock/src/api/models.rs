@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
+use crate::dtdl::validate_dtmi;
 use crate::store::patch::{parse_patch, PatchKind};
 use crate::store::{AdtFailure, ModelEntry, Store};
 
@@ -37,6 +38,9 @@ pub(super) async fn list(_: ApiVersion, req: HttpRequest, store: web::Data<Store
     let after = query_value(&req, "continuationToken");
     let roots: Vec<String> =
         query_values(req.query_string(), "dependenciesFor").into_iter().map(|v| v.into_owned()).collect();
+    for root in &roots {
+        check_model_id(root)?;
+    }
     let models = store.models();
     let candidates: Vec<Arc<ModelEntry>> = if roots.is_empty() {
         models.iter_after(after.as_deref()).take(size + 1).cloned().collect()
@@ -61,7 +65,7 @@ pub(super) async fn list(_: ApiVersion, req: HttpRequest, store: web::Data<Store
 /// `GET /models/{id}[?includeModelDefinition=true]`.
 pub(super) async fn get(_: ApiVersion, req: HttpRequest, store: web::Data<Store>) -> Result<HttpResponse, AdtFailure> {
     let include_definition = query_flag(&req, "includeModelDefinition")?;
-    let model = store.model(&path_id(&req, "id"))?;
+    let model = store.model(&model_path_id(&req)?)?;
     Ok(json_response(
         StatusCode::OK,
         serde_json::to_vec(&model.model_data(include_definition)).unwrap_or_default(),
@@ -77,6 +81,7 @@ pub(super) async fn decommission(
     store: web::Data<Store>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AdtFailure> {
+    let id = model_path_id(&req)?;
     require_json_patch(&req)?;
     let ops = parse_patch(&body)?;
     if ops.is_empty() {
@@ -94,16 +99,30 @@ pub(super) async fn decommission(
             )));
         }
     }
-    store.decommission_model(&path_id(&req, "id"))?;
+    store.decommission_model(&id)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `DELETE /models/{id}` → 204; 409 while other models or twins reference it.
+/// `DELETE /models/{id}` → 204; 409 while another model references it (twins of it do not
+/// hold it back, as in the live service).
 pub(super) async fn delete(
     _: ApiVersion,
     req: HttpRequest,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, AdtFailure> {
-    store.delete_model(&path_id(&req, "id"))?;
+    store.delete_model(&model_path_id(&req)?)?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The `{id}` of a `/models/{id}` route, which must be a DTMI.
+fn model_path_id(req: &HttpRequest) -> Result<String, AdtFailure> {
+    let id = path_id(req, "id");
+    check_model_id(&id)?;
+    Ok(id)
+}
+
+/// A model id that is not a DTMI is 400 `InvalidArgument` on every model route (live), before
+/// any lookup. DTDL v3's syntax is the wider one (the version may be absent or `major.minor`).
+fn check_model_id(id: &str) -> Result<(), AdtFailure> {
+    validate_dtmi(id, 3).map_err(|e| AdtFailure::model_id_not_dtmi(id, &e.reason))
 }

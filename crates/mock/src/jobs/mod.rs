@@ -15,7 +15,7 @@
 //! anonymous access) is what authorises it.
 //!
 //! Only one bulk job (import or delete) runs at a time (`limits.max_concurrent_jobs`, ADT's
-//! default 1); another create gets 400 `JobLimitReached`. Every `/jobs` request spends the jobs
+//! default 1); another create gets 429 `TooManyRequests`, as the live service answers. Every `/jobs` request spends the jobs
 //! class budget (1 request/s) in the class throttle, like any other class.
 
 pub mod blob;
@@ -235,12 +235,32 @@ impl Jobs {
         }
         let max = self.inner.store.limits().max_concurrent_jobs.max(1);
         if active.len() >= max {
-            return Err(Admission::LimitReached(max));
+            return Err(Admission::LimitReached);
         }
         let job = Job::new(view);
         jobs.insert(job.view.lock().id.clone(), job.clone());
         active.push(job.clone());
         Ok(job)
+    }
+
+    /// Forgets every job (`POST /_mock/reset`): running jobs are asked to stop and given up to
+    /// `grace` to do so, so none writes into the store after the caller empties it; then the
+    /// lists and the bulk-job slot are cleared. Returns how many jobs were still running after
+    /// the grace (0 unless a job is stuck reading its blob).
+    pub fn reset(&self, grace: Duration) -> usize {
+        let running: Vec<Arc<Job>> = self.inner.active.lock().clone();
+        for job in &running {
+            self.cancel(job);
+        }
+        let began = std::time::Instant::now();
+        while running.iter().any(|job| job.status().is_active()) && began.elapsed() < grace {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stuck = running.iter().filter(|job| job.status().is_active()).count();
+        self.inner.imports.lock().clear();
+        self.inner.deletions.lock().clear();
+        self.inner.active.lock().clear();
+        stuck
     }
 
     /// Asks a running job to stop; it ends `cancelled` at its next item.
@@ -258,7 +278,8 @@ impl Jobs {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Admission {
     IdTaken,
-    LimitReached(usize),
+    /// Every bulk-job slot (`limits.max_concurrent_jobs`) is held by a running job.
+    LimitReached,
 }
 
 /// `created + JOB_RETENTION`, as RFC 3339.
@@ -299,7 +320,7 @@ mod tests {
     fn one_bulk_job_at_a_time_and_ids_are_unique() {
         let jobs = Jobs::new(Store::new(Limits::adt_default(), StoreOptions::default()), JobsConfig::default());
         let first = jobs.admit(JobKind::Import, view("a")).unwrap();
-        assert_eq!(jobs.admit(JobKind::Delete, view("b")).unwrap_err(), Admission::LimitReached(1));
+        assert_eq!(jobs.admit(JobKind::Delete, view("b")).unwrap_err(), Admission::LimitReached);
         first.set_status(JobStatus::Succeeded, None);
         assert_eq!(jobs.admit(JobKind::Import, view("a")).unwrap_err(), Admission::IdTaken);
         // A deleted id may be reused; the slot is free once the job ended.
@@ -312,11 +333,23 @@ mod tests {
         let jobs = Jobs::new(Store::new(Limits::adt_default(), StoreOptions::default()), JobsConfig::default());
         let running = jobs.admit(JobKind::Import, view("a")).unwrap();
         assert!(jobs.remove(JobKind::Import, "a"));
-        assert!(matches!(jobs.admit(JobKind::Import, view("b")), Err(Admission::LimitReached(1))));
+        assert!(matches!(jobs.admit(JobKind::Import, view("b")), Err(Admission::LimitReached)));
         jobs.cancel(&running);
         assert_eq!(running.status(), JobStatus::Cancelling);
         running.set_status(JobStatus::Cancelled, None);
         jobs.admit(JobKind::Import, view("b")).unwrap();
+    }
+
+    #[test]
+    fn reset_forgets_every_job_and_frees_the_slot() {
+        let jobs = Jobs::new(Store::new(Limits::adt_default(), StoreOptions::default()), JobsConfig::default());
+        let running = jobs.admit(JobKind::Import, view("a")).unwrap();
+        // Not started by a runner, so it never ends on its own: reset waits out the grace.
+        assert_eq!(jobs.reset(Duration::from_millis(20)), 1);
+        assert_eq!(running.status(), JobStatus::Cancelling, "the running job was asked to stop");
+        assert!(jobs.get(JobKind::Import, "a").is_none());
+        assert_eq!(jobs.list(JobKind::Import, None, 10).0.len(), 0);
+        jobs.admit(JobKind::Import, view("a")).unwrap();
     }
 
     #[test]

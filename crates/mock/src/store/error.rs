@@ -92,6 +92,26 @@ impl AdtFailure {
         )
     }
 
+    /// 404 `ComponentNotFound`: the twin exists, its model declares no such component (the live
+    /// message is not recorded).
+    pub fn component_not_found(id: &str, name: &str) -> AdtFailure {
+        fail(
+            StatusCode::NOT_FOUND,
+            codes::COMPONENT_NOT_FOUND,
+            format!(
+                "There is no component {name} on digital twin {id}. Check the component name against the twin's model."
+            ),
+        )
+    }
+
+    /// A model id in a path or `dependenciesFor` that is not a DTMI: 400 `InvalidArgument`, not
+    /// 404 (live; the live message begins the same way).
+    pub fn model_id_not_dtmi(id: &str, why: &str) -> AdtFailure {
+        AdtFailure::invalid_argument(format!(
+            "The format of the Model ID {id} provided is not supported: {why}. A model id is a DTMI such as dtmi:com:example:Room;1."
+        ))
+    }
+
     /// A twin validation failure in the live shape: a generic message and the specific detail.
     pub fn twin_invalid(detail: impl Into<String>) -> AdtFailure {
         let body = ErrorBody::new(codes::VALIDATION_FAILED, "Invalid twin specified")

@@ -15,6 +15,7 @@
 //! model before a model it references), not the eventual-consistency refusals. A correct
 //! loader keeps it at 0.
 
+mod components;
 pub mod error;
 mod export;
 pub mod models;

@@ -4,7 +4,9 @@
 //! copy-on-write: readers clone an `Arc<ModelSet>` (one short read lock), writers build a new
 //! set under a writer mutex and swap it in. Each model is resolved when it is uploaded (its
 //! bases' contents merged in), which is safe because models are immutable and a model cannot
-//! be deleted while another model or a twin references it.
+//! be deleted while another model references it. Twins do not hold a model back (as in the live
+//! service): a twin of a deleted model keeps its `ModelEntry` and stays readable, patchable and
+//! deletable, while new twins of it are refused as for any missing model.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,9 +34,9 @@ pub struct ModelEntry {
     pub upload_time: String,
     pub resolved: ResolvedModel,
     decommissioned: AtomicBool,
-    /// Twins whose `$model` is this model; a model in use cannot be deleted.
+    /// Twins whose `$model` is this entry (the store's consistency checks count them).
     twins_using: AtomicUsize,
-    /// Set by a delete that won; a twin that starts using the model afterwards backs off.
+    /// Set when the model is deleted; a twin that starts using the model afterwards backs off.
     deleted: AtomicBool,
 }
 
@@ -65,8 +67,7 @@ impl ModelEntry {
     }
 
     /// Records one more twin of this model. False when the model was deleted meanwhile (the
-    /// twin write must then fail as if the model were missing). Pairs with `try_mark_deleted`:
-    /// both sides write their flag before reading the other's, so at least one sees the other.
+    /// twin write must then fail as if the model were missing).
     pub fn acquire_twin(&self) -> bool {
         self.twins_using.fetch_add(1, Ordering::SeqCst);
         if self.deleted.load(Ordering::SeqCst) {
@@ -84,16 +85,9 @@ impl ModelEntry {
         self.twins_using.load(Ordering::SeqCst)
     }
 
-    fn try_mark_deleted(&self) -> bool {
-        if self.twins_using() > 0 {
-            return false;
-        }
-        self.deleted.store(true, Ordering::SeqCst);
-        if self.twins_using() > 0 {
-            self.deleted.store(false, Ordering::SeqCst);
-            return false;
-        }
-        true
+    /// True once the model was deleted (only twins that had it before still hold this entry).
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::SeqCst)
     }
 
     /// `DigitalTwinsModelData`: id, language maps, decommissioned, uploadTime and, when asked,
@@ -306,7 +300,7 @@ impl ModelRegistry {
     }
 
     /// `DELETE /models/{id}`: refused while another model extends it or uses it as a component
-    /// schema, or while twins use it.
+    /// schema. Twins of it do not block it (live: 204, the twins stay).
     pub fn delete(&self, id: &str) -> Result<(), AdtFailure> {
         let _writer = self.writer.lock();
         let current = self.snapshot();
@@ -316,12 +310,7 @@ impl ModelRegistry {
         if !referrers.is_empty() {
             return Err(AdtFailure::model_references_not_deleted(&referrers.join(", ")));
         }
-        if !entry.try_mark_deleted() {
-            return Err(AdtFailure::model_references_not_deleted(&format!(
-                "{} digital twin(s)",
-                entry.twins_using().max(1)
-            )));
-        }
+        entry.deleted.store(true, Ordering::SeqCst);
         let mut next = (*current).clone();
         next.by_id.remove(id);
         *self.current.write() = Arc::new(next);

@@ -1,6 +1,6 @@
 //! The store's invariants under concurrent writers: what one thread's write sees of another's
 //! must never leave a relationship without its twins, an incoming mark without its
-//! relationship, or a twin without its model.
+//! relationship, or a twin counted against a model it does not have.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,11 +38,17 @@ fn put_relationship(store: &Store, source: &str, id: &str, target: &str) -> Resu
 fn assert_consistent(store: &Store) {
     let twins = &store.inner.twins;
     let mut relationships = 0;
-    let mut per_model: HashMap<String, usize> = HashMap::new();
+    let mut per_model: HashMap<*const ModelEntry, (Arc<ModelEntry>, usize)> = HashMap::new();
     for node in twins.iter() {
-        *per_model.entry(node.twin.model.clone()).or_default() += 1;
-        let model = store.models().get(&node.twin.model).cloned().expect("a twin's model exists");
-        assert!(Arc::ptr_eq(&model, &node.model_entry), "twin {} is counted against its current model", node.key());
+        per_model.entry(Arc::as_ptr(&node.model_entry)).or_insert_with(|| (node.model_entry.clone(), 0)).1 += 1;
+        assert_eq!(node.model_entry.id, node.twin.model, "twin {} is counted against its own model", node.key());
+        // A twin's model is the one uploaded now, or one deleted while the twin had it.
+        let current = store.models().get(&node.twin.model).is_some_and(|m| Arc::ptr_eq(m, &node.model_entry));
+        assert!(
+            current || node.model_entry.is_deleted(),
+            "twin {} holds a model that is neither current nor deleted",
+            node.key()
+        );
         for (id, rel) in &node.outgoing {
             relationships += 1;
             let target = twins
@@ -61,7 +67,11 @@ fn assert_consistent(store: &Store) {
     assert_eq!(store.relationship_count(), relationships);
     assert_eq!(store.twin_count(), twins.len());
     for model in store.models().iter() {
-        assert_eq!(model.twins_using(), per_model.get(&model.id).copied().unwrap_or(0), "{}", model.id);
+        let counted = per_model.get(&Arc::as_ptr(model)).map_or(0, |(_, n)| *n);
+        assert_eq!(model.twins_using(), counted, "{}", model.id);
+    }
+    for (model, counted) in per_model.values() {
+        assert_eq!(model.twins_using(), *counted, "{} (deleted: {})", model.id, model.is_deleted());
     }
 }
 
@@ -100,7 +110,7 @@ fn racing_relationship_writes_and_twin_deletes_keep_the_graph_consistent() {
 }
 
 #[test]
-fn a_model_cannot_be_deleted_from_under_a_twin_being_created() {
+fn a_model_deleted_while_twins_are_created_leaves_every_twin_counted_against_its_model() {
     let store = store();
     let definition = json!({"@id": "dtmi:t:N;1", "@type": "Interface", "@context": "dtmi:dtdl:context;2",
         "contents": [{"@type": "Relationship", "name": "to"}, {"@type": "Property", "name": "p", "schema": "integer"}]});
@@ -199,5 +209,25 @@ fn a_put_that_moves_a_relationship_is_refused_and_changes_nothing() {
     store.delete_relationship("a", "r", None).unwrap();
     put_relationship(&store, "a", "r", "c").unwrap();
     assert_eq!(store.get_relationship("a", "r").unwrap().target, "c");
+    assert_consistent(&store);
+}
+
+#[test]
+fn twins_of_a_deleted_model_stay_readable_patchable_and_deletable_and_new_ones_are_refused() {
+    let store = store();
+    put_twin(&store, "old").unwrap();
+    store.delete_model("dtmi:t:N;1").expect("twins do not hold a model back");
+    assert!(store.model("dtmi:t:N;1").is_err());
+    assert_eq!(store.get_twin("old").unwrap().model, "dtmi:t:N;1");
+    let ops = patch::parse_patch(br#"[{"op":"replace","path":"/p","value":2}]"#).unwrap();
+    let update = store.prepare_twin_update("old", ops, None).expect("a twin of a deleted model can be patched");
+    assert_eq!(store.commit_twin_update(update).unwrap().contents["p"], 2);
+    let wrong = patch::parse_patch(br#"[{"op":"replace","path":"/p","value":"two"}]"#).unwrap();
+    assert_eq!(store.prepare_twin_update("old", wrong, None).unwrap_err().code(), "ValidationFailed");
+    let refused = put_twin(&store, "new").unwrap_err();
+    assert_eq!(refused.body.error.details[0].message, "dtmi:t:N;1 or one of its dependencies does not exist.");
+    assert_consistent(&store);
+    store.delete_twin("old", None).unwrap();
+    assert_eq!(store.twin_count(), 0);
     assert_consistent(&store);
 }

@@ -162,9 +162,9 @@ impl Store {
         ops: Vec<PatchOp>,
         if_match: Option<IfMatch>,
     ) -> Result<TwinUpdate, AdtFailure> {
-        let current = self.get_twin(id)?;
+        let (current, current_model) = self.twin_and_model(id)?;
         IfMatch::check(if_match.as_ref(), &current.etag, &format!("twin {id}"))?;
-        self.apply_twin_patch(&self.models(), &current, &ops, &timestamp())?;
+        self.apply_twin_patch(&self.models(), &current, &current_model, &ops, &timestamp())?;
         Ok(TwinUpdate { id: id.to_string(), ops, if_match })
     }
 
@@ -174,8 +174,8 @@ impl Store {
         let now = timestamp();
         let mut node = self.inner.twins.get_mut(&update.id).ok_or_else(|| AdtFailure::twin_not_found(&update.id))?;
         IfMatch::check(update.if_match.as_ref(), &node.twin.etag, &format!("twin {}", update.id))?;
-        let patched = self.apply_twin_patch(&models, &node.twin, &update.ops, &now)?;
-        if patched.model.id != node.model_entry.id {
+        let patched = self.apply_twin_patch(&models, &node.twin, &node.model_entry, &update.ops, &now)?;
+        if !Arc::ptr_eq(&patched.model, &node.model_entry) {
             if !patched.model.acquire_twin() {
                 return Err(AdtFailure::twin_model_missing(&patched.model.id));
             }
@@ -221,11 +221,23 @@ impl Store {
         }
     }
 
-    /// The twin after a patch, checked against its (possibly new) model.
+    /// The twin and the model entry it is counted against (which, for a twin of a deleted
+    /// model, is no longer in the model set).
+    pub(super) fn twin_and_model(&self, id: &str) -> Result<(Arc<TwinRecord>, Arc<ModelEntry>), AdtFailure> {
+        self.inner
+            .twins
+            .get(id)
+            .map(|node| (node.twin.clone(), node.model_entry.clone()))
+            .ok_or_else(|| AdtFailure::twin_not_found(id))
+    }
+
+    /// The twin after a patch, checked against its (possibly new) model. A twin whose model was
+    /// deleted keeps being checked against the entry it holds (`current_model`).
     fn apply_twin_patch(
         &self,
         models: &ModelSet,
         current: &TwinRecord,
+        current_model: &Arc<ModelEntry>,
         ops: &[PatchOp],
         now: &str,
     ) -> Result<PatchedTwin, AdtFailure> {
@@ -245,7 +257,11 @@ impl Store {
                 }
             }
         }
-        let model = models.get(model_id).cloned().ok_or_else(|| AdtFailure::twin_model_missing(model_id))?;
+        let model = match models.get(model_id) {
+            Some(model) => model.clone(),
+            None if model_id == current.model => current_model.clone(),
+            None => return Err(AdtFailure::twin_model_missing(model_id)),
+        };
         if model_id != current.model && model.is_decommissioned() {
             return Err(AdtFailure::model_decommissioned(model_id));
         }
