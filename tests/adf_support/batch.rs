@@ -26,6 +26,9 @@ pub const POOL: &str = "twinload-pool";
 /// Longest one task may run before the test fails.
 const TASK_LIMIT: Duration = Duration::from_secs(240);
 
+/// Files of a resource folder, flattened: (file name, bytes).
+type ResourceFiles = Vec<(String, Vec<u8>)>;
+
 /// One Custom activity's task, after it ran.
 pub struct Task {
     pub activity: String,
@@ -60,7 +63,7 @@ pub struct Batch<'a> {
     /// The CA Azurite's certificate chains to (trusted by the listing and download helpers).
     ca_pem: PathBuf,
     tasks_started: AtomicUsize,
-    resource_cache: Mutex<HashMap<String, Vec<(String, Vec<u8>)>>>,
+    resource_cache: Mutex<HashMap<String, ResourceFiles>>,
 }
 
 impl<'a> Batch<'a> {
@@ -250,7 +253,7 @@ impl<'a> Batch<'a> {
     }
 
     /// The blobs under `folderPath` (`container/path`), flattened to their file names.
-    fn resource_files(&self, folder_path: &str) -> Vec<(String, Vec<u8>)> {
+    fn resource_files(&self, folder_path: &str) -> ResourceFiles {
         let mut cache = self.resource_cache.lock();
         if let Some(files) = cache.get(folder_path) {
             return files.clone();
@@ -259,7 +262,7 @@ impl<'a> Batch<'a> {
         let container_url = self.azurite.container_url(container, "");
         let prefix = if folder.is_empty() { String::new() } else { format!("{}/", folder.trim_end_matches('/')) };
         trust_ca(&self.ca_pem); // this may be a ForEach's thread
-        let files: Vec<(String, Vec<u8>)> = list(&container_url)
+        let files: ResourceFiles = list(&container_url)
             .into_iter()
             .filter(|blob| blob.starts_with(&prefix))
             .map(|blob| {
