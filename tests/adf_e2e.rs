@@ -555,7 +555,8 @@ fn every_custom_activity_of_every_pipeline_runs_the_shipped_package_as_batch_run
         })
         .collect();
     let mapping = r#"{"mapping":[{"Source":"$FILENAME","Target":"/AssetId","TargetType":"string"},{"Source":"Division","Target":"/Name","TargetType":"string"},{"Source":"Floors","Target":"/Floors","TargetType":"int"}]}"#;
-    resources.push(("twinload/orgs-mapping.json".into(), mapping.as_bytes().to_vec()));
+    // In a subfolder: Batch flattens the resource folder into the working directory.
+    resources.push(("twinload/mappings/orgs-mapping.json".into(), mapping.as_bytes().to_vec()));
     upload(&azurite.container_url("customactivity", ""), &resources);
     for container in ["twinload-ledgers", "twinload-archive"] {
         create_container(&azurite.container_url(container, ""));
