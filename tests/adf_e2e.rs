@@ -563,7 +563,7 @@ fn every_custom_activity_of_every_pipeline_runs_the_shipped_package_as_batch_run
     }
     // Inputs: a generated fleet (Import-Jobs NDJSON) for the sharded and phased pipelines; one
     // document per twin, as a mapping data flow writes them, for the per-blob pipeline.
-    let fleet_file = fleet(root, 200, 5);
+    let fleet_file = fleet(root, 100, 5);
     let expected = graph_of(&fleet_file);
     let orgs = [("org1", "Sales", "12"), ("org2", "Ghosts", "3"), ("org3", "Labs", "1")];
     let mut inputs = vec![("fleet/fleet.ndjson".to_string(), std::fs::read(&fleet_file).unwrap())];
