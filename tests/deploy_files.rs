@@ -202,18 +202,22 @@ fn pipelines_reference_existing_things_and_set_only_properties_twinload_accepts(
         // As ADF writes it after evaluating the expressions, for every ForEach item, twinload
         // reads it; each task keeps a ledger of its own in Blob Storage and archives.
         let mut ledgers = BTreeSet::new();
-        for (activity_name, type_properties) in evaluated_customs(doc) {
-            let activity_json = json!({"name": activity_name, "type": "Custom", "typeProperties": type_properties});
-            let settings = activity::parse(activity_json.to_string().as_bytes(), "activity.json", Path::new("/wd"))
-                .unwrap_or_else(|e| panic!("{name}/{activity_name}: {e}"));
-            assert!(!settings.inputs.is_empty(), "{name}/{activity_name}: no input");
-            let config = settings.config.clone();
-            twinload::config::FileConfig::from_value(settings.config, "activity.json").unwrap();
+        for (activity_name, type_properties) in evaluated_customs(doc, &json!({})) {
+            let config = settings_of(&activity_name, type_properties, name);
             let ledger = config["ledger"].as_str().unwrap_or_default().to_string();
             assert!(ledger.starts_with(SAMPLE_BLOB_ENDPOINT), "{name}/{activity_name}: ledger {ledger}");
             assert!(ledgers.insert(ledger.clone()), "{name}/{activity_name}: {ledger} is another task's ledger");
             let archive = config["archive"].as_str().unwrap_or_default();
             assert!(archive.starts_with(SAMPLE_BLOB_ENDPOINT), "{name}/{activity_name}: archive {archive}");
+        }
+        // Empty container parameters turn the ledger and the archive off.
+        let off = json!({"ledgerContainer": "", "archiveContainer": ""});
+        for (activity_name, type_properties) in evaluated_customs(doc, &off) {
+            let config = settings_of(&activity_name, type_properties, name);
+            assert!(
+                config.get("ledger").is_none() && config.get("archive").is_none(),
+                "{name}/{activity_name}: {config}"
+            );
         }
     }
     assert!(kinds.contains("GetMetadata") && kinds.contains("ForEach"), "{kinds:?}");
@@ -225,9 +229,20 @@ fn pipelines_reference_existing_things_and_set_only_properties_twinload_accepts(
 
 const SAMPLE_BLOB_ENDPOINT: &str = "https://acct.blob.core.windows.net/";
 
-/// Each Custom activity's typeProperties as ADF evaluates them for sample parameters, once per
-/// item of its ForEach (Get Metadata listing two blobs).
-fn evaluated_customs(pipeline: &Value) -> Vec<(String, Value)> {
+/// The settings twinload reads from the activity.json ADF writes for these typeProperties.
+fn settings_of(activity_name: &str, type_properties: Value, pipeline: &str) -> Value {
+    let activity_json = json!({"name": activity_name, "type": "Custom", "typeProperties": type_properties});
+    let settings = activity::parse(activity_json.to_string().as_bytes(), "activity.json", Path::new("/wd"))
+        .unwrap_or_else(|e| panic!("{pipeline}/{activity_name}: {e}"));
+    assert!(!settings.inputs.is_empty(), "{pipeline}/{activity_name}: no input");
+    let config = settings.config.clone();
+    twinload::config::FileConfig::from_value(settings.config, "activity.json").unwrap();
+    config
+}
+
+/// Each Custom activity's typeProperties as ADF evaluates them for sample parameters (and
+/// `arguments` over them), once per item of its ForEach (Get Metadata listing two blobs).
+fn evaluated_customs(pipeline: &Value, arguments: &Value) -> Vec<(String, Value)> {
     let mut parameters = Map::new();
     for (k, spec) in pipeline["properties"]["parameters"].as_object().into_iter().flatten() {
         parameters.insert(k.clone(), spec["defaultValue"].clone());
@@ -239,6 +254,7 @@ fn evaluated_customs(pipeline: &Value) -> Vec<(String, Value)> {
         "inputFolder": "exports/2026-12-02",
     });
     parameters.extend(samples.as_object().unwrap().clone());
+    parameters.extend(arguments.as_object().unwrap().clone());
     let mut outputs = Map::new();
     let mut all = Vec::new();
     activities(&pipeline["properties"]["activities"], &mut all);
