@@ -58,7 +58,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(status) => status.into(),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::diag!("error: {e:#}");
             ExitStatus::Internal.into()
         }
     }
@@ -71,7 +71,9 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn,actix_web=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::redact::Redacting(std::io::stderr()))
+        // Its default reports a failed write with eprintln!, which panics on a closed stderr.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -30,6 +30,12 @@ pub const DEFAULT_WRITERS: usize = 32;
 pub const DEFAULT_MODEL_BATCH_SIZE: usize = 100;
 /// Per-request timeout (the Azure SDKs use 100 s; ADT answers writes in tens of ms).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest answer the client reads: twice the largest ADT gives. That is a query page
+/// (at most 1,000 items, each a twin of at most 32 KiB: 32 MiB; Microsoft Learn, "Azure Digital
+/// Twins service limits"); a model is at most 1 MB and a model page holds 100. A longer answer
+/// (an endless body, a `Content-Length` of gigabytes) is cut off there and fails the request as
+/// a transient error, so 32 writers hold at most 32 times this.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// How long in-flight requests may take to finish after a deadline or signal.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Attempts per item, the first included (Google SRE: 3; throttling is routine here, so more).
@@ -320,6 +326,8 @@ pub struct LoadConfig {
     pub retry: RetryPolicy,
     pub adaptive: AdaptiveRate,
     pub request_timeout: Duration,
+    /// See [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub max_response_bytes: u64,
     /// The whole run stops (cleanly, summary written) after this long.
     pub deadline: Option<Duration>,
     /// Stop when nothing landed for this long (the no-progress watchdog).
@@ -378,6 +386,7 @@ impl LoadConfig {
             retry: RetryPolicy::default(),
             adaptive: AdaptiveRate::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             deadline: None,
             no_progress_timeout: DEFAULT_NO_PROGRESS_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
@@ -580,12 +589,14 @@ pub struct FileConfig {
     pub model_batch_size: Option<usize>,
     pub mode: Option<WriteMode>,
     pub request_timeout_s: Option<f64>,
+    pub max_response_bytes: Option<u64>,
     pub deadline_s: Option<f64>,
     pub no_progress_timeout_s: Option<f64>,
     pub max_server_wait_s: Option<f64>,
     pub rate_share: Option<f64>,
     pub shutdown_grace_s: Option<f64>,
     pub ledger: Option<String>,
+    pub source: Option<String>,
     pub verify: Option<bool>,
     pub prune: Option<bool>,
     pub prune_scope: Option<PruneScope>,
@@ -761,6 +772,10 @@ pub struct ConfigArgs {
     /// Per-request timeout in seconds. Default 30.
     #[arg(long, env = "TWINLOAD_REQUEST_TIMEOUT_S")]
     pub request_timeout_s: Option<f64>,
+    /// Longest answer read from ADT, in bytes; a longer one fails the request as a transient
+    /// error. Default 67108864 (64 MiB: twice ADT's largest answer, a query page).
+    #[arg(long, env = "TWINLOAD_MAX_RESPONSE_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_response_bytes: Option<u64>,
     /// Stop the run cleanly after this many seconds (exit code 5). Default: none.
     #[arg(long, env = "TWINLOAD_DEADLINE_S")]
     pub deadline_s: Option<f64>,
@@ -813,6 +828,12 @@ pub struct ConfigArgs {
     /// Default: none.
     #[arg(long, env = "TWINLOAD_LEDGER")]
     pub ledger: Option<String>,
+    /// The source the ledger belongs to, by name: a scheduled sync whose input is a new dated
+    /// export each run (exports/2026-12-02/fleet.ndjson, then exports/2026-12-03/fleet.ndjson)
+    /// keeps one ledger under one name. Default: the inputs as named. One ledger per source (and
+    /// per shard): a ledger has one writer at a time.
+    #[arg(long, env = "TWINLOAD_SOURCE")]
+    pub source: Option<String>,
     /// With --mode sync: read ADT's current state through the query API even with a ledger.
     #[arg(long, env = "TWINLOAD_VERIFY", num_args = 0..=1, default_missing_value = "true")]
     pub verify: Option<bool>,
@@ -895,6 +916,8 @@ impl ConfigArgs {
         if let Some(t) = opt_seconds("request_timeout_s", self.request_timeout_s.or(file.request_timeout_s))? {
             config.request_timeout = t;
         }
+        config.max_response_bytes =
+            self.max_response_bytes.or(file.max_response_bytes).unwrap_or(DEFAULT_MAX_RESPONSE_BYTES).max(1);
         config.deadline = opt_seconds("deadline_s", self.deadline_s.or(file.deadline_s))?;
         if let Some(t) =
             opt_seconds("no_progress_timeout_s", self.no_progress_timeout_s.or(file.no_progress_timeout_s))?
@@ -942,6 +965,7 @@ impl ConfigArgs {
         }
         config.sync = SyncSettings {
             ledger: self.ledger.clone().or(file.ledger),
+            source: self.source.clone().or(file.source),
             verify: self.verify.or(file.verify).unwrap_or(false),
             prune: self.prune.or(file.prune).unwrap_or(false),
             prune_scope: self.prune_scope.clone().or(file.prune_scope).unwrap_or(PruneScope::Ledger),

@@ -87,10 +87,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitStatus> {
     config.summary_path = Some(workdir.join("summary.json"));
     config.dead_letter_path = workdir.join("dead-letters.ndjson");
     let inputs = vec![fleet_path.display().to_string()];
-    // The loader runs its own actix System, so it gets a thread of its own.
-    let summary = std::thread::spawn(move || crate::run::load(config, inputs))
-        .join()
-        .map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
+    // The loader runs on an actix System of its own, so it gets a thread of its own.
+    let summary = std::thread::spawn(move || {
+        actix::System::new()
+            .block_on(async { crate::run::load(config, inputs, crate::run::supervisor::signals::on_signal()).await })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
     eprint!("{}", summary.human());
 
     let expected = Graph::from_ndjson(BufReader::new(File::open(&fleet_path)?)).context("reading the fleet back")?;

@@ -23,11 +23,25 @@ pub enum ExitStatus {
     /// The run stopped early (deadline, SIGTERM/SIGINT, the no-progress watchdog); items not
     /// attempted are listed.
     StoppedEarly = 5,
+    /// The run finished, but a file it must leave could not be written: the summary
+    /// (`--summary`), the dead-letter file, or `plan --json` (a full disk, a closed file). The
+    /// error names the file; the summary is still printed on stderr. Replaces `Ok` and
+    /// `DeadLetters` only: `SetupFailed` and `StoppedEarly` say more about the run.
+    OutputFailed = 6,
 }
 
 impl ExitStatus {
     pub fn code(self) -> u8 {
         self as u8
+    }
+
+    /// This status once an output file could not be written ([`ExitStatus::OutputFailed`]
+    /// unless the status already says the run did not finish).
+    pub fn with_output_failure(self) -> ExitStatus {
+        match self {
+            ExitStatus::Ok | ExitStatus::DeadLetters => ExitStatus::OutputFailed,
+            other => other,
+        }
     }
 }
 

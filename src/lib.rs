@@ -30,6 +30,8 @@
 //! - [`run`]: the actors of a load (ingestion, coordinator, writers, supervisor), the messages
 //!   between them, the journal every item's end passes through, and the summary.
 //! - [`reason`]: the dead letters' reason codes, from the planner's checks to the last retry.
+//! - [`redact`]: secrets never printed: tokens, `Bearer …`, SAS signatures and SecureString
+//!   values are removed from every output (the bottom layer: it imports nothing of the crate).
 //! - [`observe`]: Prometheus metrics of a run (names, `/metrics` listener, Pushgateway push).
 //! - [`import_job`]: big first loads through ADT's Import Jobs API (`--mode import-job`, and
 //!   `auto`'s choice between it and the per-item API): NDJSON to a staging blob, poll, follow
@@ -53,6 +55,7 @@
 //! Entry points
 //! - [`cli`]: the command line; `src/main.rs` only calls [`cli::main`].
 //! - [`exit`]: the exit status every subcommand returns (documented in the README).
+//! - [`diag`]: messages on stderr that never panic, even on a closed pipe or a full disk.
 //! - [`report`]: `twinload report`: a run's summary and timeline as one HTML page with SVG charts.
 //! - [`demo`]: `twinload demo`: mock, generated fleet, full load, check, summary.
 
@@ -67,6 +70,7 @@ pub mod client;
 pub mod config;
 #[cfg(feature = "mock")]
 pub mod demo;
+pub mod diag;
 pub mod exit;
 pub mod gen;
 pub mod http;
@@ -79,6 +83,7 @@ pub mod observe;
 pub use twinload_mock as mock;
 pub mod plan;
 pub mod reason;
+pub mod redact;
 pub mod report;
 pub mod run;
 pub mod source;

@@ -41,6 +41,8 @@ pub enum ReasonCode {
     WriteFailed,
     /// ADT refused the credentials (401/403).
     AuthFailed,
+    /// The endpoint answered with a redirect (3xx), which twinload never follows: not written.
+    Redirected,
     /// Failed (5xx, timeout, dropped connection) on every one of its `max_attempts`.
     RetriesExhausted,
     /// ADT still did not see a relationship's twin after the grace period.
@@ -84,6 +86,7 @@ impl ReasonCode {
             ReasonCode::DependencyFailed => "dependency_failed",
             ReasonCode::WriteFailed => "write_failed",
             ReasonCode::AuthFailed => "auth_failed",
+            ReasonCode::Redirected => "redirected",
             ReasonCode::RetriesExhausted => "retries_exhausted",
             ReasonCode::TwinNotFound => "twin_not_found",
             ReasonCode::NotAttempted => "not_attempted",
@@ -97,7 +100,7 @@ impl ReasonCode {
     }
 
     /// Every code, in declaration order (for the README's table and its test).
-    pub const ALL: [ReasonCode; 23] = [
+    pub const ALL: [ReasonCode; 24] = [
         ReasonCode::ParseError,
         ReasonCode::Duplicate,
         ReasonCode::BadDtmi,
@@ -112,6 +115,7 @@ impl ReasonCode {
         ReasonCode::DependencyFailed,
         ReasonCode::WriteFailed,
         ReasonCode::AuthFailed,
+        ReasonCode::Redirected,
         ReasonCode::RetriesExhausted,
         ReasonCode::TwinNotFound,
         ReasonCode::NotAttempted,

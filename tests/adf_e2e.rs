@@ -53,6 +53,11 @@ fn mock_with_token() -> MockHandle {
 /// `twinload load <args>` with a clean environment (no TWINLOAD_* or AZ_BATCH_* from the outer
 /// shell), the given variables, in `cwd`.
 fn twinload(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    load_command(cwd, args, env).output().expect("twinload runs")
+}
+
+/// The command [`twinload`] runs.
+fn load_command(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_twinload"));
     cmd.arg("load").args(args).current_dir(cwd);
     for (k, _) in std::env::vars() {
@@ -61,7 +66,7 @@ fn twinload(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         }
     }
     cmd.envs(env.iter().copied());
-    cmd.output().expect("twinload runs")
+    cmd
 }
 
 fn stderr(o: &Output) -> String {
@@ -674,4 +679,99 @@ fn every_custom_activity_of_every_pipeline_runs_the_shipped_package_as_batch_run
         }
     }
     assert_eq!(ran, shipped, "activities run vs shipped");
+}
+
+#[test]
+fn a_server_that_echoes_the_authorization_header_leaks_the_token_into_nothing_twinload_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mock = mock_with_token();
+    // Twin writes get a 400 whose body repeats the request's `Authorization: Bearer <token>`.
+    let proxy = hostile::Hostile::start(Some(&mock.url), |seen, _| {
+        if seen.method == "PUT" && seen.target.starts_with("/digitaltwins/") {
+            hostile::Act::EchoAuthorization
+        } else {
+            hostile::Act::Forward
+        }
+    });
+    std::fs::write(root.join("in.ndjson"), prototype_models_and_twins(&["e1", "e2", "e3"])).unwrap();
+    let secure = |v: &str| json!({"type": "SecureString", "value": v});
+    std::fs::write(
+        root.join("activity.json"),
+        activity(json!({"endpoint": proxy.url, "input": "in.ndjson", "token": secure(TOKEN)})),
+    )
+    .unwrap();
+    let out = twinload(root, &["--activity", "activity.json", "--summary", "summary.json"], &[("RUST_LOG", "debug")]);
+    assert_eq!(out.status.code(), Some(3), "the twins are dead-lettered: {}", stderr(&out));
+    let echoed =
+        proxy.requests().iter().filter(|s| s.header("authorization") == Some(&format!("Bearer {TOKEN}"))).count();
+    assert!(echoed >= 3, "the server echoed the token back {echoed} times");
+    let letters = std::fs::read_to_string(root.join("twinload-dead-letters.ndjson")).unwrap();
+    assert!(letters.contains("e1") && letters.contains("Bearer <redacted>"), "{letters}");
+    let mut seen = vec![
+        ("stderr".to_string(), stderr(&out)),
+        ("stdout".into(), String::from_utf8_lossy(&out.stdout).into_owned()),
+    ];
+    // Every file the run wrote (activity.json holds the token: the pipeline put it there).
+    seen.extend(hostile::files_under(root).into_iter().filter(|(path, _)| !path.ends_with("activity.json")));
+    assert!(seen.iter().any(|(path, _)| path.ends_with("outputs.json")), "outputs.json was written");
+    for (what, text) in &seen {
+        assert!(!text.contains(TOKEN), "the token leaked into {what}: {text}");
+    }
+    mock.stop();
+}
+
+#[test]
+fn a_securestring_in_a_setting_that_fails_to_parse_is_not_echoed_by_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("in.ndjson"), prototype_models_and_twins(&["p1"])).unwrap();
+    let secret = "S3CR3T-mode-7d1e";
+    let secure = |v: &str| json!({"type": "SecureString", "value": v});
+    std::fs::write(
+        root.join("activity.json"),
+        activity(json!({"endpoint": "http://127.0.0.1:9", "input": "in.ndjson", "mode": secure(secret)})),
+    )
+    .unwrap();
+    let out = twinload(root, &["--activity", "activity.json"], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("mode") && err.contains("<redacted>"), "the error still says which setting: {err}");
+    let outputs = std::fs::read_to_string(root.join("outputs.json")).unwrap();
+    for text in [&err, &outputs, &String::from_utf8_lossy(&out.stdout).into_owned()] {
+        assert!(!text.contains(secret), "the SecureString leaked: {text}");
+    }
+}
+
+#[test]
+fn a_closed_stderr_still_leaves_outputs_json_and_the_summary() {
+    let mock = mock_with_token();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("in.ndjson"), prototype_models_and_twins(&["c1", "c2"])).unwrap();
+    std::fs::write(root.join("activity.json"), activity(json!({"endpoint": mock.url, "input": "in.ndjson"}))).unwrap();
+    // stderr a pipe whose reader left before anything was written (`2>&1 | head -0`).
+    let mut child =
+        load_command(root, &["--activity", "activity.json", "--summary", "summary.json"], &[("TWINLOAD_TOKEN", TOKEN)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("twinload starts");
+    drop(child.stderr.take());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("twinload did not end");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "not a panic (101)");
+    let outputs = read_json(&root.join("outputs.json"));
+    assert_eq!((outputs["exit_code"].as_u64(), outputs["items"]["twins"]["landed"].as_u64()), (Some(0), Some(2)));
+    assert_eq!(read_json(&root.join("summary.json"))["items"]["twins"]["landed"], 2);
+    mock.stop();
 }

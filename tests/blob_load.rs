@@ -1,7 +1,8 @@
 //! Blob Storage inputs and archiving against Azurite (real Blob service, on loopback) and the
 //! mock ADT: a container of NDJSON shards listed page by page, every item landed, the fully
 //! landed blobs moved to the archive, the one with a dead letter left in place, the summary and
-//! dead letters uploaded, and no SAS signature in any output.
+//! dead letters uploaded, and no SAS signature in any output. A Blob ledger has one writer: a
+//! run holds its lease, a second run is refused naming the holder.
 
 mod azure_support;
 mod load_support;
@@ -331,4 +332,81 @@ fn a_storage_token_refused_twice_is_an_error_naming_account_container_and_role()
     );
     assert_eq!(stats(&run.fixture.adt)["twins"], 0);
     assert_no_storage_token_in(&[&run.stdout, &run.stderr, &run.dead]);
+}
+
+#[test]
+fn a_blob_ledger_held_by_a_run_refuses_a_second_run_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let azurite = Azurite::start();
+    let adt = mock();
+    // Big enough that the first run is still loading (seconds at ADT's limits) when the second starts.
+    let input = fleet(dir.path(), 1500, 5);
+    let expected = graph_of(&input);
+    let ledgers = azurite.container_url("ledgers", "");
+    azure_support::create_container(&ledgers);
+    let ledger_url = azurite.container_url("ledgers", "fleet/ledger.ndjson");
+    let args = |run: &str| -> Vec<String> {
+        ["load", "--endpoint", &adt.url, "--ledger", &ledger_url, "--input", &input.display().to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--dead-letter".to_string(), format!("{run}-dead.ndjson")])
+            .collect()
+    };
+    let first = std::process::Command::new(env!("CARGO_BIN_EXE_twinload"))
+        .args(args("first"))
+        .current_dir(dir.path())
+        .env_remove("IDENTITY_ENDPOINT")
+        .env_remove("MSI_ENDPOINT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("first.stderr")).unwrap())
+        .spawn()
+        .expect("twinload starts");
+    let holder = first.id();
+    // Bounded wait until the first run holds the lease, its record in the blob's metadata.
+    let started = std::time::Instant::now();
+    loop {
+        let state = azure_support::lease_and_metadata(&ledgers, "fleet/ledger.ndjson");
+        if let Some((lease, meta)) = &state {
+            if lease == "Leased" && meta.get("twinload_pid") == Some(&holder.to_string()) {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the first run never leased the ledger: {state:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let (code, stdout, stderr) = run_twinload(&args("second"), &[], dir.path());
+    assert_eq!(code, 4, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("held by another run") && stderr.contains(&format!("pid {holder}")), "{stderr}");
+    assert!(stderr.contains("one per shard") && stderr.contains("lease"), "says what to do: {stderr}");
+    assert!(!stderr.contains(&signature_of(&ledger_url)), "the SAS signature leaked: {stderr}");
+
+    // The first run completes undisturbed; the blob holds its whole ledger and is free again.
+    let output = wait_for(first);
+    let said = std::fs::read_to_string(dir.path().join("first.stderr")).unwrap();
+    assert_eq!(output, 0, "{said}");
+    assert_same_graph(&expected, &exported(&adt));
+    let ledger = String::from_utf8(azure_support::download(&ledgers, "fleet/ledger.ndjson")).unwrap();
+    let items = expected.models.len() + expected.twins.len() + expected.relationships.len();
+    assert_eq!(ledger.lines().count(), 1 + items);
+    let (lease, _) = azure_support::lease_and_metadata(&ledgers, "fleet/ledger.ndjson").unwrap();
+    assert_eq!(lease, "Available", "the lease is released when the run ends, for the next run");
+}
+
+/// Waits (bounded) for a started twinload; its exit code.
+fn wait_for(mut child: std::process::Child) -> i32 {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(180) {
+            let _ = child.kill();
+            panic!("twinload did not finish within 180 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

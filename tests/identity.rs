@@ -120,3 +120,54 @@ fn a_token_endpoint_that_refuses_is_a_setup_error_naming_the_scope() {
     assert!(stderr.contains("https://digitaltwins.azure.net/.default"), "{stderr}");
     assert_eq!(stats(&adt)["twins"], 0);
 }
+
+#[test]
+fn a_401_storm_refreshes_once_then_stops_naming_the_identity_and_its_role() {
+    let dir = tempfile::tempdir().unwrap();
+    // The endpoint records every token it issues in `issued`; the mock accepts the tokens in
+    // `accepted`, a link to `issued` until the test revokes them all: from then on no token,
+    // old or freshly issued, is accepted (the identity lost its role on the instance).
+    let issued = dir.path().join("issued-tokens");
+    let accepted = dir.path().join("accepted-tokens");
+    std::fs::write(&issued, "").unwrap();
+    std::os::unix::fs::symlink(&issued, &accepted).unwrap();
+    let endpoint = TokenEndpoint::start(TokenPolicy {
+        lifetime_s: 3600,
+        accept_file: Some(issued.clone()),
+        withhold_first: 0,
+        jwt_for_storage: false,
+        refused_storage_tokens: 0,
+    });
+    let adt = start(MockConfig { auth: AuthConfig::TokenFile(accepted.clone()), ..MockConfig::default() }).unwrap();
+    let input = fleet(dir.path(), 300, 6);
+    let mut env = endpoint.env();
+    env.push(("TWINLOAD_CREDENTIAL".into(), "managed-identity".into()));
+    env.push(("TWINLOAD_WRITERS".into(), "32".into()));
+
+    let args = load_args(&adt.url, &input.display().to_string());
+    let cwd = dir.path().to_path_buf();
+    let run = std::thread::spawn(move || run_twinload(&args, &env, &cwd));
+    let started = Instant::now();
+    while stats(&adt)["twins"].as_u64().unwrap_or(0) < 20 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no twins landed within 60 s");
+        assert!(!run.is_finished(), "the run ended before the tokens could be revoked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(&accepted).unwrap();
+    std::fs::write(&accepted, "").unwrap();
+
+    let (code, stdout, stderr) = run.join().unwrap();
+    assert_eq!(code, 5, "stopped early, after writing\nstdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(
+        endpoint.requests_for(ADT_RESOURCE),
+        2,
+        "one token at the start and one refresh for the whole 401 episode, however many writes were refused"
+    );
+    for part in ["managed-identity", "Azure Digital Twins Data Owner"] {
+        assert!(stderr.contains(part), "the stop names {part}: {stderr}");
+    }
+    let summary = std::fs::read_to_string(dir.path().join("summary.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert!(parsed["stop_reason"].as_str().is_some_and(|r| r.contains("Azure Digital Twins Data Owner")), "{summary}");
+    assert_no_token_in(&[&stdout, &stderr, &summary]);
+}

@@ -80,7 +80,7 @@ fn an_import_job_load_lands_the_graph_and_brings_bad_lines_back_with_file_and_li
     let ledger = dir.path().join("ledger.ndjson");
     config.sync.ledger = Some(ledger.display().to_string());
     let inputs = vec![fleet_path.display().to_string(), bad_path.display().to_string()];
-    let summary = twinload::run::load(config.clone(), inputs.clone()).expect("the load runs");
+    let summary = load_support::load(config.clone(), inputs.clone()).expect("the load runs");
 
     assert_same_graph(&graph_of(&fleet_path), &exported(&mock));
     assert_eq!(summary.exit_code, ExitStatus::DeadLetters, "{}", summary.human());
@@ -135,7 +135,7 @@ fn an_import_job_load_lands_the_graph_and_brings_bad_lines_back_with_file_and_li
     let mut sync = config.clone();
     sync.mode = WriteMode::Sync;
     // The same inputs (a ledger belongs to its inputs): the two refused lines are tried again.
-    let synced = twinload::run::load(sync, inputs).expect("the sync runs");
+    let synced = load_support::load(sync, inputs).expect("the sync runs");
     assert_eq!(synced.exit_code, ExitStatus::DeadLetters, "{}", synced.human());
     let after = stats(&mock);
     let writes = writes_between(&before, &after);
@@ -152,7 +152,7 @@ fn auto_writes_per_item_for_a_small_load_and_uses_a_job_for_a_large_first_load()
     let mock_small = mock(0.0, &azurite.sas());
     let mut config = import_job_config(&mock_small, dir.path(), &staging_url);
     config.mode = WriteMode::Auto;
-    let summary = twinload::run::load(config, vec![fleet_path.display().to_string()]).unwrap();
+    let summary = load_support::load(config, vec![fleet_path.display().to_string()]).unwrap();
     let mode = &summary.plan["load_mode"];
     assert_eq!(mode["mode"], "per-item", "{mode}");
     assert!(mode["reason"].as_str().unwrap().contains("below import_job.auto_min_items"), "{mode}");
@@ -172,7 +172,7 @@ fn auto_writes_per_item_for_a_small_load_and_uses_a_job_for_a_large_first_load()
     config.mode = WriteMode::Auto;
     config.limits = Limits::from_spec("adt-2021").unwrap();
     config.import_job.auto_min_items = 100;
-    let summary = twinload::run::load(config, vec![fleet_path.display().to_string()]).unwrap();
+    let summary = load_support::load(config, vec![fleet_path.display().to_string()]).unwrap();
     let mode = &summary.plan["load_mode"];
     assert_eq!(mode["mode"], "import-job", "{mode}");
     let reason = mode["reason"].as_str().unwrap();

@@ -14,7 +14,6 @@ use twinload::exit::ExitStatus;
 use twinload::limits::Limits;
 use twinload::mock::faults::FaultConfig;
 use twinload::mock::server::{start, MockConfig};
-use twinload::run::load;
 
 /// Rewrites a generated fleet so its twin ids start with `prefix` (models stay shared), as the
 /// disjoint inputs of several Batch tasks would.

@@ -2,6 +2,10 @@
 //! started again each time, ends with the mock holding exactly the input, and the requests of
 //! all the runs together exceed a clean run's by at most 5%: each restart re-sends only what
 //! was in flight (plus its setup calls), never what the ledger recorded.
+//!
+//! One ledger, one writer: a second run given a ledger that a run holds is refused at start
+//! (exit 4, naming the holder), the holder completes its ledger, and a killed holder's lock is
+//! freed by the OS.
 
 mod load_support;
 
@@ -18,13 +22,17 @@ const KILLS: usize = 10;
 const RUN_BOUND: Duration = Duration::from_secs(180);
 
 fn loader(mock: &MockHandle, input: &Path, dir: &Path) -> Command {
+    loader_with(mock, input, &dir.join("ledger.ndjson"), &dir.join("dead.ndjson"))
+}
+
+fn loader_with(mock: &MockHandle, input: &Path, ledger: &Path, dead_letters: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_twinload"));
     cmd.args(["load", "--endpoint", &mock.url, "--input"])
         .arg(input)
         .arg("--ledger")
-        .arg(dir.join("ledger.ndjson"))
+        .arg(ledger)
         .arg("--dead-letter")
-        .arg(dir.join("dead.ndjson"))
+        .arg(dead_letters)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -33,7 +41,11 @@ fn loader(mock: &MockHandle, input: &Path, dir: &Path) -> Command {
 
 /// Runs the loader to its end; returns its exit code.
 fn run_to_end(mut cmd: Command) -> i32 {
-    let mut child = cmd.spawn().expect("loader starts");
+    wait_to_end(cmd.spawn().expect("loader starts"))
+}
+
+/// Waits for a started loader to end; returns its exit code.
+fn wait_to_end(mut child: std::process::Child) -> i32 {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -97,5 +109,56 @@ fn a_load_killed_ten_times_resumes_from_its_ledger_to_the_exact_graph() {
     let after = stats(&mock);
     let put = |s: &serde_json::Value| s["requests_by_operation"]["PUT create_delete"].as_u64().unwrap_or(0);
     assert_eq!(put(&after) - put(&before), 0, "a finished load re-run with its ledger writes no twin or relationship");
+    mock.stop();
+}
+
+/// Waits (bounded) until the run with `pid` holds the ledger: its record is in the lock file.
+fn wait_until_held(ledger: &Path, pid: u32) {
+    let lock = ledger.with_file_name(format!("{}.lock", ledger.file_name().unwrap().to_string_lossy()));
+    let started = Instant::now();
+    while !std::fs::read_to_string(&lock).unwrap_or_default().contains(&format!("\"pid\":{pid}")) {
+        assert!(started.elapsed() < Duration::from_secs(30), "run {pid} never took the ledger");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_second_run_on_a_held_ledger_is_refused_naming_the_holder_and_a_killed_holder_frees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fleet(dir.path(), 1500, 5);
+    let expected = graph_of(&input);
+    let ledger = dir.path().join("ledger.ndjson");
+    let mock = mock();
+
+    // The first shard's task holds the ledger while it loads (several seconds at ADT's limits)...
+    let first = loader(&mock, &input, dir.path()).spawn().expect("loader starts");
+    let holder = first.id();
+    wait_until_held(&ledger, holder);
+    // ...so the second, given the same ledger by mistake, is refused before it writes anything.
+    let said_path = dir.path().join("second.stderr");
+    let mut second = loader_with(&mock, &input, &ledger, &dir.path().join("second-dead.ndjson"));
+    second.stderr(std::fs::File::create(&said_path).unwrap());
+    let code = run_to_end(second);
+    let said = std::fs::read_to_string(&said_path).unwrap();
+    assert_eq!(code, 4, "{said}");
+    assert!(said.contains("held by another run") && said.contains(&format!("pid {holder}")), "{said}");
+    assert!(said.contains("since 20") && said.contains("one per shard"), "names when and what to do: {said}");
+    // The holder ran on undisturbed: everything landed, and its ledger records every item.
+    assert_eq!(wait_to_end(first), 0);
+    assert_same_graph(&expected, &exported(&mock));
+    let recorded = std::fs::read_to_string(&ledger).unwrap().lines().count();
+    assert_eq!(recorded, 1 + expected.models.len() + expected.twins.len() + expected.relationships.len());
+    mock.stop();
+
+    // A holder killed midway (SIGKILL: nothing of its own runs) leaves the ledger free.
+    let killed_dir = dir.path().join("killed");
+    std::fs::create_dir_all(&killed_dir).unwrap();
+    let mock = self::mock();
+    let mut doomed = loader(&mock, &input, &killed_dir).spawn().expect("loader starts");
+    wait_until_held(&killed_dir.join("ledger.ndjson"), doomed.id());
+    doomed.kill().expect("SIGKILL");
+    doomed.wait().expect("reaped");
+    assert_eq!(run_to_end(loader(&mock, &input, &killed_dir)), 0, "the next run takes the ledger and completes");
+    assert_same_graph(&expected, &exported(&mock));
     mock.stop();
 }

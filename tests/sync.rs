@@ -3,7 +3,8 @@
 //! retargeted, twins removed) the next sync sends exactly the expected requests, counted by the
 //! mock by operation, and the mock's graph equals the new source; untouched twins keep their
 //! `$lastUpdateTime`; an unchanged re-run writes nothing; `--max-deletes` stops a prune before
-//! any write; the same works without a ledger, from ADT's state read by query.
+//! any write; the same works without a ledger, from ADT's state read by query. A source named
+//! with `--source` keeps its ledger when its input is a new dated export every day.
 
 mod load_support;
 
@@ -15,7 +16,8 @@ use serde_json::{json, Value};
 use twinload::config::{LoadConfig, WriteMode};
 use twinload::exit::ExitStatus;
 use twinload::mock::server::MockHandle;
-use twinload::run::{load, LoadError};
+use twinload::run::messages::StopReason;
+use twinload::run::LoadError;
 use twinload::sync::settings::MaxDeletes;
 
 const VEHICLE: &str = "dtmi:twinload:fleet:Vehicle;1";
@@ -390,5 +392,242 @@ fn the_query_reads_of_a_sync_carry_the_token() {
     assert!(delta(&before, &after, "POST query") >= 2, "twins and relationships are read by query");
     assert_eq!(after["requests_by_status"]["401"].as_u64().unwrap_or(0), 0, "no request went without the token");
     assert_eq!(delta(&before, &after, "PATCH patch"), change.patched.len() as u64);
+    mock.stop();
+}
+
+/// A scheduled sync over a dated export (ADF's date-partitioned folders): each day's file has
+/// another name, the source keeps its name, and the ledger follows the source.
+#[test]
+fn a_dated_export_under_one_source_name_syncs_and_prunes_against_its_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, old, change) = setup(dir.path(), 200);
+    let day = |date: &str| {
+        let path = dir.path().join("exports").join(date).join("fleet.ndjson");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        path
+    };
+    let (monday, tuesday) = (day("2026-12-02"), day("2026-12-03"));
+    old.write(&monday);
+    change.fleet.write(&tuesday);
+    let ledger = dir.path().join("fleet.ledger.ndjson");
+    let mock = mock();
+    let named = |source: Option<&str>| {
+        let mut config = sync_config(&mock, dir.path(), Some(&ledger));
+        config.sync.source = source.map(str::to_string);
+        config
+    };
+
+    let first = load(named(Some("fleet")), input_of(&monday)).expect("Monday's sync runs");
+    assert_eq!(first.exit_code, ExitStatus::Ok, "{}", first.human());
+    assert_same_graph(&graph_of(&monday), &exported(&mock));
+
+    // Without the name, Tuesday's file is another source: refused before any write, saying how
+    // to name it.
+    let before = stats(&mock);
+    let err = load(named(None), input_of(&tuesday)).expect_err("an unnamed source is its inputs");
+    let LoadError::Setup(message) = err else { panic!("a setup failure (exit 4), got {err:?}") };
+    assert!(message.contains("--source fleet"), "{message}");
+    assert_eq!(writes_between(&before, &stats(&mock)), 0);
+
+    // Named, Tuesday's export syncs against Monday's ledger: only the differences, and the
+    // prune removes what left the source.
+    let mut config = named(Some("fleet"));
+    config.sync.prune = true;
+    let before = stats(&mock);
+    let second = load(config, input_of(&tuesday)).expect("Tuesday's sync runs");
+    let after = stats(&mock);
+    assert_eq!(second.exit_code, ExitStatus::Ok, "{}", second.human());
+    assert_same_graph(&graph_of(&tuesday), &exported(&mock));
+    let report = second.sync.as_ref().expect("a sync report");
+    assert_eq!(report.state_from, "ledger", "the ledger was kept, not started afresh");
+    assert_eq!(delta(&before, &after, "POST query"), 0, "the ledger spares the query");
+    assert_eq!(delta(&before, &after, "PATCH patch"), change.patched.len() as u64);
+    assert_eq!(
+        delta(&before, &after, "DELETE create_delete"),
+        (change.retargeted + change.removed_relationships + change.removed_twins.len()) as u64,
+        "retargeted + pruned relationships + pruned twins: {}",
+        after["requests_by_operation"]
+    );
+    assert_eq!(report.twins.delete, change.removed_twins.len() as u64);
+
+    // Wednesday's export, unchanged, through the command line's --source: nothing is written.
+    let wednesday = day("2026-12-04");
+    change.fleet.write(&wednesday);
+    let before = stats(&mock);
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_twinload"))
+        .args(["load", "--mode", "sync", "--prune", "--source", "fleet", "--endpoint", &mock.url, "--input"])
+        .arg(&wednesday)
+        .arg("--ledger")
+        .arg(&ledger)
+        .arg("--dead-letter")
+        .arg(dir.path().join("wednesday-dead.ndjson"))
+        .output()
+        .expect("twinload runs");
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(writes_between(&before, &stats(&mock)), 0, "an unchanged export writes nothing");
+    mock.stop();
+}
+
+/// The test's SIGTERM, without a signal: resolves once the mock has counted `count` requests of
+/// `operation` (polled every 20 ms, for at most two minutes).
+fn stop_after(mock: &MockHandle, operation: &'static str, count: u64) -> impl std::future::Future<Output = StopReason> {
+    let url = format!("{}/_mock/stats", mock.url);
+    async move {
+        let client = twinload::http::client_builder(None).unwrap().timeout(HTTP_TIMEOUT).build().unwrap();
+        for _ in 0..6000 {
+            let stats = match client.get(&url).send().await {
+                Ok(resp) => resp.json::<Value>().await.unwrap_or_default(),
+                Err(_) => Value::Null,
+            };
+            if op(&stats, operation) >= count {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        StopReason::Signal("SIGTERM")
+    }
+}
+
+/// A load that stops when `shutdown` resolves.
+fn load_until(
+    config: LoadConfig,
+    inputs: Vec<String>,
+    shutdown: impl std::future::Future<Output = StopReason> + 'static,
+) -> twinload::run::Summary {
+    actix::System::new().block_on(twinload::run::load(config, inputs, shutdown)).expect("the sync runs")
+}
+
+/// The dead letters of the run that stopped, for the stop (not attempted, or in flight at it).
+fn stopped_letters(path: &Path) -> Vec<Value> {
+    let letters = dead_letters(path);
+    for l in &letters {
+        assert!(
+            ["not_attempted", "in_flight_at_stop", "stopped_early"].contains(&l["reason_code"].as_str().unwrap_or("")),
+            "a dead letter for another reason than the stop: {l}"
+        );
+    }
+    letters
+}
+
+#[test]
+fn a_stop_during_the_prune_ends_the_sync_with_every_delete_accounted_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Fleet::read(&fleet(dir.path(), 200, 11));
+    let input = dir.path().join("fleet.ndjson");
+    old.write(&input);
+    let ledger = dir.path().join("ledger.ndjson");
+    let mock = mock();
+    let first = load(sync_config(&mock, dir.path(), Some(&ledger)), input_of(&input)).expect("first sync runs");
+    assert_eq!(first.exit_code, ExitStatus::Ok, "{}", first.human());
+
+    // Ten parts leave the source, with every relationship touching them.
+    let mut fleet = old.clone();
+    let removed: BTreeSet<String> = fleet.ids_of_model("dtmi:twinload:fleet:Part;1").into_iter().take(10).collect();
+    let touches = |r: &Value| {
+        removed.contains(r["$dtId"].as_str().unwrap()) || removed.contains(r["$targetId"].as_str().unwrap())
+    };
+    let removed_relationships: BTreeSet<(String, String)> = fleet
+        .relationships
+        .iter()
+        .filter(|r| touches(r))
+        .map(|r| (r["$dtId"].as_str().unwrap().to_string(), r["$relationshipId"].as_str().unwrap().to_string()))
+        .collect();
+    fleet.twins.retain(|t| !removed.contains(t["$dtId"].as_str().unwrap()));
+    fleet.relationships.retain(|r| !touches(r));
+    fleet.write(&input);
+
+    // Deletes at 2/s: the stop comes after the first one, with the rest still to send.
+    let mut config = sync_config(&mock, dir.path(), Some(&ledger));
+    config.sync.prune = true;
+    config.limits.create_delete_per_s = 2;
+    let letters_path = config.dead_letter_path.clone();
+    let deletes_before = op(&stats(&mock), "DELETE create_delete");
+    let stop = stop_after(&mock, "DELETE create_delete", deletes_before + 1);
+    let summary = load_until(config, input_of(&input), stop);
+    assert_eq!(summary.exit_code, ExitStatus::StoppedEarly, "{}", summary.human());
+    assert!(summary.stop_reason.as_deref().unwrap_or_default().contains("SIGTERM"), "{}", summary.human());
+
+    // Every planned delete was carried out or is a dead letter that says the stop left it.
+    let report = summary.sync.as_ref().expect("a sync report");
+    let planned = report.twins.delete + report.relationships.delete;
+    assert_eq!(planned, (removed.len() + removed_relationships.len()) as u64, "{}", summary.human());
+    let held = exported(&mock);
+    let letters = stopped_letters(&letters_path);
+    let letter_of = |kind: &str, source: Option<&str>, id: &str| {
+        let mut found =
+            letters.iter().filter(|l| l["kind"] == kind && l["id"] == id && source.is_none_or(|s| l["source"] == s));
+        let letter = found.next();
+        assert!(found.next().is_none(), "{kind} {id} has two dead letters");
+        letter.map(|l| l["reason_code"].as_str().unwrap_or_default().to_string())
+    };
+    let mut accounted = 0;
+    let mut check = |what: String, still_held: bool, letter: Option<String>| {
+        match (still_held, letter.as_deref()) {
+            (true, None) => panic!("{what} is still in ADT and has no dead letter"),
+            // Deleted, yet dead-lettered: only a request in flight at the stop may be both.
+            (false, Some(code)) => assert_eq!(code, "in_flight_at_stop", "{what} was deleted"),
+            _ => {}
+        }
+        accounted += 1;
+    };
+    for id in &removed {
+        check(format!("twin {id}"), held.twins.contains_key(id), letter_of("twin", None, id));
+    }
+    for key in &removed_relationships {
+        let letter = letter_of("relationship", Some(&key.0), &key.1);
+        check(format!("relationship {key:?}"), held.relationships.contains_key(key), letter);
+    }
+    assert_eq!(accounted, planned);
+    assert!(!letters.is_empty(), "the stop came before the prune ended: {}", summary.human());
+    assert!(letters.len() as u64 <= planned, "only the planned deletes are dead-lettered");
+    mock.stop();
+}
+
+#[test]
+fn a_stop_during_the_patches_ends_the_sync_with_every_patch_accounted_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Fleet::read(&fleet(dir.path(), 200, 12));
+    let input = dir.path().join("fleet.ndjson");
+    old.write(&input);
+    let mock = mock();
+    // No ledger: the sync compares with ADT's state read by query, and patches the differences.
+    let first = load(sync_config(&mock, dir.path(), None), input_of(&input)).expect("first sync runs");
+    assert_eq!(first.exit_code, ExitStatus::Ok, "{}", first.human());
+
+    let mut fleet = old.clone();
+    let patched: Vec<String> = fleet.ids_of_model(VEHICLE).into_iter().take(20).collect();
+    for id in &patched {
+        fleet.twin_mut(id)["name"] = json!(format!("renamed {id}"));
+    }
+    fleet.write(&input);
+
+    // Patches at 2/s: the stop comes after the first one, with the rest still to send.
+    let mut config = sync_config(&mock, dir.path(), None);
+    config.limits.patch_per_s = 2;
+    let letters_path = config.dead_letter_path.clone();
+    let patches_before = op(&stats(&mock), "PATCH patch");
+    let stop = stop_after(&mock, "PATCH patch", patches_before + 1);
+    let summary = load_until(config, input_of(&input), stop);
+    assert_eq!(summary.exit_code, ExitStatus::StoppedEarly, "{}", summary.human());
+    assert!(summary.stop_reason.as_deref().unwrap_or_default().contains("SIGTERM"), "{}", summary.human());
+
+    let letters = stopped_letters(&letters_path);
+    assert!(!letters.is_empty(), "the stop came before the patches ended: {}", summary.human());
+    assert!(letters.len() <= patched.len(), "only the patches are dead-lettered");
+    let mut landed = 0;
+    for id in &patched {
+        let mut found = letters.iter().filter(|l| l["kind"] == "twin" && l["id"] == id.as_str());
+        let letter = found.next().map(|l| l["reason_code"].as_str().unwrap_or_default().to_string());
+        assert!(found.next().is_none(), "twin {id} has two dead letters");
+        let renamed = twin_doc(&mock, id)["name"] == json!(format!("renamed {id}"));
+        match (renamed, letter.as_deref()) {
+            (true, None) => landed += 1,
+            (false, None) => panic!("twin {id} was not patched and has no dead letter"),
+            // Patched, yet dead-lettered: only a request in flight at the stop may be both.
+            (true, Some(code)) => assert_eq!(code, "in_flight_at_stop", "twin {id} was patched"),
+            (false, Some(_)) => {}
+        }
+    }
+    assert_eq!(summary.items["twins"].landed, landed, "{}", summary.human());
     mock.stop();
 }

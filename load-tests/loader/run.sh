@@ -5,7 +5,9 @@
 #   load-tests/loader/run.sh limited   [twins] [seed]  # ADT's default limits: makespan / T*, 429 share
 #   load-tests/loader/run.sh unlimited [twins] [seed]  # limits off: requests/s, CPU per 1,000 requests
 #
-# Defaults: 20,000 twins (about 40,000 relationships), seed 1. Prints the figures and leaves
+# Defaults: 20,000 twins (about 40,000 relationships), seed 1. LEDGER=1 adds a ledger
+# (`--ledger $OUT/ledger.ndjson`, started afresh each run) to measure its memory; LOAD_FLAGS
+# adds any other loader flags. Prints the figures and leaves
 # the loader's summary JSON, `time -v` output and the mock's stats in $OUT (default
 # /tmp/twinload-loader-<mode>). Every process it starts is stopped when it ends.
 set -euo pipefail
@@ -35,8 +37,12 @@ mock_pid=$!
 trap 'kill "$mock_pid" 2>/dev/null || true; wait "$mock_pid" 2>/dev/null || true' EXIT
 url="$(mock_url "$out/mock.stdout" "$out/mock.stderr")"
 
+if [ -n "${LEDGER:-}" ]; then
+    rm -f "$out/ledger.ndjson" "$out/ledger.ndjson.lock"
+    load_flags+=(--ledger "$out/ledger.ndjson")
+fi
 set +e
-/usr/bin/time -v "$bin" load --endpoint "$url" --input "$fleet" "${load_flags[@]}" \
+/usr/bin/time -v "$bin" load --endpoint "$url" --input "$fleet" "${load_flags[@]}" ${LOAD_FLAGS:-} \
     --summary "$out/summary.json" --dead-letter "$out/dead-letters.ndjson" 2>"$out/load.stderr"
 code=$?
 set -e

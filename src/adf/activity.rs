@@ -32,6 +32,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "model_batch_size",
     "mode",
     "request_timeout_s",
+    "max_response_bytes",
     "deadline_s",
     "no_progress_timeout_s",
     "max_server_wait_s",
@@ -42,6 +43,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "chaos",
     "metrics",
     "ledger",
+    "source",
     "verify",
     "prune",
     "prune_scope",
@@ -174,6 +176,8 @@ fn unwrap_secure(name: &str, value: Value, secrets: &mut Vec<String>) -> Result<
     match map.get("value") {
         Some(Value::String(secret)) => {
             if !secret.is_empty() {
+                // At once: an error about this very setting (a bad value) must not echo it.
+                crate::redact::register(secret);
                 secrets.push(secret.clone());
             }
             Ok(Value::String(secret.clone()))

@@ -16,7 +16,7 @@ pub const WORKING_DIR_VAR: &str = "AZ_BATCH_TASK_WORKING_DIR";
 pub const ACTIVITY_FILE: &str = "activity.json";
 pub const OUTPUTS_FILE: &str = "outputs.json";
 /// What a redacted secret is replaced with.
-pub const REDACTED: &str = "<redacted>";
+pub const REDACTED: &str = crate::redact::REDACTED;
 
 /// Replaces known secret values in text.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +32,7 @@ impl Redactor {
         Redactor { secrets }
     }
 
+    /// `text` without this activity's secrets, nor anything [`crate::redact`] removes.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         for secret in &self.secrets {
@@ -39,7 +40,7 @@ impl Redactor {
                 out = out.replace(secret.as_str(), REDACTED);
             }
         }
-        out
+        crate::redact::redact(&out).into_owned()
     }
 }
 

@@ -14,8 +14,10 @@
 //! again until it nears expiry. So twinload gives the container client no credential and puts
 //! this policy among the client's per-try policies instead: it owns the token from request to
 //! retry. `azure_identity` 1.x has no "bypass the cache" option; a forced refresh builds a fresh
-//! credential (with an empty cache), once per generation, so the many requests in flight when a
-//! token goes bad (a revocation, a clock skew) cause one refresh, not one each.
+//! credential (with an empty cache), once per 401 episode: the many requests in flight when a
+//! token goes bad (a revocation, a clock skew) cause one refresh, not one each, and when the
+//! fresh token is refused too (the identity lost its role, or was never given it) no further
+//! token is fetched until a token has been accepted again: the caller stops with an error.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,8 +34,35 @@ use super::identity::{self, IdentitySettings, STORAGE_SCOPE};
 /// An Entra ID credential that can be replaced by a fresh one (an empty token cache).
 pub struct RefreshableCredential {
     settings: IdentitySettings,
-    current: Mutex<(Arc<dyn TokenCredential>, u64)>,
+    current: Mutex<Current>,
     refreshes: AtomicU64,
+}
+
+/// The credential in use, its generation, and whether it was made by a refresh whose tokens
+/// no server has accepted yet (an open 401 episode).
+struct Current {
+    credential: Arc<dyn TokenCredential>,
+    generation: u64,
+    unproven: bool,
+}
+
+/// What [`RefreshableCredential::refresh`] did after a 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// This 401 opened an episode: the credential was replaced. Retry with its token.
+    Replaced,
+    /// Another request already replaced the refused token's credential. Retry with the new one.
+    AlreadyReplaced,
+    /// The token refused came from this episode's refresh: a fresh token was refused too, and
+    /// another cannot help. Give up.
+    RefusedAgain,
+}
+
+impl Refresh {
+    /// Whether a retry with the current credential's token may help.
+    pub fn retry(self) -> bool {
+        self != Refresh::RefusedAgain
+    }
 }
 
 impl std::fmt::Debug for RefreshableCredential {
@@ -44,26 +73,43 @@ impl std::fmt::Debug for RefreshableCredential {
 
 impl RefreshableCredential {
     pub fn new(settings: IdentitySettings) -> Result<RefreshableCredential, identity::IdentityError> {
-        let first = identity::credential(&settings)?;
-        Ok(RefreshableCredential { settings, current: Mutex::new((first, 0)), refreshes: AtomicU64::new(0) })
+        let credential = identity::credential(&settings)?;
+        Ok(RefreshableCredential {
+            settings,
+            current: Mutex::new(Current { credential, generation: 0, unproven: false }),
+            refreshes: AtomicU64::new(0),
+        })
     }
 
     /// The credential in use and its generation.
     pub(crate) fn current(&self) -> (Arc<dyn TokenCredential>, u64) {
         let current = self.current.lock();
-        (Arc::clone(&current.0), current.1)
+        (Arc::clone(&current.credential), current.generation)
     }
 
-    /// After a 401 to a token of `generation`: a fresh credential, unless another request has
-    /// already replaced that generation's. Says whether this call replaced it.
-    pub(crate) fn refresh(&self, generation: u64) -> Result<bool, identity::IdentityError> {
+    /// After a 401 to a token of `generation`: a fresh credential once per episode (see
+    /// [`Refresh`]).
+    pub(crate) fn refresh(&self, generation: u64) -> Result<Refresh, identity::IdentityError> {
         let mut current = self.current.lock();
-        if current.1 != generation {
-            return Ok(false);
+        if current.generation != generation {
+            return Ok(Refresh::AlreadyReplaced);
         }
-        *current = (identity::credential(&self.settings)?, generation + 1);
+        if current.unproven {
+            return Ok(Refresh::RefusedAgain);
+        }
+        *current =
+            Current { credential: identity::credential(&self.settings)?, generation: generation + 1, unproven: true };
         self.refreshes.fetch_add(1, Ordering::Relaxed);
-        Ok(true)
+        Ok(Refresh::Replaced)
+    }
+
+    /// A server accepted a token of `generation`: the 401 episode, if any, is over, and the
+    /// next 401 may refresh again.
+    pub(crate) fn accepted(&self, generation: u64) {
+        let mut current = self.current.lock();
+        if current.generation == generation {
+            current.unproven = false;
+        }
     }
 
     /// How many forced refreshes happened.
@@ -79,7 +125,7 @@ impl RefreshableCredential {
     }
 
     /// What a 401 message says about the identity (never a secret).
-    fn identity_shown(&self) -> String {
+    pub(crate) fn identity_shown(&self) -> String {
         let kind = clap::ValueEnum::to_possible_value(&self.settings.kind)
             .map(|v| v.get_name().to_string())
             .unwrap_or_default();
@@ -153,27 +199,32 @@ impl Policy for StorageAuthorization {
         Self::authorize(request, &token);
         let response = next[0].send(ctx, request, &next[1..]).await?;
         if !token_refused(response.status(), response.headers()) {
+            self.credential.accepted(generation);
             return Ok(response);
         }
 
-        let refreshed = self
+        let refresh = self
             .credential
             .refresh(generation)
             .map_err(|e| azure_core::Error::with_message(ErrorKind::Credential, e.to_string()))?;
-        if refreshed {
+        if !refresh.retry() {
+            return Err(self.refused_twice(response.status(), response.headers().get_optional_string(&ERROR_CODE)));
+        }
+        if refresh == Refresh::Replaced {
             tracing::info!(
                 "Blob Storage account {} refused the token ({}); getting a fresh one and retrying once",
                 self.account,
                 u16::from(response.status())
             );
         }
-        let (token, _) = self.credential.token(STORAGE_SCOPE).await?;
+        let (token, generation) = self.credential.token(STORAGE_SCOPE).await?;
         Self::authorize(request, &token);
         request.body_mut().reset().await?;
         let response = next[0].send(ctx, request, &next[1..]).await?;
         if token_refused(response.status(), response.headers()) {
             return Err(self.refused_twice(response.status(), response.headers().get_optional_string(&ERROR_CODE)));
         }
+        self.credential.accepted(generation);
         Ok(response)
     }
 }
@@ -194,11 +245,39 @@ mod tests {
         let settings = IdentitySettings { kind: CredentialKind::ManagedIdentity, client_id: None, ca_cert: None };
         let credential = RefreshableCredential::new(settings).unwrap();
         let (_, first) = credential.current();
-        assert!(credential.refresh(first).unwrap(), "the first 401 of a generation refreshes");
-        assert!(!credential.refresh(first).unwrap(), "later 401s of the same generation do not");
+        assert_eq!(credential.refresh(first).unwrap(), Refresh::Replaced, "the first 401 of a generation refreshes");
+        assert_eq!(
+            credential.refresh(first).unwrap(),
+            Refresh::AlreadyReplaced,
+            "later 401s of the same generation do not"
+        );
         let (_, second) = credential.current();
         assert_eq!((second, credential.forced_refreshes()), (first + 1, 1));
-        assert!(credential.refresh(second).unwrap(), "a 401 to the fresh token refreshes again");
+        // Once a token of the fresh credential was accepted, a later 401 is a new episode.
+        credential.accepted(second);
+        assert_eq!(
+            credential.refresh(second).unwrap(),
+            Refresh::Replaced,
+            "a 401 to an accepted token refreshes again"
+        );
+        assert_eq!(credential.forced_refreshes(), 2);
+    }
+
+    #[test]
+    fn a_fresh_token_refused_too_ends_the_episode_without_another_refresh() {
+        let settings = IdentitySettings { kind: CredentialKind::ManagedIdentity, client_id: None, ca_cert: None };
+        let credential = RefreshableCredential::new(settings).unwrap();
+        let (_, first) = credential.current();
+        assert_eq!(credential.refresh(first).unwrap(), Refresh::Replaced);
+        let (_, second) = credential.current();
+        // However many requests see the fresh token refused, none fetches another.
+        for _ in 0..32 {
+            assert_eq!(credential.refresh(second).unwrap(), Refresh::RefusedAgain);
+        }
+        assert_eq!(credential.forced_refreshes(), 1);
+        // An accepted token of an older generation does not end the episode of the new one.
+        credential.accepted(first);
+        assert_eq!(credential.refresh(second).unwrap(), Refresh::RefusedAgain);
     }
 
     #[test]

@@ -1,18 +1,25 @@
 //! The ADT REST client over `reqwest` (rustls): one attempt per call, no hidden retries (the
 //! supervisor owns retrying), every id percent-encoded, `?api-version=2023-10-31` on every
-//! call. Write calls return a classified [`Reply`]; the setup calls (`list_models`,
-//! `twin_exists`) return a [`ClientError`] that says which URL failed and what to check.
+//! call. Every reply passes through one classifier ([`outcome::classify`]); write calls return
+//! the classified [`Reply`], the setup calls (`list_models`, `twin_exists`, queries, import
+//! jobs) a [`ClientError`] built from it that says which URL failed and what to check.
+//!
+//! No redirect is followed (ADT never sends one: a 3xx means the endpoint is not the instance,
+//! and a followed 302 would turn a POST into a GET that "succeeds"), and no answer is read past
+//! `max_response_bytes` ([`body`]).
 //!
 //! The bearer token goes into the `Authorization` header and nowhere else: no error or log
 //! line carries it. It comes from a [`token::TokenProvider`] on every request (static, or an
-//! Entra ID credential); a 401 forces one refresh and one retry of that request.
+//! Entra ID credential); a 401 forces one refresh per episode and one retry of that request.
 
+mod body;
 mod jobs;
 pub mod outcome;
 pub mod retry_after;
 pub mod stats;
 mod sync_calls;
 pub mod token;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -28,11 +35,13 @@ use crate::config::LoadConfig;
 use crate::limits::LimitClass;
 
 pub use jobs::ImportJobInfo;
+use outcome::{Answer, Body};
 pub use outcome::{Outcome, Reply, Sent};
 pub use stats::{RequestCounts, RequestStats};
 pub use sync_calls::QueryPage;
 use token::Authorization;
 pub use token::TokenProvider;
+pub use transport::TransportFailure;
 
 /// Most pages `list_models` follows (100 models a page: a million models), so a server that
 /// hands out nextLinks forever cannot keep the loader looping.
@@ -46,10 +55,12 @@ pub enum ClientError {
     Http(#[from] crate::http::HttpSetupError),
     #[error(transparent)]
     Token(#[from] token::TokenError),
-    #[error("{method} {url} failed: {detail}. Check the endpoint URL, that the instance is reachable, and --ca-cert for a self-signed server{}", if cannot_heal(detail) { " (waiting cannot fix this, so it was not retried)" } else { "" })]
-    Transport { method: String, url: String, detail: String },
+    #[error("{method} {url} failed: {detail}. Check the endpoint URL, that the instance is reachable, and --ca-cert for a self-signed server{}", if failure.may_heal() { "" } else { " (waiting cannot fix this, so it was not retried)" })]
+    Transport { method: String, url: String, detail: String, failure: TransportFailure },
     #[error(transparent)]
     Status(Box<StatusError>),
+    #[error("{method} {url} answered {status}: the endpoint redirects to {location}: is this the instance URL? ADT never redirects, so twinload does not follow it (the token would go elsewhere). Give --endpoint the instance's host name (https://<instance>.api.<region>.digitaltwins.azure.net)")]
+    Redirected { method: String, url: String, status: u16, location: String },
     #[error("{url} answered something that is not ADT's: {detail}")]
     Unexpected { url: String, detail: String },
 }
@@ -65,30 +76,25 @@ pub struct StatusError {
     pub message: String,
     pub hint: String,
     pub retry_after: Option<Duration>,
+    /// What the classifier made of the reply.
+    pub outcome: Outcome,
 }
 
 impl ClientError {
-    /// True when a retry may help (throttled, a server error, a connection that may come
-    /// back). Not for what waiting cannot heal: a certificate the client does not trust, a
-    /// host name that does not resolve.
+    /// True when a retry may help (throttled, a server error, an oversized answer, a
+    /// connection that may come back). Not for what waiting cannot heal: a certificate the
+    /// client does not trust, a host name that does not resolve, a redirect.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Transport { detail, .. } => !cannot_heal(detail),
-            ClientError::Status(e) => {
-                e.status == 429 || e.status >= 500 || e.code.as_deref().is_some_and(crate::adt::codes::is_throttle_code)
-            }
+            ClientError::Transport { failure, .. } => failure.may_heal(),
+            ClientError::Status(e) => e.outcome.may_succeed_later(),
             _ => false,
         }
     }
 
     /// True when the server throttled the call (429 or a throttling code).
     pub fn is_throttle(&self) -> bool {
-        match self {
-            ClientError::Status(e) => {
-                e.status == 429 || e.code.as_deref().is_some_and(crate::adt::codes::is_throttle_code)
-            }
-            _ => false,
-        }
+        matches!(self, ClientError::Status(e) if matches!(e.outcome, Outcome::Throttled { .. }))
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
@@ -97,18 +103,21 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The classified outcome of the reply this error stands for (`None`: no reply, or not ADT's).
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match self {
+            ClientError::Status(e) => Some(&e.outcome),
+            _ => None,
+        }
+    }
 }
 
-/// Whether a transport failure is one that waiting cannot heal, from its error chain (reqwest
-/// and rustls expose these only as text): the server's certificate refused, or a host name
-/// that does not resolve.
-fn cannot_heal(detail: &str) -> bool {
-    let d = detail.to_ascii_lowercase();
-    d.contains("certificate") || d.contains("dns error") || d.contains("failed to lookup address")
-}
-
-/// What to check for a failing setup call, by status.
-fn hint_for(status: StatusCode) -> &'static str {
+/// What to check for a failing setup call, by status and outcome.
+fn hint_for(status: StatusCode, outcome: &Outcome) -> &'static str {
+    if matches!(outcome, Outcome::TooLarge { .. }) {
+        return "A proxy or server other than ADT may be answering; if the instance really answers this much, raise --max-response-bytes";
+    }
     match status.as_u16() {
         401 => "Check the token (--token / TWINLOAD_TOKEN, or the identity of --credential): it is missing, expired or for another resource (scope https://digitaltwins.azure.net/.default)",
         403 => "Check that the identity has the 'Azure Digital Twins Data Owner' role on the instance",
@@ -126,6 +135,18 @@ pub struct AdtClient {
     base: Url,
     tokens: Arc<TokenProvider>,
     stats: Arc<RequestStats>,
+    /// See [`crate::config::DEFAULT_MAX_RESPONSE_BYTES`].
+    max_response_bytes: u64,
+}
+
+/// What one request came to: the classified reply and, when the body was read whole, the body
+/// and the wait the server asked for.
+struct Exchange {
+    reply: Reply,
+    body: Option<bytes::Bytes>,
+    retry_after: Option<Duration>,
+    /// Why no response came, if none did.
+    failure: Option<(TransportFailure, String)>,
 }
 
 impl std::fmt::Debug for AdtClient {
@@ -153,10 +174,18 @@ impl AdtClient {
         let builder = crate::http::client_builder(config.ca_cert.as_deref())?
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
-            .pool_max_idle_per_host(config.writers.max(1));
+            .pool_max_idle_per_host(config.writers.max(1))
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(transport::HostResolver));
         let http = crate::http::build(builder)?;
         let tokens = Arc::new(config.token_provider()?);
-        Ok(AdtClient { http, base, tokens, stats: Arc::new(RequestStats::default()) })
+        Ok(AdtClient {
+            http,
+            base,
+            tokens,
+            stats: Arc::new(RequestStats::default()),
+            max_response_bytes: config.max_response_bytes,
+        })
     }
 
     /// Where this client's tokens come from (shared by its clones).
@@ -183,7 +212,8 @@ impl AdtClient {
         self.http.request(method, url)
     }
 
-    /// Sends `req` with a token; after a 401, forces one token refresh and sends it once more.
+    /// Sends `req` with a token; after a 401, forces one token refresh (once per episode, see
+    /// [`TokenProvider::refresh_after_unauthorized`]) and sends it once more.
     async fn send_authorized(
         &self,
         class: LimitClass,
@@ -193,15 +223,66 @@ impl AdtClient {
         let again = req.try_clone();
         let first = with_auth(req, &auth).send().await;
         let unauthorized = matches!(&first, Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED);
+        if !unauthorized {
+            self.tokens.accepted_if_answered(&auth, &first);
+            return Ok(first);
+        }
         match again {
-            Some(again) if unauthorized && self.tokens.refresh_after_unauthorized(&auth) => {
+            Some(again) if self.tokens.refresh_after_unauthorized(&auth) => {
                 // The refused request counts too: the stats show every request sent.
                 self.stats.record(class, StatusCode::UNAUTHORIZED.as_str(), false);
                 let fresh = self.tokens.authorization().await?;
-                Ok(with_auth(again, &fresh).send().await)
+                let second = with_auth(again, &fresh).send().await;
+                self.tokens.accepted_if_answered(&fresh, &second);
+                Ok(second)
             }
             _ => Ok(first),
         }
+    }
+
+    /// Sends one request, reads its body up to the cap, classifies what came back (the one
+    /// classifier) and counts it in the stats.
+    async fn exchange(
+        &self,
+        class: LimitClass,
+        req: reqwest::RequestBuilder,
+        sent: Sent,
+    ) -> Result<Exchange, token::TokenError> {
+        let response = match self.send_authorized(class, req).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                let failure = TransportFailure::of(&e);
+                self.stats.record(class, failure.stats_key(), false);
+                let detail = error_chain(&e);
+                let reply = outcome::classify(Answer::NoResponse { failure, detail: detail.clone() }, sent);
+                return Ok(Exchange { reply, body: None, retry_after: None, failure: Some((failure, detail)) });
+            }
+            Err(e) => {
+                self.stats.record(class, "token", false);
+                return Err(e);
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let read = body::read_bounded(response, self.max_response_bytes).await;
+        let body = match &read {
+            Ok(bytes) => Body::Read(bytes),
+            Err(body::BodyError::TooLarge { limit }) => Body::TooLarge { limit: *limit },
+            Err(body::BodyError::Cut(e)) => Body::Cut { detail: error_chain(e) },
+        };
+        let cut = matches!(body, Body::Cut { .. });
+        let mut reply = outcome::classify(Answer::Response { status, headers: &headers, body }, sent);
+        if let Outcome::AuthFailed { message } = &mut reply.outcome {
+            *message = format!("{message}; {}", self.tokens.refused_hint());
+        }
+        let throttled = matches!(reply.outcome, Outcome::Throttled { .. });
+        self.stats.record(class, if cut && !status.is_success() { "connection" } else { status.as_str() }, throttled);
+        Ok(Exchange {
+            reply,
+            body: read.ok(),
+            retry_after: retry_after::parse(&headers, SystemTime::now()),
+            failure: None,
+        })
     }
 
     /// Sends one request and classifies what came back. Counts it in the stats.
@@ -210,39 +291,9 @@ impl AdtClient {
             class,
             crate::observe::catalog::operation(class, sent.relationship),
         );
-        let sent_result = match self.send_authorized(class, req).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.stats.record(class, "token", false);
-                return Reply::transport(e.to_string());
-            }
-        };
-        match sent_result {
-            Ok(resp) => {
-                let status = resp.status();
-                let headers = resp.headers().clone();
-                let body = match resp.bytes().await {
-                    Ok(b) => b,
-                    // The status is in; a body cut off after a 2xx still means it was written.
-                    Err(_) if status.is_success() => Default::default(),
-                    Err(e) => {
-                        self.stats.record(class, "connection", false);
-                        return Reply::transport(format!(
-                            "HTTP {status}, then the body was cut off: {}",
-                            error_chain(&e)
-                        ));
-                    }
-                };
-                let reply = outcome::classify(status, &headers, &body, sent);
-                let throttled = matches!(reply.outcome, Outcome::Throttled { .. });
-                self.stats.record(class, status.as_str(), throttled);
-                reply
-            }
-            Err(e) => {
-                let kind = if e.is_timeout() { "timeout" } else { "connection" };
-                self.stats.record(class, kind, false);
-                Reply::transport(format!("{kind}: {}", error_chain(&e)))
-            }
+        match self.exchange(class, req, sent).await {
+            Ok(exchange) => exchange.reply,
+            Err(e) => Reply::transport(e.to_string()),
         }
     }
 
@@ -349,8 +400,8 @@ impl AdtClient {
     }
 
     /// Sends a request that must succeed (GET, query, jobs) with a token (refreshed once on a
-    /// 401) and returns its body; a failure or a throttle (429 or a throttling code) is an
-    /// error that names the request and carries its `Retry-After`.
+    /// 401) and returns its body; anything but a success read whole is an error that names the
+    /// request, built from the classifier's outcome (a throttle carries its `Retry-After`).
     async fn send_ok(
         &self,
         class: LimitClass,
@@ -358,41 +409,45 @@ impl AdtClient {
         shown: String,
         req: reqwest::RequestBuilder,
     ) -> Result<bytes::Bytes, ClientError> {
-        let result = self.send_authorized(class, req).await?;
-        let resp = match result {
-            Ok(r) => r,
-            Err(e) => {
-                self.stats.record(class, if e.is_timeout() { "timeout" } else { "connection" }, false);
-                return Err(ClientError::Transport { method: method.into(), url: shown, detail: error_chain(&e) });
-            }
-        };
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| ClientError::Transport {
+        let exchange = self.exchange(class, req, Sent::default()).await?;
+        let Reply { outcome, status, code, .. } = exchange.reply;
+        let transport = |detail: String, failure| ClientError::Transport {
             method: method.into(),
             url: shown.clone(),
-            detail: error_chain(&e),
-        })?;
-        let error = ErrorBody::parse(&body).map(|b| b.error);
-        let throttled = status == StatusCode::TOO_MANY_REQUESTS
-            || error.as_ref().is_some_and(|e| crate::adt::codes::is_throttle_code(&e.code));
-        self.stats.record(class, status.as_str(), throttled);
-        if status.is_success() && !throttled {
-            return Ok(body);
-        }
-        let message = match &error {
-            Some(e) => format!("{}: {}", e.code, e.message),
-            None => String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
+            detail,
+            failure,
         };
-        Err(ClientError::Status(Box::new(StatusError {
-            method: method.into(),
-            url: shown,
-            status: status.as_u16(),
-            code: error.map(|e| e.code),
-            message,
-            hint: hint_for(status).to_string(),
-            retry_after: retry_after::parse(&headers, SystemTime::now()),
-        })))
+        if let Some((failure, detail)) = exchange.failure {
+            return Err(transport(detail, failure));
+        }
+        let status = StatusCode::from_u16(status.unwrap_or(0)).unwrap_or(StatusCode::BAD_GATEWAY);
+        match (outcome, exchange.body) {
+            (Outcome::Landed, Some(body)) => Ok(body),
+            (Outcome::Redirected { location }, _) => {
+                Err(ClientError::Redirected { method: method.into(), url: shown, status: status.as_u16(), location })
+            }
+            (Outcome::Landed, None) => {
+                Err(transport(format!("HTTP {status}, then the body was cut off"), TransportFailure::Connection))
+            }
+            (outcome, body) => {
+                let error = body.as_deref().and_then(ErrorBody::parse).map(|b| b.error);
+                let message = match (&error, body.as_deref()) {
+                    (Some(e), _) => format!("{}: {}", e.code, e.message),
+                    (None, Some(body)) => String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
+                    (None, None) => outcome.detail(),
+                };
+                Err(ClientError::Status(Box::new(StatusError {
+                    method: method.into(),
+                    url: shown,
+                    status: status.as_u16(),
+                    code,
+                    message: crate::redact::redact(&message).into_owned(),
+                    hint: hint_for(status, &outcome).to_string(),
+                    retry_after: exchange.retry_after,
+                    outcome,
+                })))
+            }
+        }
     }
 
     /// Resolves a `nextLink` (opaque, absolute or relative) against the endpoint. It must stay

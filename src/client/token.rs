@@ -6,13 +6,15 @@
 //! `azure_identity` 1.x has no "bypass the cache" option, so a forced refresh builds a fresh
 //! credential (with an empty cache): [`RefreshableCredential`], which the Blob clients use too.
 //! Each token handed out carries the generation of the credential that made it; a 401
-//! refreshes only if its token is of the current generation, so the many requests in flight
-//! when a token goes bad cause exactly one refresh, not one each.
+//! refreshes only if its token is of the current generation, and only once per 401 episode
+//! (until a token is accepted again), so the many requests in flight when a token goes bad
+//! cause exactly one refresh, not one each, and a fresh token refused too causes none: the
+//! run stops with an error that names the identity and the role it needs.
 
 use reqwest::header::HeaderValue;
 
 use crate::azure::identity::{self, IdentitySettings, ADT_SCOPE};
-use crate::azure::reauth::RefreshableCredential;
+use crate::azure::reauth::{Refresh, RefreshableCredential};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -56,6 +58,7 @@ pub struct Refreshing {
 impl TokenProvider {
     /// A static `Bearer <token>`.
     pub fn fixed(token: &str) -> Result<TokenProvider, TokenError> {
+        crate::redact::register(token);
         let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| TokenError::BadHeader)?;
         value.set_sensitive(true);
         Ok(TokenProvider::Static(value))
@@ -80,6 +83,7 @@ impl TokenProvider {
                     .get_token(&[r.scope], None)
                     .await
                     .map_err(|e| TokenError::Credential { scope: r.scope, detail: crate::azure::error_chain(&e) })?;
+                crate::redact::register(token.token.secret());
                 let mut value = HeaderValue::from_str(&format!("Bearer {}", token.token.secret()))
                     .map_err(|_| TokenError::BadHeader)?;
                 value.set_sensitive(true);
@@ -88,23 +92,51 @@ impl TokenProvider {
         }
     }
 
-    /// After a 401 to a request made with `used`: replaces the credential (once per
-    /// generation) and says whether a retry with a new token may help.
+    /// After a 401 to a request made with `used`: replaces the credential (once per 401
+    /// episode) and says whether a retry with a new token may help.
     pub fn refresh_after_unauthorized(&self, used: &Authorization) -> bool {
         let TokenProvider::Credential(r) = self else { return false };
         match r.credential.refresh(used.generation) {
-            // Otherwise another request already refreshed after this token failed.
-            Ok(refreshed) => {
-                if refreshed {
-                    tracing::info!("ADT answered 401; refreshing the token once and retrying");
+            Ok(refresh) => {
+                match refresh {
+                    Refresh::Replaced => tracing::info!("ADT answered 401; refreshing the token once and retrying"),
+                    Refresh::AlreadyReplaced => {}
+                    Refresh::RefusedAgain => {
+                        tracing::debug!("ADT refused the refreshed token too; not fetching another")
+                    }
                 }
-                true
+                refresh.retry()
             }
             Err(e) => {
                 tracing::warn!("ADT answered 401 and the credential cannot be rebuilt: {e}");
                 false
             }
         }
+    }
+
+    /// After an answer to a request made with `auth` that was not a 401: its token was
+    /// accepted, which ends a 401 episode.
+    pub fn accepted_if_answered(&self, auth: &Authorization, answer: &reqwest::Result<reqwest::Response>) {
+        if let (TokenProvider::Credential(r), Ok(response)) = (self, answer) {
+            if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+                r.credential.accepted(auth.generation);
+            }
+        }
+    }
+
+    /// What to check when ADT refuses the token: whose it is and the role it needs (never the
+    /// token itself).
+    pub fn refused_hint(&self) -> String {
+        let whose = match self {
+            TokenProvider::None => {
+                "no token was sent (the endpoint needs one: give --token or --credential)".to_string()
+            }
+            TokenProvider::Static(_) => "the token of --token / TWINLOAD_TOKEN was refused".to_string(),
+            TokenProvider::Credential(r) => {
+                format!("the token of {} was refused", r.credential.identity_shown())
+            }
+        };
+        format!("{whose}: check that the identity has the 'Azure Digital Twins Data Owner' role on the instance and that its token is for https://digitaltwins.azure.net")
     }
 
     /// How many forced refreshes happened (for tests and the logs).

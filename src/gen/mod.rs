@@ -19,6 +19,8 @@ use std::path::PathBuf;
 
 use fleet::{mix, spread, Kind, Layout};
 
+use crate::limits::Limits;
+
 /// Fewest twins a fleet can have: one of each kind (organisation, region, depot, vehicle, part).
 pub const MIN_TWINS: u64 = 5;
 /// Most twins: ADT's default cap per instance.
@@ -70,6 +72,23 @@ impl GenOptions {
             return bad(format!(
                 "--relationships-per-twin must be between 0 and {MAX_RELATIONSHIPS_PER_TWIN}, got {}",
                 self.relationships_per_twin
+            ));
+        }
+        // ADT takes at most so many relationships out of one twin, and as many into one: a
+        // fleet past that could never be loaded (and --hub-degree 10000000 wrote 8.9 GB).
+        let max = Limits::adt_default().max_relationships_per_twin as u64;
+        if self.hub_degree > max {
+            return bad(format!(
+                "--hub-degree must be at most {max}, ADT's limit of relationships out of one twin, got {}",
+                self.hub_degree
+            ));
+        }
+        let layout = Layout::new(self.twins, self.hubs);
+        let targets = layout.vehicles + layout.parts;
+        if self.hubs.saturating_mul(self.hub_degree) > max.saturating_mul(targets) {
+            return bad(format!(
+                "--hubs {} × --hub-degree {} would give each of the {targets} vehicles and parts more than {max} incoming relationships on average, ADT's limit into one twin; use fewer hubs, a lower degree or more twins",
+                self.hubs, self.hub_degree
             ));
         }
         Ok(())
@@ -432,14 +451,14 @@ pub fn run(args: GenArgs) -> anyhow::Result<crate::exit::ExitStatus> {
         hub_degree: args.hub_degree,
     };
     if let Err(e) = opts.check() {
-        eprintln!("error: {e}");
+        crate::diag!("error: {e}");
         return Ok(crate::exit::ExitStatus::Usage);
     }
     let file =
         std::fs::File::create(&args.out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.out.display()))?;
     let started = std::time::Instant::now();
     let stats = generate(&opts, file).map_err(|e| anyhow::anyhow!("writing {}: {e}", args.out.display()))?;
-    eprintln!(
+    crate::diag!(
         "wrote {}: {} models, {} twins, {} relationships, {} bytes in {:.1} s (seed {})",
         args.out.display(),
         stats.models,

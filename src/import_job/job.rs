@@ -1,23 +1,24 @@
 //! One import job's life, from the loader's side: start it (waiting, or not, while another bulk
-//! job runs), poll it and follow its log within the Jobs API's 1 request/s, cancel it on
-//! SIGTERM/SIGINT or at the deadline, and account for every item it was given.
+//! job runs), poll it and follow its log within the Jobs API's 1 request/s, cancel it when the
+//! run is to stop (SIGTERM/SIGINT) or at the deadline, and account for every item it was given.
+//! Every Jobs API call goes through the run's [`Retrier`] (the supervisor's retry policy: a 429
+//! is back-pressure, never an attempt).
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::adt::codes;
 use crate::client::{AdtClient, ClientError, ImportJobInfo};
 use crate::config::LoadConfig;
 use crate::item::ItemKind;
-use crate::limiter::Limiter;
 use crate::limits::LimitClass;
 use crate::plan::{ItemId, Scheduler};
 use crate::reason::ReasonCode;
 use crate::run::journal::{DeadLetter, Journal};
 use crate::run::messages::StopReason;
-use crate::run::supervisor::{RetryStats, StopSignals};
+use crate::run::shutdown::Shutdown;
+use crate::run::supervisor::retrier::{CallError, Retrier};
+use crate::run::supervisor::RetryStats;
 use crate::run::RunEnd;
 
 use super::input::LineMap;
@@ -33,30 +34,8 @@ pub enum Started {
     Stopped(StopReason),
 }
 
-/// A Jobs API call under the jobs class budget, retried on 429, 5xx and transport failures
-/// (waiting the larger of Retry-After and one second) up to `retry.max_attempts`.
-pub async fn jobs_call<T, F, Fut>(config: &LoadConfig, limiter: &Limiter, mut call: F) -> Result<T, ClientError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, ClientError>>,
-{
-    let mut attempt = 1;
-    loop {
-        limiter.acquire(LimitClass::Jobs).await;
-        match call().await {
-            Err(e) if e.is_retryable() && attempt < config.retry.max_attempts => {
-                let wait = e.retry_after().unwrap_or_default().max(Duration::from_secs(1));
-                tracing::debug!("jobs call: {e}; again in {:.1} s", wait.as_secs_f64());
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            result => return result,
-        }
-    }
-}
-
-fn is_job_limit(e: &ClientError) -> bool {
-    matches!(e, ClientError::Status(s) if s.code.as_deref() == Some(codes::JOB_LIMIT_REACHED))
+fn is_job_limit(e: &CallError) -> bool {
+    matches!(e, CallError::Failed(ClientError::Status(s)) if s.code.as_deref() == Some(codes::JOB_LIMIT_REACHED))
 }
 
 /// The job to start: its id, its input and log blobs (URLs without a SAS), and how long to
@@ -73,29 +52,28 @@ pub struct JobRequest<'a> {
 pub async fn start(
     config: &LoadConfig,
     client: &AdtClient,
-    limiter: &Limiter,
+    retrier: &Retrier,
     job: JobRequest<'_>,
-    signals: &mut StopSignals,
 ) -> Result<Started, String> {
     let JobRequest { job_id, input_url, log_url, wait_if_busy } = job;
     let began = Instant::now();
     loop {
-        match jobs_call(config, limiter, || client.create_import_job(job_id, input_url, log_url)).await {
+        match retrier.call_ok(LimitClass::Jobs, || client.create_import_job(job_id, input_url, log_url)).await {
             Ok(_) => return Ok(Started::Running),
+            // The create may have reached ADT: follow the job (its cancel comes first).
+            Err(CallError::Stopped(stop)) if stop.may_have_written() => return Ok(Started::Running),
+            // Stopped while the Jobs API throttled the create (the instance's one bulk-job slot
+            // taken, or the jobs class's 1 request/s).
+            Err(CallError::Stopped(stop)) => return Ok(stopped_waiting(stop.reason)),
             Err(e) if is_job_limit(&e) => {
                 let busy = "another bulk job (import or delete) is running on the instance (JobLimitReached); ADT runs one at a time";
                 match wait_if_busy {
                     None => return Ok(Started::Busy(busy.into())),
                     Some(limit) if began.elapsed() < limit => {
                         tracing::warn!("{busy}: waiting for it to end ({:.0} s so far)", began.elapsed().as_secs_f64());
-                        tokio::select! {
-                            signal = signals.next() => {
-                                tracing::warn!(
-                                    "{signal} received while waiting for another bulk job to end: no job was started and nothing was written"
-                                );
-                                return Ok(Started::Stopped(StopReason::Signal(signal)));
-                            }
-                            _ = tokio::time::sleep(config.import_job.poll_interval) => {}
+                        let poll = tokio::time::sleep(config.import_job.poll_interval);
+                        if let Err(stop) = retrier.shutdown().unless_stopped(poll).await {
+                            return Ok(stopped_waiting(stop));
                         }
                     }
                     Some(limit) => {
@@ -109,6 +87,16 @@ pub async fn start(
             Err(e) => return Err(format!("cannot start import job {job_id}: {e}")),
         }
     }
+}
+
+/// The run is to stop while the job waits for its start: none is started.
+fn stopped_waiting(stop: StopReason) -> Started {
+    let what = match &stop {
+        StopReason::Signal(name) => format!("{name} received"),
+        other => other.to_string(),
+    };
+    tracing::warn!("{what} while waiting for another bulk job to end: no job was started and nothing was written");
+    Started::Stopped(stop)
 }
 
 /// What the log and the job said by the end.
@@ -147,7 +135,7 @@ impl Findings {
 pub struct Following<'a> {
     pub config: &'a LoadConfig,
     pub client: &'a AdtClient,
-    pub limiter: &'a Arc<Limiter>,
+    pub retrier: &'a Retrier,
     pub staging: &'a Staging,
     pub job_id: &'a str,
     pub log_blob: &'a str,
@@ -159,26 +147,23 @@ pub struct Following<'a> {
 
 /// Polls the job until it ends (or, after a cancel, until it ends or the shutdown grace is
 /// over), reading the log as it grows; then journals every item. `deadline` counts from now.
-pub async fn follow(
-    f: Following<'_>,
-    mut journal: Journal,
-    signals: StopSignals,
-    deadline: Option<Duration>,
-) -> RunEnd {
+/// The run's stop ends a wait or a call at once; the cancel and the polls after it are bounded
+/// by the shutdown grace.
+pub async fn follow(f: Following<'_>, mut journal: Journal, deadline: Option<Duration>) -> RunEnd {
     let began = Instant::now();
     let mut findings = Findings::default();
     let mut follower = LogFollower::default();
     let mut stop: Option<StopReason> = None;
     let mut cancelled_at: Option<Instant> = None;
+    // After the stop: the calls that cancel and watch the job, ending with the shutdown grace.
+    let mut after_stop: Option<Retrier> = None;
     let mut last: Option<ImportJobInfo> = None;
     let mut lost: Option<String> = None;
-    let signal = signals.wait();
-    tokio::pin!(signal);
     let deadline_sleep = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(u64::from(u32::MAX))));
     tokio::pin!(deadline_sleep);
     loop {
         tokio::select! {
-            name = &mut signal, if stop.is_none() => stop = Some(StopReason::Signal(name)),
+            reason = f.retrier.shutdown().stopped(), if stop.is_none() => stop = Some(reason),
             _ = &mut deadline_sleep, if stop.is_none() && deadline.is_some() => stop = Some(StopReason::Deadline),
             _ = tokio::time::sleep(f.config.import_job.poll_interval) => {}
         }
@@ -189,12 +174,18 @@ pub async fn follow(
                 f.job_id
             );
             cancelled_at = Some(Instant::now());
-            if let Err(e) = jobs_call(f.config, f.limiter, || f.client.cancel_import_job(f.job_id)).await {
+            let grace = f.config.shutdown_grace;
+            let calls = after_stop.insert(f.retrier.until(Shutdown::listen(async move {
+                tokio::time::sleep(grace).await;
+                StopReason::Deadline
+            })));
+            if let Err(e) = calls.call_ok(LimitClass::Jobs, || f.client.cancel_import_job(f.job_id)).await {
                 tracing::error!("cannot cancel import job {}: {e}", f.job_id);
             }
         }
-        read_log(&f, &mut follower, &mut findings).await;
-        match jobs_call(f.config, f.limiter, || f.client.import_job(f.job_id)).await {
+        let calls = after_stop.as_ref().unwrap_or(f.retrier);
+        read_log(&f, calls.shutdown(), &mut follower, &mut findings).await;
+        match calls.call_ok(LimitClass::Jobs, || f.client.import_job(f.job_id)).await {
             Ok(job) => {
                 let done = job.is_finished();
                 last = Some(job);
@@ -202,11 +193,14 @@ pub async fn follow(
                     break;
                 }
             }
-            Err(e) => {
+            // The run's stop came during the poll: cancel on the next round.
+            Err(CallError::Stopped(_)) if cancelled_at.is_none() => {}
+            Err(CallError::Failed(e)) => {
                 lost =
                     Some(format!("lost track of import job {}: {e}; check GET /jobs/imports/{}", f.job_id, f.job_id));
                 break;
             }
+            Err(CallError::Stopped(_)) => {}
         }
         if cancelled_at.is_some_and(|at| at.elapsed() > f.config.shutdown_grace) {
             lost = Some(format!(
@@ -218,7 +212,8 @@ pub async fn follow(
             break;
         }
     }
-    read_log(&f, &mut follower, &mut findings).await;
+    let calls = after_stop.as_ref().unwrap_or(f.retrier);
+    read_log(&f, calls.shutdown(), &mut follower, &mut findings).await;
     let status = last.as_ref().map_or("unknown", |j| j.status.as_str()).to_string();
     if let Some(error) = last.as_ref().and_then(|j| j.error.as_ref()) {
         tracing::info!("import job {} ended {status}: {}: {}", f.job_id, error.code, error.message);
@@ -227,13 +222,14 @@ pub async fn follow(
     RunEnd { journal, retries: RetryStats::default(), stop, write_elapsed: began.elapsed(), journal_error }
 }
 
-async fn read_log(f: &Following<'_>, follower: &mut LogFollower, findings: &mut Findings) {
-    match f.staging.read_from(f.log_blob, follower.offset).await {
-        Ok(bytes) => findings.take(follower.feed(&bytes), f.lines),
-        Err(e) => tracing::warn!("{e}"),
+/// Reads what the job's log gained, unless `shutdown` ends the read first.
+async fn read_log(f: &Following<'_>, shutdown: &Shutdown, follower: &mut LogFollower, findings: &mut Findings) {
+    match shutdown.unless_stopped(f.staging.read_from(f.log_blob, follower.offset)).await {
+        Ok(Ok(bytes)) => findings.take(follower.feed(&bytes), f.lines),
+        Ok(Err(e)) => tracing::warn!("{e}"),
+        Err(_) => {}
     }
 }
-
 fn section_of(kind: ItemKind) -> &'static str {
     match kind {
         ItemKind::Model => "Models",
@@ -319,7 +315,7 @@ fn account(
         match outcome {
             None => {
                 let target = f.scheduler.target_of(id);
-                let entry = crate::ledger::Entry { hash: line.hash.to_hex().to_string(), etag: None, target };
+                let entry = crate::ledger::Entry { hash: line.hash.into(), etag: None, target };
                 journal.landed_as(kind, f.scheduler.key(id), entry);
             }
             Some(letter) => journal.dead_letter(&letter).map_err(|e| e.to_string())?,

@@ -21,16 +21,14 @@ pub mod job;
 pub mod log;
 pub mod staging;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client::AdtClient;
 use crate::config::{LoadConfig, WriteMode};
-use crate::limiter::Limiter;
 use crate::limits::LimitClass;
 use crate::run::journal::Journal;
 use crate::run::prepare::{self, Prepared};
-use crate::run::supervisor::StopSignals;
+use crate::run::supervisor::retrier::{CallError, Retrier};
 use crate::run::LoadError;
 use crate::run::RunEnd;
 
@@ -45,8 +43,9 @@ pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub enum Run {
     /// The import job ran; the summary is built from its end.
     Done { end: RunEnd, prepared: Prepared },
-    /// Write per item, with the coordinator.
-    PerItem { prepared: Prepared, journal: Journal, signals: StopSignals },
+    /// Write per item, with the coordinator (or, when the run is to stop already, journal every
+    /// item as not attempted).
+    PerItem { prepared: Prepared, journal: Journal },
 }
 
 /// The inputs of one load, for the fallback that plans again.
@@ -54,27 +53,28 @@ pub struct LoadParts<'a> {
     pub config: &'a LoadConfig,
     pub inputs: &'a [String],
     pub client: &'a AdtClient,
-    pub limiter: &'a Arc<Limiter>,
+    pub retrier: &'a Retrier,
 }
 
 /// Chooses the way to write, and when it is an import job, runs it. The choice goes into
-/// `prepared.plan_report["load_mode"]`.
+/// `prepared.plan_report["load_mode"]`. When the run is to stop before the job starts (during
+/// the choice, the upload, or the wait for another bulk job), no job is started and every item
+/// is journaled as not attempted.
 pub async fn maybe_run(
     parts: LoadParts<'_>,
     mut prepared: Prepared,
     mut journal: Journal,
     stage: &mut crate::sync::Stage,
-    mut signals: StopSignals,
     started: Instant,
 ) -> Result<Run, LoadError> {
-    let LoadParts { config, inputs, client, limiter } = parts;
+    let LoadParts { config, inputs, client, retrier } = parts;
     let counts = prepared.scheduler.plan().counts();
     let items = counts.models.to_write + counts.twins.to_write + counts.relationships.to_write;
-    let choice = choice::choose(config, items, prepared.t_star_s, || instance(config, client, limiter)).await;
+    let choice = choice::choose(config, items, prepared.t_star_s, || instance(client, retrier)).await;
     tracing::info!("writing {}: {}", choice.mode, choice.reason);
     record(&mut prepared, &choice, None);
-    if !choice.uses_job() {
-        return Ok(Run::PerItem { prepared, journal, signals });
+    if !choice.uses_job() || retrier.shutdown().reason().is_some() {
+        return Ok(Run::PerItem { prepared, journal });
     }
     let Some(container) = config.import_job.staging.clone() else {
         return Err(LoadError::Setup("import jobs need --staging <container URL with a SAS>".into()));
@@ -91,12 +91,22 @@ pub async fn maybe_run(
         input.ndjson.len(),
         staging.shown(&input_blob)
     );
-    staging.put(&input_blob, input.ndjson.clone()).await.map_err(|e| LoadError::Setup(e.to_string()))?;
-    let wait = (config.mode == WriteMode::ImportJob).then_some(config.import_job.busy_wait);
-    // Plain URLs: ADT reads and writes the blobs with its own identity, and never sees the SAS.
-    let (input_url, log_url) = (staging.shown(&input_blob), staging.shown(&log_blob));
-    let request = job::JobRequest { job_id: &job_id, input_url: &input_url, log_url: &log_url, wait_if_busy: wait };
-    let started_job = job::start(config, client, limiter, request, &mut signals).await.map_err(LoadError::Setup)?;
+    let upload = retrier.shutdown().unless_stopped(staging.put(&input_blob, input.ndjson.clone())).await;
+    let started_job = match upload {
+        Ok(uploaded) => {
+            uploaded.map_err(|e| LoadError::Setup(e.to_string()))?;
+            let wait = (config.mode == WriteMode::ImportJob).then_some(config.import_job.busy_wait);
+            // Plain URLs: ADT reads and writes the blobs with its own identity, and never sees the SAS.
+            let (input_url, log_url) = (staging.shown(&input_blob), staging.shown(&log_blob));
+            let request =
+                job::JobRequest { job_id: &job_id, input_url: &input_url, log_url: &log_url, wait_if_busy: wait };
+            job::start(config, client, retrier, request).await.map_err(LoadError::Setup)?
+        }
+        Err(stop) => {
+            tracing::warn!("{stop} while the job's input was uploaded: no import job was started");
+            Started::Stopped(stop)
+        }
+    };
     let stopped = match started_job {
         Started::Busy(why) => {
             // Auto: per-item instead. The scheduler gave its items to the import file, so plan again.
@@ -104,11 +114,11 @@ pub async fn maybe_run(
             let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
             // Plain per-item writes (an import job is only chosen for a first load, never a sync).
             let mut stage = crate::sync::Stage::inert();
-            let mut prepared = prepare::prepare(config, inputs, client, limiter, &mut journal, &mut stage).await?;
+            let mut prepared = prepare::prepare(config, inputs, client, retrier, &mut journal, &mut stage).await?;
             let fallback =
                 ModeChoice { mode: "per-item", reason: format!("{why}; fell back to per-item writes"), ..choice };
             record(&mut prepared, &fallback, None);
-            return Ok(Run::PerItem { prepared, journal, signals });
+            return Ok(Run::PerItem { prepared, journal });
         }
         // Stopped while waiting for another bulk job: nothing started, every item not attempted.
         Started::Stopped(stop) => Some(stop),
@@ -121,7 +131,7 @@ pub async fn maybe_run(
     let following = Following {
         config,
         client,
-        limiter,
+        retrier,
         staging: &staging,
         job_id: &job_id,
         log_blob: &log_blob,
@@ -135,24 +145,17 @@ pub async fn maybe_run(
     // What the job lands goes into the ledger (the caller saves it from the run's end).
     journal.attach_ledger(stage.take_ledger());
     let deadline = config.deadline.map(|d| d.saturating_sub(started.elapsed()));
-    let end = job::follow(following, journal, signals, deadline).await;
+    let end = job::follow(following, journal, deadline).await;
     Ok(Run::Done { end, prepared })
 }
 
 /// Whether the instance holds twins (auto's "first load" test).
-async fn instance(config: &LoadConfig, client: &AdtClient, limiter: &Limiter) -> Instance {
-    let mut attempt = 1;
-    loop {
-        limiter.acquire(LimitClass::Query).await;
-        match client.count_twins().await {
-            Ok(0) => return Instance::Empty,
-            Ok(n) => return Instance::Holds(n),
-            Err(e) if e.is_retryable() && attempt < config.retry.max_attempts => {
-                tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_secs(1))).await;
-                attempt += 1;
-            }
-            Err(e) => return Instance::Unknown(e.to_string()),
-        }
+async fn instance(client: &AdtClient, retrier: &Retrier) -> Instance {
+    match retrier.call_ok(LimitClass::Query, || client.count_twins()).await {
+        Ok(0) => Instance::Empty,
+        Ok(n) => Instance::Holds(n),
+        Err(CallError::Stopped(stop)) => Instance::Unknown(stop.reason.to_string()),
+        Err(e) => Instance::Unknown(e.to_string()),
     }
 }
 

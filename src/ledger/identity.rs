@@ -1,27 +1,37 @@
-//! What a ledger belongs to: one ADT instance and one set of inputs. A ledger records what a
-//! source loaded into an instance; read against another instance or another source it would
-//! make the loader skip items that are not there, or prune items it never loaded, so it is
-//! refused with an error naming both sides.
+//! What a ledger belongs to: one ADT instance and one source. A ledger records what a source
+//! loaded into an instance; read against another instance or another source it would make the
+//! loader skip items that are not there, or prune items it never loaded, so it is refused with
+//! an error naming both sides.
 //!
-//! The inputs are identified by their names as given (files, folders, globs, blob URLs), not
-//! by their content: content changing between runs is what sync is for. The fingerprint is a
-//! hash of the sorted names, so the order they are given in does not matter.
+//! A source is named by `--source <name>` (activity.json `source`, `TWINLOAD_SOURCE`): a
+//! scheduled sync whose input is a new dated export every day (`exports/2026-12-02/fleet.ndjson`,
+//! then `exports/2026-12-03/fleet.ndjson`) names its source once and keeps its ledger. Without
+//! a name, the source is its inputs as given (files, folders, globs, blob URLs), not their
+//! content: content changing between runs is what sync is for. Their fingerprint is a hash of
+//! the sorted names, so the order they are given in does not matter. A ledger written without
+//! a name takes one when a run names its source while reading the same inputs.
 
 use super::record::{Header, FORMAT_VERSION};
 
-/// The instance and inputs of this run.
+/// How to name a source, for messages.
+const NAME_THE_SOURCE: &str = "--source NAME (activity.json extendedProperties source, TWINLOAD_SOURCE)";
+
+/// The instance and source of this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub endpoint: String,
+    /// The source's name (`--source`); `None`: the source is its inputs.
+    pub source: Option<String>,
     pub inputs: Vec<String>,
 }
 
 impl Identity {
-    pub fn new(endpoint: &str, inputs: &[String]) -> Identity {
+    pub fn new(endpoint: &str, source: Option<&str>, inputs: &[String]) -> Identity {
         let mut inputs: Vec<String> = inputs.iter().map(|i| normalise_input(i)).collect();
         inputs.sort();
         inputs.dedup();
-        Identity { endpoint: normalise_endpoint(endpoint), inputs }
+        let source = source.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        Identity { endpoint: normalise_endpoint(endpoint), source, inputs }
     }
 
     pub fn fingerprint(&self) -> String {
@@ -37,12 +47,13 @@ impl Identity {
         Header {
             twinload_ledger: FORMAT_VERSION,
             endpoint: self.endpoint.clone(),
+            source: self.source.clone(),
             inputs: self.inputs.clone(),
             fingerprint: self.fingerprint(),
         }
     }
 
-    /// `Err` with what differs when `header` belongs to another instance or other inputs.
+    /// `Err` with what differs when `header` belongs to another instance or another source.
     pub fn check(&self, header: &Header, ledger: &str) -> Result<(), String> {
         if normalise_endpoint(&header.endpoint) != self.endpoint {
             return Err(format!(
@@ -50,14 +61,27 @@ impl Identity {
                 header.endpoint, self.endpoint
             ));
         }
-        if header.fingerprint != self.fingerprint() {
-            return Err(format!(
-                "the ledger {ledger} belongs to inputs [{}] but this run reads [{}]: give the ledger of these inputs, or a new ledger path",
+        let same_inputs = header.fingerprint == self.fingerprint();
+        match (&header.source, &self.source) {
+            (Some(theirs), Some(mine)) if theirs == mine => Ok(()),
+            (Some(theirs), Some(mine)) => Err(format!(
+                "the ledger {ledger} belongs to source {theirs} but this run is source {mine}: give --source {theirs}, or the ledger of source {mine}, or a new ledger path"
+            )),
+            (Some(theirs), None) => Err(format!(
+                "the ledger {ledger} belongs to source {theirs}: give --source {theirs} (activity.json extendedProperties source, TWINLOAD_SOURCE) to use it"
+            )),
+            (None, _) if same_inputs => Ok(()),
+            (None, Some(mine)) => Err(format!(
+                "the ledger {ledger} belongs to inputs [{}] and has no source name, but this run reads [{}] as source {mine}: name it once by running with --source {mine} on its own inputs, or give a new ledger path",
                 header.inputs.join(", "),
                 self.inputs.join(", ")
-            ));
+            )),
+            (None, None) => Err(format!(
+                "the ledger {ledger} belongs to inputs [{}] but this run reads [{}]: if these are a new edition of the same source (a dated export), name the source with {NAME_THE_SOURCE} on every run; else give the ledger of these inputs, or a new ledger path",
+                header.inputs.join(", "),
+                self.inputs.join(", ")
+            )),
         }
-        Ok(())
     }
 }
 
@@ -88,9 +112,12 @@ mod tests {
 
     #[test]
     fn order_slashes_and_sas_do_not_change_the_identity() {
-        let a =
-            Identity::new("https://X.api/", &["./in//a.ndjson".into(), "https://acc.blob/c/b?sv=1&sig=secret".into()]);
-        let b = Identity::new("https://x.api", &["https://acc.blob/c/b?sig=other".into(), "in/a.ndjson".into()]);
+        let a = Identity::new(
+            "https://X.api/",
+            None,
+            &["./in//a.ndjson".into(), "https://acc.blob/c/b?sv=1&sig=secret".into()],
+        );
+        let b = Identity::new("https://x.api", None, &["https://acc.blob/c/b?sig=other".into(), "in/a.ndjson".into()]);
         assert_eq!(a, b);
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert!(!format!("{:?}", a.header()).contains("secret"));
@@ -98,13 +125,33 @@ mod tests {
     }
 
     #[test]
-    fn another_instance_or_other_inputs_are_refused_naming_both() {
-        let mine = Identity::new("https://one.api", &["a.ndjson".into()]);
-        let other_instance = Identity::new("https://two.api", &["a.ndjson".into()]).header();
+    fn another_instance_or_other_inputs_are_refused_naming_both_and_how_to_name_the_source() {
+        let mine = Identity::new("https://one.api", None, &["a.ndjson".into()]);
+        let other_instance = Identity::new("https://two.api", None, &["a.ndjson".into()]).header();
         let e = mine.check(&other_instance, "run.ledger").unwrap_err();
         assert!(e.contains("run.ledger") && e.contains("https://two.api") && e.contains("https://one.api"), "{e}");
-        let other_inputs = Identity::new("https://one.api", &["b.ndjson".into()]).header();
+        let other_inputs = Identity::new("https://one.api", None, &["b.ndjson".into()]).header();
         let e = mine.check(&other_inputs, "run.ledger").unwrap_err();
-        assert!(e.contains("[b.ndjson]") && e.contains("[a.ndjson]"), "{e}");
+        assert!(e.contains("[b.ndjson]") && e.contains("[a.ndjson]") && e.contains("--source NAME"), "{e}");
+    }
+
+    #[test]
+    fn a_named_source_keeps_its_ledger_across_input_names_and_no_other_source_uses_it() {
+        let day = |date: &str, source: Option<&str>| {
+            Identity::new("https://one.api", source, &[format!("exports/{date}/fleet.ndjson")])
+        };
+        let written = day("2026-12-02", Some("fleet")).header();
+        assert_eq!(written.source.as_deref(), Some("fleet"));
+        assert!(day("2026-12-03", Some("fleet")).check(&written, "l").is_ok());
+        let e = day("2026-12-03", Some("orders")).check(&written, "l").unwrap_err();
+        assert!(e.contains("source fleet") && e.contains("source orders") && e.contains("--source fleet"), "{e}");
+        let e = day("2026-12-03", None).check(&written, "l").unwrap_err();
+        assert!(e.contains("--source fleet"), "{e}");
+        // A ledger written before sources had names takes one on its own inputs, not on others.
+        let unnamed = day("2026-12-02", None).header();
+        assert!(day("2026-12-02", Some("fleet")).check(&unnamed, "l").is_ok());
+        let e = day("2026-12-03", Some("fleet")).check(&unnamed, "l").unwrap_err();
+        assert!(e.contains("no source name") && e.contains("--source fleet"), "{e}");
+        assert_eq!(Identity::new("https://one.api", Some("  "), &[]).source, None, "a blank name is no name");
     }
 }

@@ -4,9 +4,12 @@
 //! lets a run killed midway resume: the next run skips what the ledger says already landed.
 //!
 //! - [`record`]: the NDJSON format (a header, then one line per landed or deleted item).
-//! - [`identity`]: the instance and inputs a ledger belongs to; any other is refused.
-//! - [`store`]: where the bytes live, behind a trait: a local file, or
-//! - [`blob_store`]: a blob in Blob Storage (a local copy uploaded whole, atomically).
+//! - [`entries`]: the items in memory, compact (interned ids, 16-byte hashes and ETags).
+//! - [`identity`]: the instance and source a ledger belongs to; any other is refused.
+//! - [`holder`]: who holds a ledger: one run at a time writes it; a second is refused.
+//! - [`store`]: where the bytes live, behind a trait: a local file (held by an OS lock), or
+//! - [`blob_store`]: a blob in Blob Storage (a local copy uploaded whole, atomically; held by a
+//!   lease).
 //!
 //! An item is recorded only after ADT confirmed it, appended as the run goes (handed to the OS
 //! at once, so a killed loader loses nothing recorded) and fsynced in batches
@@ -15,19 +18,22 @@
 //! land. Opening and finishing compact the ledger (one line per item) atomically.
 
 pub mod blob_store;
+pub mod entries;
+pub mod holder;
 pub mod identity;
 pub mod record;
 pub mod store;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::item::{Item, ItemKey};
 
 pub use blob_store::BlobStore;
+pub use entries::Entries;
+pub use holder::Holder;
 pub use identity::Identity;
-pub use record::{Entry, Header, Record};
-pub use store::{LedgerStore, LocalStore, StoreError};
+pub use record::{ContentHash, Entry, Header, Record};
+pub use store::{Claim, LedgerStore, LocalStore, StoreError};
 
 use crate::azure::blob_url::{BlobAccess, BlobLocation};
 
@@ -42,16 +48,22 @@ pub enum LedgerError {
     Store(#[from] StoreError),
     #[error("the ledger is not readable: {0}; fix or remove it (a new ledger path starts afresh)")]
     Format(#[from] record::FormatError),
-    /// A ledger of another instance or other inputs.
+    /// A ledger of another instance or another source.
     #[error("{0}")]
     Foreign(String),
+    /// Another run holds the ledger.
+    #[error(
+        "the ledger {location} is held by another run ({}): a ledger has one writer at a time, so this run stops before reading it. Give each task its own ledger (one per shard, e.g. --ledger ledger-shard-2.ndjson), or run again after that one ends ({ends})",
+        holder.as_ref().map_or_else(|| "one that is starting".to_string(), |h| h.to_string())
+    )]
+    Held { location: String, holder: Option<Holder>, ends: &'static str },
 }
 
 /// An open ledger: the entries in memory, the store behind them.
 pub struct Ledger {
     store: Box<dyn LedgerStore>,
     identity: Identity,
-    entries: HashMap<ItemKey, Entry>,
+    entries: Entries,
     unsynced: usize,
     last_sync: Instant,
     /// The first write error: after it the ledger records nothing more (the run goes on; the
@@ -74,8 +86,12 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// Opens a ledger in any store: reads it, refuses a foreign one, compacts it.
-    pub fn open_store(store: Box<dyn LedgerStore>, identity: Identity) -> Result<Ledger, LedgerError> {
+    /// Opens a ledger in any store: takes it for this run alone, reads it, refuses a foreign
+    /// one, compacts it.
+    pub fn open_store(mut store: Box<dyn LedgerStore>, identity: Identity) -> Result<Ledger, LedgerError> {
+        if let Claim::HeldBy(holder) = store.claim(&Holder::this_process())? {
+            return Err(LedgerError::Held { location: store.location(), holder, ends: store.when_held() });
+        }
         let mut ledger = Ledger::read(store, identity)?;
         ledger.compact()?;
         Ok(ledger)
@@ -84,7 +100,7 @@ impl Ledger {
     fn read(mut store: Box<dyn LedgerStore>, identity: Identity) -> Result<Ledger, LedgerError> {
         let location = store.location();
         let parsed = match store.read()? {
-            Some(bytes) => record::parse(&bytes, &location)?,
+            Some(reader) => record::parse(reader, &location)?,
             None => record::Parsed::default(),
         };
         if let Some(header) = &parsed.header {
@@ -100,12 +116,18 @@ impl Ledger {
         self.store.location()
     }
 
-    pub fn get(&self, key: &ItemKey) -> Option<&Entry> {
+    pub fn get(&self, key: &ItemKey) -> Option<Entry> {
         self.entries.get(key)
     }
 
-    pub fn entries(&self) -> impl Iterator<Item = (&ItemKey, &Entry)> {
+    /// Every item recorded, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = (ItemKey, Entry)> + '_ {
         self.entries.iter()
+    }
+
+    /// Every key recorded, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = ItemKey> + '_ {
+        self.entries.keys()
     }
 
     pub fn len(&self) -> usize {
@@ -118,7 +140,7 @@ impl Ledger {
 
     /// True when the ledger says this exact content of the item landed.
     pub fn holds_unchanged(&self, item: &Item) -> bool {
-        self.entries.get(&item.key()).is_some_and(|e| e.hash == item.content_hash().to_hex().as_str())
+        self.entries.hash_of(&item.key()) == Some(ContentHash::of(item))
     }
 
     /// ADT confirmed `item` landed with this content.
@@ -128,16 +150,14 @@ impl Ledger {
 
     /// ADT confirmed `key` landed with `entry`.
     pub fn put(&mut self, key: ItemKey, entry: Entry) {
-        if self.entries.get(&key) == Some(&entry) {
-            return;
+        if self.entries.insert(&key, &entry) {
+            self.append(&Record::Put { key, entry });
         }
-        self.append(&Record::Put { key: key.clone(), entry: entry.clone() });
-        self.entries.insert(key, entry);
     }
 
     /// ADT confirmed `key` is gone.
     pub fn deleted(&mut self, key: &ItemKey) {
-        if self.entries.remove(key).is_some() {
+        if self.entries.remove(key) {
             self.append(&Record::Del { key: key.clone() });
         }
     }
@@ -176,13 +196,11 @@ impl Ledger {
     /// Rewrites the ledger as its header and one line per item, streamed to the store.
     fn compact(&mut self) -> Result<(), LedgerError> {
         let header = record::line(&self.identity.header());
-        let mut keys: Vec<&ItemKey> = self.entries.keys().collect();
-        keys.sort();
         let entries = &self.entries;
         self.store.replace(&mut |out| {
             out.write_all(&header)?;
-            for &key in &keys {
-                record::write_put(out, key, &entries[key])?;
+            for (key, entry) in entries.sorted() {
+                record::write_put(out, &key, &entry)?;
             }
             Ok(())
         })?;
@@ -220,7 +238,7 @@ impl Entry {
             Item::Relationship(r) => Some(r.target.clone()),
             _ => None,
         };
-        Entry { hash: item.content_hash().to_hex().to_string(), etag, target }
+        Entry { hash: ContentHash::of(item), etag, target }
     }
 }
 

@@ -27,7 +27,7 @@ fn rel(source: &str, id: &str, target: &str) -> Item {
 }
 
 fn identity() -> Identity {
-    Identity::new("https://one.api", &["in.ndjson".into()])
+    Identity::new("https://one.api", None, &["in.ndjson".into()])
 }
 
 #[test]
@@ -78,14 +78,19 @@ fn a_ledger_of_another_instance_or_other_inputs_is_refused() {
     let path = dir.path().join("l.ndjson");
     let location = path.to_str().unwrap();
     Ledger::open(location, identity(), &BlobAccess::default()).unwrap().finish().unwrap();
-    let e = Ledger::open(location, Identity::new("https://two.api", &["in.ndjson".into()]), &BlobAccess::default())
-        .err()
-        .unwrap();
+    let e =
+        Ledger::open(location, Identity::new("https://two.api", None, &["in.ndjson".into()]), &BlobAccess::default())
+            .err()
+            .unwrap();
     assert!(matches!(e, LedgerError::Foreign(_)), "{e}");
     assert!(e.to_string().contains("https://one.api") && e.to_string().contains("https://two.api"), "{e}");
-    let e = Ledger::open(location, Identity::new("https://one.api", &["other.ndjson".into()]), &BlobAccess::default())
-        .err()
-        .unwrap();
+    let e = Ledger::open(
+        location,
+        Identity::new("https://one.api", None, &["other.ndjson".into()]),
+        &BlobAccess::default(),
+    )
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("other.ndjson") && e.to_string().contains("in.ndjson"), "{e}");
 }
 
@@ -98,4 +103,24 @@ fn a_blob_url_that_names_no_blob_is_a_clear_error_without_the_sas() {
     let text = e.to_string();
     assert!(text.contains("acc.blob.core.windows.net/c") && !text.contains("SECRET"), "{text}");
     assert!(text.contains("not a blob"), "{text}");
+}
+
+#[test]
+fn a_ledger_has_one_writer_a_second_open_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.ndjson");
+    let location = path.to_str().unwrap();
+    let mut first = Ledger::open(location, identity(), &BlobAccess::default()).unwrap();
+    first.landed(&twin("a", "{}"), None);
+    let e = Ledger::open(location, identity(), &BlobAccess::default()).err().expect("a second writer is refused");
+    let text = e.to_string();
+    assert!(matches!(e, LedgerError::Held { .. }), "{text}");
+    assert!(text.contains(location) && text.contains(&format!("pid {}", std::process::id())), "{text}");
+    assert!(text.contains("one per shard"), "{text}");
+    // A dry run may still read it.
+    assert!(Ledger::read_only(location, identity(), &BlobAccess::default()).is_ok());
+    first.finish().unwrap();
+    drop(first);
+    let again = Ledger::open(location, identity(), &BlobAccess::default()).expect("free once its holder is done");
+    assert!(again.holds_unchanged(&twin("a", "{}")));
 }

@@ -12,7 +12,12 @@ pub fn batch_labels() -> Vec<(&'static str, String)> {
 }
 
 fn batch_labels_from(get: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String)> {
-    BATCH_LABELS.iter().filter_map(|(var, label)| get(var).filter(|v| !v.is_empty()).map(|v| (*label, v))).collect()
+    BATCH_LABELS
+        .iter()
+        .filter_map(|(var, label)| {
+            get(var).filter(|v| !v.is_empty()).map(|v| (*label, crate::redact::redact(&v).into_owned()))
+        })
+        .collect()
 }
 
 /// The Pushgateway grouping key's instance: the task id when Batch set one, else the host name

@@ -92,7 +92,7 @@ impl RunObserver {
             (Some(addr), Some(h)) => {
                 let l = listener::Listener::start(addr, h.clone())
                     .map_err(|source| ObserveError::Listen { addr, source })?;
-                eprintln!("metrics: serving http://{}/metrics", l.addr());
+                crate::diag!("metrics: serving http://{}/metrics", l.addr());
                 Some(l)
             }
             _ => None,
@@ -157,7 +157,7 @@ impl RunObserver {
             }
         }
         if self.listener.is_some() && !self.linger.is_zero() {
-            eprintln!("metrics: lingering {:.0} s for the last scrape", self.linger.as_secs_f64());
+            crate::diag!("metrics: lingering {:.0} s for the last scrape", self.linger.as_secs_f64());
             tokio::time::sleep(self.linger).await;
         }
         self.listener.take();

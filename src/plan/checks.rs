@@ -3,7 +3,8 @@
 //!
 //! Per item, as it is read ([`add_item`]): duplicates (the second occurrence is rejected, naming
 //! the first), bad DTMIs, models ADT would not accept (`crate::dtdl::Interface::parse`), bodies
-//! over `limits.max_payload_bytes`, relationships from a twin to itself. After reading:
+//! over `limits.max_payload_bytes`, relationships from a twin to itself, numbers and nesting ADT's
+//! JSON reader refuses ([`super::json_limits`]). After reading:
 //! component and version rules that need other models ([`check_models`]), cycles among models
 //! ([`check_cycles`]), and relationships past `limits.max_relationships_per_twin` out of or into
 //! one twin ([`check_degrees`]; the excess relationships are rejected, in input order, not the
@@ -15,6 +16,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use super::arena::{ModelMeta, Record, NONE};
+use super::json_limits::json_problem;
 use super::{ItemId, Plan, ReasonCode, Status};
 use crate::dtdl::{validate_dtmi, validate_interface_dtmi, Interface};
 use crate::item::Item;
@@ -107,6 +109,8 @@ pub(crate) fn add_item(plan: &mut Plan, item: Item) {
             .or_else(|| too_large("relationship", &what, body_len, max_bytes, "ADT's request limit; move large values out of the relationship"))
         }
     };
+    // Last: a problem found above says more about the item than its JSON's numbers.
+    let problem = problem.or_else(|| json_problem(item.body().get()).map(|why| (ReasonCode::ParseError, why)));
     plan.status.push(Status::Accepted);
     plan.rejection_of.push(NONE);
     let id = plan.arena.len() as ItemId - 1;

@@ -11,6 +11,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{KindCounts, Makespan, Plan, PlanCounts, PlanOptions, ReasonCode, Rejected};
+use crate::diag;
 use crate::exit::ExitStatus;
 use crate::item::ItemKind;
 use crate::limits::Limits;
@@ -54,6 +55,9 @@ pub struct PlanArgs {
     /// The instance of --ledger (only checked against the ledger; plan never contacts ADT).
     #[arg(long, env = "TWINLOAD_ENDPOINT")]
     pub endpoint: Option<String>,
+    /// The source --ledger belongs to (as `load --source`).
+    #[arg(long, env = "TWINLOAD_SOURCE")]
+    pub source: Option<String>,
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
@@ -61,14 +65,14 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
         Some(spec) => match Limits::from_spec(spec) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::diag!("error: {e}");
                 return Ok(ExitStatus::SetupFailed);
             }
         },
         None => Limits::adt_default(),
     };
     if args.model_batch_size == 0 || args.model_batch_size > limits.max_models_per_call {
-        eprintln!(
+        crate::diag!(
             "error: --model-batch-size must be between 1 and {} (ADT's models per call)",
             limits.max_models_per_call
         );
@@ -77,7 +81,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
     let mapping = match args.mapping.as_deref().map(crate::source::mapping::Mapping::load).transpose() {
         Ok(m) => m.map(std::sync::Arc::new),
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::diag!("error: {e}");
             return Ok(ExitStatus::SetupFailed);
         }
     };
@@ -85,7 +89,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
     let sources = match open_inputs_with(&args.inputs, &input_options) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::diag!("error: {e}");
             return Ok(ExitStatus::SetupFailed);
         }
     };
@@ -94,11 +98,11 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
     let opts = PlanOptions { limits, model_batch_size: args.model_batch_size, keep_bodies: false };
     let mut stage = match (&args.ledger, &args.endpoint) {
         (Some(ledger), Some(endpoint)) => {
-            let identity = crate::ledger::Identity::new(endpoint, &args.inputs);
+            let identity = crate::ledger::Identity::new(endpoint, args.source.as_deref(), &args.inputs);
             match crate::ledger::Ledger::read_only(ledger, identity, &crate::azure::blob_url::BlobAccess::default()) {
                 Ok(l) => crate::sync::Stage::offline(l),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    crate::diag!("error: {e}");
                     return Ok(ExitStatus::SetupFailed);
                 }
             }
@@ -109,18 +113,32 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
     let plan = Plan::build(stage.filter(read_all(sources)), &opts);
     let elapsed_s = started.elapsed().as_secs_f64();
 
-    eprint!("{}", report(&plan, &files, elapsed_s, args.examples));
-    eprintln!("{}", load_mode_line(&plan, &limits_for_mode));
+    let status = if plan.rejected().is_empty() { ExitStatus::Ok } else { ExitStatus::DeadLetters };
+    // The file first: it must not depend on stderr being open.
+    let json_written = match &args.json {
+        Some(path) => write_json(path, &PlanDocument::of(&plan, files.clone(), elapsed_s))
+            .map_err(|e| format!("cannot write the plan {}: {e}; check the path and the free space", path.display())),
+        None => Ok(()),
+    };
+    diag::text(&report(&plan, &files, elapsed_s, args.examples));
+    crate::diag!("{}", load_mode_line(&plan, &limits_for_mode));
     if let Some(sync) = stage.report() {
-        eprintln!("{}", sync.plan_line());
+        crate::diag!("{}", sync.plan_line());
     }
-    if let Some(path) = &args.json {
-        let document = PlanDocument::of(&plan, files, elapsed_s);
-        let file = std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-        serde_json::to_writer_pretty(std::io::BufWriter::new(file), &document)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    match json_written {
+        Ok(()) => Ok(status),
+        Err(message) => {
+            crate::diag!("error: {message}");
+            Ok(status.with_output_failure())
+        }
     }
-    Ok(if plan.rejected().is_empty() { ExitStatus::Ok } else { ExitStatus::DeadLetters })
+}
+
+/// The plan as JSON, flushed: a buffered writer dropped unflushed would lose the error.
+fn write_json(path: &std::path::Path, document: &PlanDocument) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    serde_json::to_writer_pretty(&mut out, document)?;
+    std::io::Write::flush(&mut out)
 }
 
 /// How `load --mode auto` (the default) would write this plan: per item, or one import job,

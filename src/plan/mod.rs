@@ -7,6 +7,7 @@
 //! - [`graph`]: the dependency graph (petgraph): model → model (extends, component schemas),
 //!   model → twin, twin → relationship (source and target).
 //! - [`checks`]: pre-flight checks, each naming what is wrong and where.
+//! - [`json_limits`]: numbers and nesting that ADT's JSON reader refuses.
 //! - [`batches`]: topological order and model upload batches.
 //! - [`makespan`]: T*, the least time the limits allow for the whole load.
 //! - [`scheduler`]: readiness counters, release on landed, transitive rejection on failure.
@@ -20,6 +21,7 @@ mod bodies;
 pub(crate) mod checks;
 pub mod cli;
 pub(crate) mod graph;
+pub mod json_limits;
 pub mod makespan;
 pub mod scheduler;
 
@@ -90,6 +92,18 @@ impl Rejected {
     /// False for a problem with a file's structure rather than one item.
     pub fn is_item(&self) -> bool {
         !(self.code == ReasonCode::ParseError && self.reason.starts_with(NOT_AN_ITEM_PREFIX))
+    }
+}
+
+/// The reason of an item that will not be written because something it needs failed: the
+/// item it depends on directly, and the failure at the root of the chain, once. Naming every
+/// link in between made each reason as long as the chain: a 5,000-deep `extends` chain gave
+/// 489 MB of dead letters. This way their size grows with the number of items only.
+pub(crate) fn dependency_failed(dependency: &ItemKey, root: &ItemKey, root_reason: &str) -> String {
+    if dependency == root {
+        format!("dependency {root} failed: {root_reason}")
+    } else {
+        format!("dependency {dependency} failed: dependency {root} failed (the root cause): {root_reason}")
     }
 }
 
@@ -297,18 +311,19 @@ impl Plan {
         self.rejected.get(self.rejection_of[id as usize] as usize).map(|r| r.reason.as_str()).unwrap_or("")
     }
 
-    /// Rejects, transitively, everything that depends on the given (rejected) items.
+    /// Rejects, transitively, everything that depends on the given (rejected) items. Each
+    /// reason names the item depended on and the root's failure (see [`dependency_failed`]).
     pub(crate) fn cascade(&mut self, roots: &[ItemId]) {
-        let mut stack: Vec<ItemId> = roots.to_vec();
-        while let Some(id) = stack.pop() {
+        let mut stack: Vec<(ItemId, ItemId)> = roots.iter().map(|&root| (root, root)).collect();
+        while let Some((id, root)) = stack.pop() {
             let dependents: Vec<ItemId> = self.graph.dependents(id).collect();
             for d in dependents {
                 if self.is_rejected(d) {
                     continue;
                 }
-                let reason = format!("dependency {} failed: {}", self.arena.key(id), self.reason_of(id));
+                let reason = dependency_failed(&self.arena.key(id), &self.arena.key(root), self.reason_of(root));
                 self.reject(d, ReasonCode::DependencyFailed, reason, None);
-                stack.push(d);
+                stack.push((d, root));
             }
         }
     }

@@ -30,7 +30,7 @@ use rustc_hash::FxHashMap;
 
 use super::arena::{Record, TwinIdx, NONE};
 use super::makespan::twin_writes;
-use super::{BodyError, ItemId, Plan, ReasonCode, Rejected};
+use super::{dependency_failed, BodyError, ItemId, Plan, ReasonCode, Rejected};
 use crate::item::{Item, ItemKey, Origin};
 
 /// A twin is hot when its remaining relationships need at least this share of the time that all
@@ -101,6 +101,11 @@ pub struct Scheduler {
     handouts_per_s: f64,
     handouts: u64,
     deferred: VecDeque<Work>,
+    /// Per item failed at run time: the failure at the root of its chain (itself, or the root
+    /// of a dependency that failed before it).
+    failure_root: FxHashMap<ItemId, ItemId>,
+    /// The reasons of the root failures, named once in each dependent's reason.
+    root_reasons: FxHashMap<ItemId, String>,
     pending: usize,
     /// Twins and relationships not yet handed out (create/delete writes still to come).
     pending_writes: u64,
@@ -135,6 +140,8 @@ impl Scheduler {
             handouts_per_s: f64::from(limits.create_delete_per_s.max(1)),
             handouts: 0,
             deferred: VecDeque::new(),
+            failure_root: FxHashMap::default(),
+            root_reasons: FxHashMap::default(),
             pending: 0,
             pending_writes: 0,
             outstanding: 0,
@@ -349,8 +356,10 @@ impl Scheduler {
     }
 
     /// Marks an item failed for good; returns its dependents, transitively, each Rejected with
-    /// "dependency <key> failed: <reason>", which will never come out of next(). Dependents
-    /// already handed out are left to their own outcome.
+    /// a reason naming the item it depends on and the failure at the root of the chain
+    /// ([`dependency_failed`]), which will never come out of next(). Dependents already handed
+    /// out are left to their own outcome. An item that failed because a dependency failed
+    /// before it (a model of the same upload batch) passes that dependency's root on.
     pub fn failed(&mut self, id: ItemId, reason: &str) -> Vec<Rejected> {
         let Some(state) = self.state.get(id as usize).copied() else { return Vec::new() };
         match state {
@@ -359,9 +368,16 @@ impl Scheduler {
             State::Landed | State::Failed | State::Rejected => return Vec::new(),
         }
         self.state[id as usize] = State::Failed;
+        let root = self.plan.graph.dependencies(id).find_map(|d| self.failure_root.get(&d).copied()).unwrap_or(id);
+        self.failure_root.insert(id, root);
+        if root == id {
+            self.root_reasons.insert(id, reason.to_string());
+        }
+        let root_key = self.plan.arena.key(root);
+        let root_reason = self.root_reasons.get(&root).map_or(reason, String::as_str).to_string();
         let mut rejected = Vec::new();
-        let mut stack: Vec<(ItemId, String)> = vec![(id, reason.to_string())];
-        while let Some((failed, why)) = stack.pop() {
+        let mut stack: Vec<ItemId> = vec![id];
+        while let Some(failed) = stack.pop() {
             let dependents: Vec<ItemId> = self.plan.graph.dependents(failed).collect();
             let failed_key = self.plan.arena.key(failed);
             for d in dependents {
@@ -370,9 +386,9 @@ impl Scheduler {
                 }
                 self.retire_pending(d);
                 self.state[d as usize] = State::Rejected;
-                let reason = format!("dependency {failed_key} failed: {why}");
-                rejected.push(self.rejection(d, ReasonCode::DependencyFailed, reason.clone()));
-                stack.push((d, reason));
+                let reason = dependency_failed(&failed_key, &root_key, &root_reason);
+                rejected.push(self.rejection(d, ReasonCode::DependencyFailed, reason));
+                stack.push(d);
             }
         }
         rejected

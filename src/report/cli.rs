@@ -25,7 +25,8 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitStatus> {
         }
     };
     let out = args.out.unwrap_or_else(|| args.summary.with_extension("html"));
-    std::fs::write(&out, page).with_context(|| format!("writing the report {}", out.display()))?;
+    std::fs::write(&out, crate::redact::redact(&page).as_bytes())
+        .with_context(|| format!("writing the report {}", out.display()))?;
     println!("{}", out.display());
     Ok(ExitStatus::Ok)
 }

@@ -7,6 +7,7 @@
 
 use crate::adf;
 use crate::config::ConfigArgs;
+use crate::diag;
 use crate::exit::ExitStatus;
 
 use super::LoadError;
@@ -32,7 +33,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitStatus> {
     let resolved = match adf::resolve(args.activity.as_deref(), args.inputs, &args.config, working_dir.as_deref()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            crate::diag!("error: {}", e.message);
             write_setup_failure(e.outputs_path.as_deref(), &e.message, &adf::Redactor::default());
             return Ok(ExitStatus::SetupFailed);
         }
@@ -41,24 +42,31 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitStatus> {
     let outputs_path = config.outputs_path.clone();
     if inputs.is_empty() {
         let message = "no inputs: give --input <file, folder or glob>, or `input` in activity.json";
-        eprintln!("error: {message}");
+        crate::diag!("error: {message}");
         write_setup_failure(outputs_path.as_deref(), message, &redactor);
         return Ok(ExitStatus::SetupFailed);
     }
-    match super::load(config, inputs) {
+    // The actors of the load run on this System; SIGTERM/SIGINT are the run's stop.
+    let system = actix::System::new();
+    let loaded = system.block_on(async { super::load(config, inputs, super::supervisor::signals::on_signal()).await });
+    match loaded {
         Ok(summary) => {
-            eprint!("{}", redactor.redact(&summary.human()));
+            // The files first: what a pipeline reads must not depend on stderr being open.
             if let Some(path) = &outputs_path {
                 let value = serde_json::to_value(&summary).unwrap_or_default();
                 if let Err(e) = adf::outputs::write(path, value, &redactor) {
-                    eprintln!("warning: cannot write {}: {e}", path.display());
+                    crate::diag!("warning: cannot write {}: {e}", path.display());
                 }
+            }
+            diag::text(&redactor.redact(&summary.human()));
+            if let Some(e) = &summary.journal_error {
+                crate::diag!("error: {}; the run's dead letters are incomplete", redactor.redact(e));
             }
             Ok(summary.exit_code)
         }
         Err(LoadError::Setup(message)) => {
             let message = redactor.redact(&message);
-            eprintln!("error: {message}");
+            crate::diag!("error: {message}");
             write_setup_failure(outputs_path.as_deref(), &message, &redactor);
             Ok(ExitStatus::SetupFailed)
         }
@@ -72,7 +80,7 @@ fn write_setup_failure(path: Option<&std::path::Path>, message: &str, redactor: 
         let value =
             serde_json::json!({"outcome": "setup_failed", "exit_code": ExitStatus::SetupFailed, "error": message});
         if let Err(e) = adf::outputs::write(path, value, redactor) {
-            eprintln!("warning: cannot write {}: {e}", path.display());
+            crate::diag!("warning: cannot write {}: {e}", path.display());
         }
     }
 }

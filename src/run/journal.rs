@@ -207,8 +207,11 @@ impl Journal {
             item_raw: if parsed.is_none() { letter.item_json.as_deref() } else { None },
         };
         let err = |source| JournalError { path: self.path.display().to_string(), source };
-        serde_json::to_writer(&mut self.out, &line).map_err(|e| err(e.into()))?;
-        self.out.write_all(b"\n").map_err(err)?;
+        let mut text = serde_json::to_string(&line).map_err(|e| err(e.into()))?;
+        // A server may have echoed a secret into the reason (its error body).
+        text = crate::redact::redact(&text).into_owned();
+        text.push('\n');
+        self.out.write_all(text.as_bytes()).map_err(err)?;
         self.out.flush().map_err(err)
     }
 

@@ -1,7 +1,7 @@
 //! The actors of a load and their entry point.
 //!
-//! [`load`] (sync; it starts its own actix System, so call it from a plain thread, not from
-//! inside an async runtime) prepares the run ([`prepare`]: the [`ingest`]ion actor streams the
+//! [`load`] (async, on an actix System the caller runs; it stops when the `shutdown` future it
+//! is given resolves, see [`shutdown`]) prepares the run ([`prepare`]: the [`ingest`]ion actor streams the
 //! inputs' items to the planner, then what ADT already holds), then starts the actors of the write phase ([`write_all`]): the [`coordinator`]
 //! dispatches ready work and settles results, its [`writer`]s do the HTTP calls under the
 //! shared limiter, and the [`supervisor`] owns failure (retry timing, class pauses, writer
@@ -14,10 +14,12 @@ pub mod ingest;
 pub mod journal;
 pub mod messages;
 pub mod prepare;
+pub mod shutdown;
 pub mod summary;
 pub mod supervisor;
 pub mod writer;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,9 +34,11 @@ use crate::plan::Scheduler;
 
 use coordinator::{Coordinator, CoordinatorSetup, SupervisorLink, WriteEnd};
 use journal::Journal;
-use messages::StopReason;
+use messages::{Stop, StopReason};
+use shutdown::Shutdown;
 use summary::{RunSummary, SummaryInputs};
-use supervisor::{RetryStats, RetryTally, StopSignals, Supervisor, SupervisorSetup};
+use supervisor::retrier::Retrier;
+use supervisor::{RetryStats, RetryTally, Supervisor, SupervisorSetup};
 use writer::WriterEnv;
 
 pub use summary::RunSummary as Summary;
@@ -52,47 +56,63 @@ pub enum LoadError {
 
 /// Runs a whole load and returns its summary (also written to `config.summary_path`). The
 /// summary's `exit_code` is what `twinload load` exits with.
-pub fn load(config: LoadConfig, inputs: Vec<String>) -> Result<RunSummary, LoadError> {
+///
+/// Call it on an actix System (the actors of the write phase run on it; a test can use
+/// `actix::System::new().block_on(..)`). `shutdown` resolves when the run is to stop (the CLI
+/// hands in SIGTERM/SIGINT; a test, a channel; `std::future::pending()` for never): whatever
+/// phase the run is in then (start-up checks, an import job's upload or wait, sync's writes,
+/// the write phase) ends within seconds, with a summary (exit code `STOPPED_EARLY`) and every
+/// item accounted for (what was not sent is dead-lettered as not attempted).
+pub async fn load(
+    config: LoadConfig,
+    inputs: Vec<String>,
+    shutdown: impl Future<Output = StopReason> + 'static,
+) -> Result<RunSummary, LoadError> {
     config.validate().map_err(|e| LoadError::Setup(e.to_string()))?;
-    let system = actix::System::new();
-    system.block_on(load_in_system(config, inputs))
+    load_until(config, inputs, Shutdown::listen(shutdown)).await
 }
 
-async fn load_in_system(config: LoadConfig, inputs: Vec<String>) -> Result<RunSummary, LoadError> {
+async fn load_until(config: LoadConfig, inputs: Vec<String>, shutdown: Shutdown) -> Result<RunSummary, LoadError> {
     let started = Instant::now();
-    let signals = StopSignals::install();
     let client = AdtClient::new(&config).map_err(|e| LoadError::Setup(e.to_string()))?;
     let limiter = Arc::new(Limiter::new(&config.limits, &config.adaptive));
+    let retrier = Retrier::for_run(&config, &limiter, shutdown.clone());
     let mut observer =
         crate::observe::RunObserver::start(&config, &limiter).map_err(|e| LoadError::Setup(e.to_string()))?;
     let mut journal = Journal::create(&config.dead_letter_path).map_err(|e| LoadError::Setup(e.to_string()))?;
-    let mut stage = crate::sync::Stage::open(&config, &inputs, &client, &limiter).await?;
-    let prepared = prepare::prepare(&config, &inputs, &client, &limiter, &mut journal, &mut stage).await?;
+    let mut stage = crate::sync::Stage::open(&config, &inputs, &client, &retrier).await?;
+    let prepared = prepare::prepare(&config, &inputs, &client, &retrier, &mut journal, &mut stage).await?;
     // Import Jobs (`--mode import-job`, or `auto` for a big first load): crate::import_job.
-    let parts = crate::import_job::LoadParts { config: &config, inputs: &inputs, client: &client, limiter: &limiter };
-    let (prepared, mut journal, signals) =
-        match crate::import_job::maybe_run(parts, prepared, journal, &mut stage, signals, started).await? {
+    let parts = crate::import_job::LoadParts { config: &config, inputs: &inputs, client: &client, retrier: &retrier };
+    let (prepared, mut journal) =
+        match crate::import_job::maybe_run(parts, prepared, journal, &mut stage, started).await? {
             crate::import_job::Run::Done { mut end, prepared } => {
                 // Only the ledger: an import job is a first load (no patches, no prune).
                 stage.put_ledger(end.journal.take_ledger());
-                stage.after_writes(&config, &client, &limiter, &mut end.journal, true).await;
+                stage.save_ledger();
                 let summary =
                     finish(&config, &end, prepared.plan_report, prepared.t_star_s, &client, &limiter, started, None)
                         .await?;
                 observer.finish().await;
                 return Ok(summary);
             }
-            crate::import_job::Run::PerItem { prepared, journal, signals } => (prepared, journal, signals),
+            crate::import_job::Run::PerItem { prepared, journal } => (prepared, journal),
         };
-    stage.before_writes(&config, &client, &limiter, &mut journal).await?;
+    stage.before_writes(&config, &client, &retrier, &mut journal).await?;
     journal.attach_ledger(stage.take_ledger());
 
     observer.writing();
     let deadline = config.deadline.map(|d| d.saturating_sub(started.elapsed()));
     let parts = WriteParts { config: &config, client: &client, limiter: &limiter };
-    let mut end = write_all(parts, prepared.scheduler, journal, signals, deadline).await?;
+    let mut end = match shutdown.reason() {
+        // Stopped before the first write (start-up checks, sync's deletes before the writes).
+        Some(reason) => stopped_before_writing(prepared.scheduler, journal, reason),
+        None => write_all(parts, prepared.scheduler, journal, shutdown, deadline).await?,
+    };
     stage.put_ledger(end.journal.take_ledger());
-    stage.after_writes(&config, &client, &limiter, &mut end.journal, end.stop.is_some()).await;
+    let left_by = stage.after_writes(&config, &client, &retrier, &mut end.journal, end.stop.clone()).await;
+    // A stop during sync's own writes (after the write phase) stops the run early too.
+    end.stop = end.stop.or(left_by);
     let summary = finish(
         &config,
         &end,
@@ -127,13 +147,31 @@ struct WriteParts<'a> {
     limiter: &'a Arc<Limiter>,
 }
 
+/// The end of a run stopped before its first write: every planned item is journaled as not
+/// attempted.
+fn stopped_before_writing(mut scheduler: Scheduler, mut journal: Journal, reason: StopReason) -> RunEnd {
+    tracing::warn!("{reason} before the first write: nothing was written");
+    let text = format!("not sent: {reason}. Load it again");
+    let mut journal_error = None;
+    scheduler.drain_unattempted_into(&text, |rejected| {
+        if let Err(e) = journal.dead_letter(&rejected.into()) {
+            journal_error.get_or_insert_with(|| {
+                tracing::error!("{e}");
+                e.to_string()
+            });
+        }
+    });
+    RunEnd { journal, retries: RetryStats::default(), stop: Some(reason), write_elapsed: Duration::ZERO, journal_error }
+}
+
 /// Starts the actors of the write phase, wired to each other by [`actix::Recipient`]s, and
-/// waits for the coordinator to finish. `deadline`: time left of the run's deadline.
+/// waits for the coordinator to finish. `deadline`: time left of the run's deadline; on
+/// `shutdown` the coordinator stops cleanly.
 async fn write_all(
     parts: WriteParts<'_>,
     scheduler: Scheduler,
     journal: Journal,
-    signals: StopSignals,
+    shutdown: Shutdown,
     deadline: Option<Duration>,
 ) -> Result<RunEnd, LoadError> {
     let WriteParts { config, client, limiter } = parts;
@@ -176,7 +214,12 @@ async fn write_all(
         shutdown_grace: config.shutdown_grace,
         done,
     }));
-    signals.forward_to(coordinator.recipient());
+    let stop = coordinator.recipient();
+    actix::spawn(async move {
+        let reason = shutdown.stopped().await;
+        tracing::warn!("{reason}: no new work is handed out; in-flight requests finish, then the summary is written");
+        stop.do_send(Stop(reason));
+    });
     let end: WriteEnd =
         finished.await.map_err(|_| LoadError::Internal(anyhow::anyhow!("the coordinator ended without reporting")))?;
     let retries = supervisor.send(RetryTally).await.unwrap_or_default();
@@ -212,10 +255,19 @@ async fn finish(
         },
     );
     summary.sync = sync;
+    // A file the run must leave that could not be written is the run's error, not a bug of
+    // ours: its own exit code, and the summary still goes to stderr and outputs.json.
+    if summary.journal_error.is_some() {
+        summary.exit_code = summary.exit_code.with_output_failure();
+    }
     if let Some(path) = &config.summary_path {
-        summary
-            .write_json(path)
-            .map_err(|e| LoadError::Internal(anyhow::anyhow!("cannot write the summary {}: {e}", path.display())))?;
+        if let Err(e) = summary.write_json(path) {
+            summary.exit_code = summary.exit_code.with_output_failure();
+            summary.output_error = Some(format!(
+                "cannot write the summary {}: {e}; it is printed here instead: check the path and the free space",
+                path.display()
+            ));
+        }
     }
     // Only a run that reached its end may archive: a stopped one left items unattempted.
     if config.archive.is_some() && matches!(summary.exit_code, ExitStatus::Ok | ExitStatus::DeadLetters) {
@@ -228,7 +280,7 @@ async fn finish(
 /// what it did on stderr. A failure leaves blobs in place and does not change the exit code.
 async fn archive_inputs(config: &LoadConfig) {
     match crate::azure::archive::after_run(config).await {
-        Ok(r) => eprintln!(
+        Ok(r) => crate::diag!(
             "archive: {} blobs moved, {} kept (dead letters), {} failed, {} files uploaded{}",
             r.archived.len(),
             r.kept_with_dead_letters.len(),
@@ -236,6 +288,6 @@ async fn archive_inputs(config: &LoadConfig) {
             r.uploaded.len(),
             r.failed.iter().map(|f| format!("\n  {f}")).collect::<String>()
         ),
-        Err(e) => eprintln!("archive: nothing archived: {e}"),
+        Err(e) => crate::diag!("archive: nothing archived: {e}"),
     }
 }

@@ -3,25 +3,24 @@
 //! but does not hold (a `GET /models/{id}` per model when few are needed, else one `GET /models`
 //! listing; a `GET /digitaltwins/{id}` per twin, waiting a bounded time for twins another task
 //! writes), resolve the plan against it, and journal what the plan rejected. A failure here is a
-//! setup failure: nothing was written.
+//! setup failure: nothing was written. Every call goes through the run's
+//! [`Retrier`] (the supervisor's retry policy), so it ends when the run is to stop.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Arc;
 
 use actix::Actor;
 
 use futures::StreamExt;
 
-use crate::client::{AdtClient, ClientError};
+use crate::client::AdtClient;
 use crate::config::{LoadConfig, DEFAULT_TWIN_WAIT_POLL};
-use crate::limiter::Limiter;
 use crate::limits::LimitClass;
 use crate::plan::{Plan, PlanOptions, Scheduler};
 
 use super::ingest::Ingestion;
 use super::journal::Journal;
-use super::supervisor::FailurePolicy;
+use super::supervisor::retrier::{CallError, Retrier};
 use super::LoadError;
 
 /// The model id the connectivity probe asks for (DTMI syntax, so ADT answers 404, not 400).
@@ -35,11 +34,15 @@ pub struct Prepared {
     pub t_star_s: f64,
 }
 
+/// Builds the plan and asks ADT what it holds. When the run is to stop on the way (the
+/// [`super::shutdown::Shutdown`] of the retrier came), the inputs are still read into the plan, so that every
+/// item is accounted for (the caller journals them as not attempted), and the checks not made
+/// count as answered: no item is rejected for a check that did not run.
 pub async fn prepare(
     config: &LoadConfig,
     inputs: &[String],
     client: &AdtClient,
-    limiter: &Arc<Limiter>,
+    retrier: &Retrier,
     journal: &mut Journal,
     stage: &mut crate::sync::Stage,
 ) -> Result<Prepared, LoadError> {
@@ -53,7 +56,11 @@ pub async fn prepare(
     // A sync leaves out the input's models that the instance already holds (and what else is
     // unchanged or written by crate::sync itself), so it needs the instance's models first.
     if stage.is_sync() {
-        stage.set_models_in_adt(&list_models(config, client, limiter).await?);
+        match list_models(client, retrier).await {
+            Ok(models) => stage.set_models_in_adt(&models),
+            Err(Unanswered::Stopped) => {}
+            Err(Unanswered::Failed(e)) => return Err(e),
+        }
     }
     let mut builder = Plan::builder(&options);
     super::ingest::drain(ingestion.recipient(), |result| {
@@ -64,13 +71,14 @@ pub async fn prepare(
     .await;
     let mut plan = builder.finish();
 
-    let models_in_adt = find_models(config, client, limiter, plan.external_models()).await?;
-    // Twins the sync stage knows ADT holds (ledger or query) need no GET.
-    let (known, external_twins): (Vec<String>, Vec<String>) =
-        plan.external_twins().into_iter().partition(|t| stage.known_twin(t));
-    let mut twins_in_adt = find_twins(config, client, limiter, external_twins).await?;
-    twins_in_adt.extend(known);
-    plan.resolve_external(&models_in_adt, &twins_in_adt);
+    let (external_models, external_twins) = (plan.external_models(), plan.external_twins());
+    match find_externals(config, client, retrier, stage, external_models.clone(), external_twins.clone()).await {
+        Ok((models_in_adt, twins_in_adt)) => plan.resolve_external(&models_in_adt, &twins_in_adt),
+        Err(Unanswered::Stopped) => {
+            plan.resolve_external(&external_models.into_iter().collect(), &external_twins.into_iter().collect())
+        }
+        Err(Unanswered::Failed(e)) => return Err(e),
+    }
 
     for rejected in plan.rejected() {
         let letter = rejected.clone().into();
@@ -88,6 +96,37 @@ pub async fn prepare(
     })
 }
 
+/// Why a start-up check has no answer.
+enum Unanswered {
+    /// The run is to stop.
+    Stopped,
+    Failed(LoadError),
+}
+
+/// A failed call as a setup failure that says what was being done.
+fn failed(what: impl FnOnce() -> String) -> impl FnOnce(CallError) -> Unanswered {
+    move |e| match e {
+        CallError::Stopped(_) => Unanswered::Stopped,
+        CallError::Failed(e) => Unanswered::Failed(LoadError::Setup(format!("{}: {e}", what()))),
+    }
+}
+
+/// The models and twins the plan references but does not hold that ADT has.
+async fn find_externals(
+    config: &LoadConfig,
+    client: &AdtClient,
+    retrier: &Retrier,
+    stage: &crate::sync::Stage,
+    models: Vec<String>,
+    twins: Vec<String>,
+) -> Result<(HashSet<String>, HashSet<String>), Unanswered> {
+    let models_in_adt = find_models(config, client, retrier, models).await?;
+    // Twins the sync stage knows ADT holds (ledger or query) need no GET.
+    let (known, external_twins): (Vec<String>, Vec<String>) = twins.into_iter().partition(|t| stage.known_twin(t));
+    let mut twins_in_adt = find_twins(config, client, retrier, external_twins).await?;
+    twins_in_adt.extend(known);
+    Ok((models_in_adt, twins_in_adt))
+}
 /// The mapping file read, and the configured model.
 fn input_options(config: &LoadConfig) -> Result<crate::source::InputOptions, LoadError> {
     let mapping = match &config.mapping {
@@ -100,19 +139,13 @@ fn input_options(config: &LoadConfig) -> Result<crate::source::InputOptions, Loa
 }
 
 /// Every model the instance holds (one paged listing).
-async fn list_models(
-    config: &LoadConfig,
-    client: &AdtClient,
-    limiter: &Arc<Limiter>,
-) -> Result<HashSet<String>, LoadError> {
-    let listed: HashSet<String> = with_retries(config, || async {
-        limiter.acquire(LimitClass::Models).await;
-        client.list_models().await
-    })
-    .await
-    .map_err(|e| LoadError::Setup(format!("cannot list the instance's models: {e}")))?
-    .into_iter()
-    .collect();
+async fn list_models(client: &AdtClient, retrier: &Retrier) -> Result<HashSet<String>, Unanswered> {
+    let listed: HashSet<String> = retrier
+        .call_ok(LimitClass::Models, || client.list_models())
+        .await
+        .map_err(failed(|| "cannot list the instance's models".into()))?
+        .into_iter()
+        .collect();
     tracing::info!("{} models already in the instance", listed.len());
     Ok(listed)
 }
@@ -122,31 +155,27 @@ async fn list_models(
 async fn find_models(
     config: &LoadConfig,
     client: &AdtClient,
-    limiter: &Arc<Limiter>,
+    retrier: &Retrier,
     needed: Vec<String>,
-) -> Result<HashSet<String>, LoadError> {
+) -> Result<HashSet<String>, Unanswered> {
     if needed.is_empty() {
         // Nothing to check, but a wrong endpoint or token should fail here, as a setup failure,
         // not in the writes: one GET of a model id no instance holds (a 404 is the answer).
-        with_retries(config, || async {
-            limiter.acquire(LimitClass::Models).await;
-            client.model_exists(CONNECTIVITY_PROBE_MODEL).await
-        })
-        .await
-        .map_err(|e| LoadError::Setup(format!("cannot reach the instance: {e}")))?;
+        retrier
+            .call_ok(LimitClass::Models, || client.model_exists(CONNECTIVITY_PROBE_MODEL))
+            .await
+            .map_err(failed(|| "cannot reach the instance".into()))?;
         return Ok(HashSet::new());
     }
     if needed.len() > config.model_check_max {
-        return list_models(config, client, limiter).await;
+        return list_models(client, retrier).await;
     }
     let mut found = HashSet::new();
     for id in needed {
-        let exists = with_retries(config, || async {
-            limiter.acquire(LimitClass::Models).await;
-            client.model_exists(&id).await
-        })
-        .await
-        .map_err(|e| LoadError::Setup(format!("cannot check whether model {id} is in the instance: {e}")))?;
+        let exists = retrier
+            .call_ok(LimitClass::Models, || client.model_exists(&id))
+            .await
+            .map_err(failed(|| format!("cannot check whether model {id} is in the instance")))?;
         if exists {
             found.insert(id);
         }
@@ -165,10 +194,10 @@ async fn find_models(
 async fn find_twins(
     config: &LoadConfig,
     client: &AdtClient,
-    limiter: &Arc<Limiter>,
+    retrier: &Retrier,
     twins: Vec<String>,
-) -> Result<HashSet<String>, LoadError> {
-    let mut found = check_twins(config, client, limiter, twins.clone()).await?;
+) -> Result<HashSet<String>, Unanswered> {
+    let mut found = check_twins(config, client, retrier, twins.clone()).await?;
     if config.selection.is_everything() {
         return Ok(found);
     }
@@ -185,8 +214,9 @@ async fn find_twins(
             waited.elapsed().as_secs_f64(),
             config.twin_wait.as_secs_f64()
         );
-        tokio::time::sleep(DEFAULT_TWIN_WAIT_POLL.min(config.twin_wait.saturating_sub(waited.elapsed()))).await;
-        let now = check_twins(config, client, limiter, missing.clone()).await?;
+        let poll = tokio::time::sleep(DEFAULT_TWIN_WAIT_POLL.min(config.twin_wait.saturating_sub(waited.elapsed())));
+        retrier.shutdown().unless_stopped(poll).await.map_err(|_| Unanswered::Stopped)?;
+        let now = check_twins(config, client, retrier, missing.clone()).await?;
         missing.retain(|t| !now.contains(t));
         found.extend(now);
     }
@@ -197,19 +227,15 @@ async fn find_twins(
 async fn check_twins(
     config: &LoadConfig,
     client: &AdtClient,
-    limiter: &Arc<Limiter>,
+    retrier: &Retrier,
     twins: Vec<String>,
-) -> Result<HashSet<String>, LoadError> {
+) -> Result<HashSet<String>, Unanswered> {
     if !twins.is_empty() {
         tracing::info!("checking {} twins that relationships reference but the input does not hold", twins.len());
     }
-    let results: Vec<Result<(String, bool), ClientError>> = futures::stream::iter(twins)
+    let results: Vec<Result<(String, bool), CallError>> = futures::stream::iter(twins)
         .map(|id| async move {
-            let exists = with_retries(config, || async {
-                limiter.acquire(LimitClass::Read).await;
-                client.twin_exists(&id).await
-            })
-            .await?;
+            let exists = retrier.call_ok(LimitClass::Read, || client.twin_exists(&id)).await?;
             Ok((id, exists))
         })
         .buffer_unordered(config.writers.max(1))
@@ -217,46 +243,10 @@ async fn check_twins(
         .await;
     let mut found = HashSet::new();
     for result in results {
-        let (id, exists) =
-            result.map_err(|e| LoadError::Setup(format!("cannot check whether a referenced twin exists: {e}")))?;
+        let (id, exists) = result.map_err(failed(|| "cannot check whether a referenced twin exists".into()))?;
         if exists {
             found.insert(id);
         }
     }
     Ok(found)
-}
-
-/// Runs a setup call, retrying transient failures within the retry policy's attempt limit
-/// (waiting the larger of Retry-After and the backoff). Throttles do not use attempts: they
-/// wait (Retry-After capped by `max_server_wait`, else the backoff) for as long as the
-/// no-progress timeout allows. What waiting cannot heal (an untrusted certificate, a name that
-/// does not resolve) fails at once.
-pub(crate) async fn with_retries<T, F, Fut>(config: &LoadConfig, mut call: F) -> Result<T, ClientError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, ClientError>>,
-{
-    let mut backoff = FailurePolicy::new(config.retry.clone());
-    let mut failures = 0;
-    let mut throttles = 0;
-    let started = tokio::time::Instant::now();
-    loop {
-        match call().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_throttle() && started.elapsed() < config.no_progress_timeout => {
-                throttles += 1;
-                let steps = throttles.min(super::supervisor::policy::THROTTLE_BACKOFF_STEPS);
-                let wait = backoff.backoff(steps).max(backoff.server_wait(e.retry_after().unwrap_or_default()));
-                tracing::info!("{e}; waiting {:.1} s", wait.as_secs_f64());
-                tokio::time::sleep(wait).await;
-            }
-            Err(e) if e.is_retryable() && !e.is_throttle() && failures + 1 < config.retry.max_attempts => {
-                failures += 1;
-                let wait = backoff.backoff(failures).max(backoff.server_wait(e.retry_after().unwrap_or_default()));
-                tracing::warn!("{e}; retrying in {:.1} s", wait.as_secs_f64());
-                tokio::time::sleep(wait).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }

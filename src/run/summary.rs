@@ -80,6 +80,10 @@ pub struct RunSummary {
     pub limiter: LimiterStats,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_error: Option<String>,
+    /// Why the summary file could not be written (the exit code is then `OutputFailed`); this
+    /// summary still reaches stderr and outputs.json.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_error: Option<String>,
     /// What a sync or ledger run planned and did (`crate::sync`); absent for a plain load.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync: Option<crate::sync::report::SyncReport>,
@@ -143,6 +147,7 @@ impl RunSummary {
             plan: inputs.plan,
             limiter: inputs.limiter,
             journal_error: end.journal_error.clone(),
+            output_error: None,
             sync: None,
         }
     }
@@ -192,6 +197,9 @@ impl RunSummary {
         if let Some(e) = &self.journal_error {
             let _ = writeln!(s, "  WARNING: {e}");
         }
+        if let Some(e) = &self.output_error {
+            let _ = writeln!(s, "  ERROR: {e}");
+        }
         s
     }
 
@@ -200,6 +208,6 @@ impl RunSummary {
             std::fs::create_dir_all(parent)?;
         }
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(path, text + "\n")
+        std::fs::write(path, crate::redact::redact(&text).into_owned() + "\n")
     }
 }

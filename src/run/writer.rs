@@ -217,9 +217,12 @@ async fn upload_models(env: &WriterEnv, mut remaining: Vec<ModelToSend>, request
                 });
                 return report;
             }
+            // A redirect is the supervisor's to fail (with its own reason), like an auth failure.
             Outcome::Throttled { .. }
             | Outcome::Transient { .. }
+            | Outcome::TooLarge { .. }
             | Outcome::AuthFailed { .. }
+            | Outcome::Redirected { .. }
             | Outcome::TwinNotVisible { .. } => {
                 report.unsettled = remaining;
                 report.unsettled_reply = Some(reply);

@@ -54,7 +54,9 @@ impl Source for CsvSource {
         let file: Arc<str> = Arc::from(self.name.as_str());
         // The csv crate places a record after a CRLF at the `\n` of that CRLF, one line too
         // early; a file whose header ends in CRLF gets its line numbers corrected by one.
-        let mut buffered = std::io::BufReader::with_capacity(64 * 1024, self.reader);
+        let watched =
+            QuoteWatch { inner: self.reader, quoting: Quoting::FieldStart, newlines: 0, opened_on: 0, last: 0 };
+        let mut buffered = std::io::BufReader::with_capacity(64 * 1024, watched);
         let crlf = std::io::BufRead::fill_buf(&mut buffered)
             .ok()
             .and_then(|head| head.iter().position(|&b| b == b'\n').map(|i| i > 0 && head[i - 1] == b'\r'))
@@ -87,7 +89,101 @@ impl Source for CsvSource {
             });
         }
         let rows = Rows { file, short_name: self.short_name, headers, kind, options, crlf };
-        Box::new(reader.into_records().map(move |record| rows.item(record)))
+        Box::new(CsvItems { records: reader.into_records(), lookahead: None, rows, told_unclosed: false })
+    }
+}
+
+type Records = csv::StringRecordsIntoIter<std::io::BufReader<QuoteWatch>>;
+
+/// The rows of a CSV file as items, one record read ahead: the last record is the one an
+/// unclosed quote swallowed the rest of the file into, which only the end of the file tells.
+struct CsvItems {
+    records: Records,
+    lookahead: Option<Result<csv::StringRecord, csv::Error>>,
+    rows: Rows,
+    told_unclosed: bool,
+}
+
+impl Iterator for CsvItems {
+    type Item = Result<Item, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let current = self.lookahead.take().or_else(|| self.records.next());
+        if current.is_some() {
+            self.lookahead = self.records.next();
+        }
+        if self.lookahead.is_none() && !self.told_unclosed {
+            let watch = self.records.reader().get_ref().get_ref();
+            if let Some(opened_on) = watch.unclosed_quote() {
+                // No record at all: the quote opened in the header and took every row.
+                self.told_unclosed = true;
+                let record = current.and_then(Result::ok);
+                return Some(Err(self.rows.swallowed(record, opened_on, watch.last_line())));
+            }
+        }
+        current.map(|record| self.rows.item(record))
+    }
+}
+
+/// Follows the quoting of a CSV file's bytes as the csv crate reads them (RFC 4180, its
+/// defaults: a field that starts with `"` runs to the next lone `"`, `""` inside it is a quote;
+/// a `"` inside an unquoted field is an ordinary character), so that a quote still open at the
+/// end of the file is known. The csv crate ends such a field at the end of the file without an
+/// error, and every row after the quote would vanish into it.
+struct QuoteWatch {
+    inner: Box<dyn Read + Send>,
+    quoting: Quoting,
+    newlines: u64,
+    /// The line where the quoted field being read opened.
+    opened_on: u64,
+    /// The last byte read.
+    last: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A `"` inside a quoted field: it closes the field unless another `"` follows.
+    QuoteInQuoted,
+}
+
+impl QuoteWatch {
+    /// The line where a quoted field opened that the end of the file left open.
+    fn unclosed_quote(&self) -> Option<u64> {
+        (self.quoting == Quoting::Quoted).then_some(self.opened_on)
+    }
+
+    /// The number of the file's last line (as read so far; a final newline ends it).
+    fn last_line(&self) -> u64 {
+        self.newlines + u64::from(self.last != b'\n')
+    }
+}
+
+impl Read for QuoteWatch {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            self.quoting = match (self.quoting, b) {
+                (Quoting::FieldStart, b'"') => {
+                    self.opened_on = self.newlines + 1;
+                    Quoting::Quoted
+                }
+                (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
+                (Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
+                (Quoting::Quoted, _) => Quoting::Quoted,
+                (_, b',' | b'\n') => Quoting::FieldStart,
+                (_, _) => Quoting::Unquoted,
+            };
+            if b == b'\n' {
+                self.newlines += 1;
+            }
+        }
+        if let Some(&b) = buf[..n].last() {
+            self.last = b;
+        }
+        Ok(n)
     }
 }
 
@@ -101,6 +197,25 @@ struct Rows {
 }
 
 impl Rows {
+    /// The error for the last record when a quote opened on line `opened_on` was never closed:
+    /// the rows from there to the end of the file were read as one field, so none of them is
+    /// an item.
+    fn swallowed(&self, record: Option<csv::StringRecord>, opened_on: u64, last_line: u64) -> SourceError {
+        let cell = |name: &str| {
+            let at = self.headers.iter().position(|h| h == name);
+            record.as_ref().and_then(|r| at.and_then(|i| r.get(i))).unwrap_or_default().to_string()
+        };
+        let key = match self.kind {
+            ItemKind::Relationship => ItemKey::Relationship { source: cell(COL_SOURCE), id: cell(COL_REL_ID) },
+            _ => ItemKey::Twin { id: cell(COL_TWIN_ID) },
+        };
+        let origin = Origin { file: self.file.clone(), line: opened_on };
+        let message = format!(
+            "a quoted field opens on line {opened_on} and is never closed, so lines {opened_on}-{last_line} (to the end of the file) were read as one field and none of those rows is loaded; close the quote (a quote inside a quoted field is written \"\")"
+        );
+        SourceError::new(origin, message, None, Some(key))
+    }
+
     fn item(&self, record: Result<csv::StringRecord, csv::Error>) -> Result<Item, SourceError> {
         let record = match record {
             Ok(r) => r,
@@ -270,6 +385,29 @@ mod tests {
         let short = items[3].as_ref().unwrap_err();
         assert_eq!(short.origin.line, 5);
         assert!(short.message.contains("unreadable CSV row"), "{}", short.message);
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_an_error_at_its_line_not_rows_that_vanish() {
+        let mut text = String::from("$dtId,$model,Name\n");
+        for i in 1..=500 {
+            let name = if i == 7 { "\"unclosed".to_string() } else { format!("n{i}") };
+            text.push_str(&format!("t{i},dtmi:x:R;1,{name}\n"));
+        }
+        let items = read(&text, InputOptions::default());
+        assert_eq!(items.iter().filter(|i| i.is_ok()).count(), 6, "the rows before the quote are read");
+        assert_eq!(items.len(), 7, "the rest is one error, not a twin");
+        let err = items[6].as_ref().unwrap_err();
+        assert_eq!(err.origin.line, 8, "the quote's line (the header is line 1)");
+        assert_eq!(err.key, Some(ItemKey::Twin { id: "t7".into() }));
+        assert!(err.to_string().contains("in/rows.csv:8") && err.message.contains("lines 8-501"), "{err}");
+        // A quoted field with a newline, closed, in the last row is fine.
+        let items = read("$dtId,$model,Name\nt1,dtmi:x:R;1,\"two\nlines\"\n", InputOptions::default());
+        assert!(items.len() == 1 && items[0].is_ok(), "{items:?}");
+        // Opened in the header: every row is gone, and said so.
+        let items = read("$dtId,$model,\"Name\nt1,dtmi:x:R;1,a\n", InputOptions::default());
+        assert_eq!(items.len(), 1);
+        assert!(items[0].as_ref().unwrap_err().message.contains("lines 1-2"), "{items:?}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! file is in.
 
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{InputError, InputOptions, Source};
@@ -22,16 +23,21 @@ pub enum Format {
 /// How many bytes of a file without a telling extension are looked at to recognise it.
 const SNIFF_BYTES: u64 = 64 * 1024;
 
+/// The input name that reads standard input (`cat fleet.ndjson | twinload load --input -`).
+pub const STDIN: &str = "-";
+
 /// Expands the given paths into a sorted list of files without repeats. A folder contributes
 /// every file under it whose extension names a known format, and every file without an extension
 /// whose content is a known format (per-twin documents are named by their twin id); others, such
-/// as a README, a LICENSE or a dot-file, are skipped. A named file or a glob match is taken
-/// whatever its extension.
+/// as a README, a LICENSE or a dot-file, are skipped, and so are pipes, sockets and devices
+/// (with a warning naming them: opening a pipe nobody writes to waits for ever). A named file or
+/// a glob match is taken whatever its extension; `-` (standard input) or a pipe named directly
+/// is read once, as a stream ([`open`]).
 pub fn expand(paths: &[String]) -> Result<Vec<PathBuf>, InputError> {
     let mut files = BTreeSet::new();
     for spec in paths {
         let path = Path::new(spec);
-        if path.is_file() {
+        if spec == STDIN || is_stream(path) || path.is_file() {
             files.insert(path.to_path_buf());
         } else if path.is_dir() {
             walk_folder(path, &mut files)?;
@@ -70,17 +76,35 @@ fn walk_folder(folder: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), Input
             source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop")),
         })?;
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        let file_type = entry.file_type();
+        if file_type.is_dir() || hidden {
+            continue;
+        }
+        // Checked before the content is looked at: opening a FIFO waits for a writer.
+        if !file_type.is_file() {
+            tracing::warn!(
+                "skipping {}: not a regular file (a pipe, socket or device); give it as --input by itself to read it as a stream",
+                entry.path().display()
+            );
+            continue;
+        }
         // A file without extension is taken when its content is one of ours (a per-twin
         // document named by its twin id), so a LICENSE beside the data does not stop the load.
         let known = match entry.path().extension() {
             None => detect_format(entry.path()).is_ok(),
             Some(_) => format_by_extension(entry.path()).is_some(),
         };
-        if entry.file_type().is_file() && !hidden && known {
+        if known {
             files.insert(entry.into_path());
         }
     }
     Ok(())
+}
+
+/// Whether a path names something that is read as a stream: it exists and is neither a
+/// regular file nor a folder (a FIFO, `/dev/stdin`, a character device).
+fn is_stream(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// The format an extension names, if it names one.
@@ -109,18 +133,30 @@ pub fn detect_format(path: &Path) -> Result<Format, InputError> {
         Some(format) => return Ok(format),
         None => {}
     }
-    let io_err = |source| InputError::Io { path: path.display().to_string(), source };
-    let file = std::fs::File::open(path).map_err(io_err)?;
+    let file =
+        std::fs::File::open(path).map_err(|source| InputError::Io { path: path.display().to_string(), source })?;
+    let (format, _) = sniff(Box::new(file), &path.display().to_string())?;
+    Ok(format)
+}
+
+/// Recognises a reader's format by its first [`SNIFF_BYTES`]; gives back the format and a
+/// reader that starts again at the first byte (the bytes looked at, then the rest).
+fn sniff(mut reader: Box<dyn Read + Send>, name: &str) -> Result<(Format, Box<dyn Read + Send>), InputError> {
     let mut head = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(file, SNIFF_BYTES), &mut head).map_err(io_err)?;
-    let unrecognised = |reason: String| InputError::Unrecognised { path: path.display().to_string(), reason };
+    reader
+        .by_ref()
+        .take(SNIFF_BYTES)
+        .read_to_end(&mut head)
+        .map_err(|source| InputError::Io { path: name.to_string(), source })?;
+    let unrecognised = |reason: String| InputError::Unrecognised { path: name.to_string(), reason };
     let text = match std::str::from_utf8(&head) {
         Ok(text) => text,
         // Cut inside a character at the end of the sniffed bytes: the part before it is fine.
         Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
         Err(e) => return Err(unrecognised(format!("it does not start as UTF-8 text ({e})"))),
     };
-    format_by_head(text).map_err(unrecognised)
+    let format = format_by_head(text).map_err(unrecognised)?;
+    Ok((format, Box::new(std::io::Cursor::new(head).chain(reader))))
 }
 
 /// Recognises a format by the first bytes of an input (a file or a blob): an NDJSON section
@@ -144,14 +180,38 @@ pub(crate) fn format_by_head(head: &str) -> Result<Format, String> {
     Err("its first line is neither an NDJSON section marker nor a JSON object or array".into())
 }
 
-/// Opens one file as a source of the format it is in.
+/// Opens one file as a source of the format it is in. Standard input (`-`) and a pipe or
+/// device named directly are read once, as a stream: their format is the name's extension when
+/// it tells (`fleet.csv`), else it is recognised from the first bytes (Import-Jobs NDJSON, DTDL,
+/// a twin document), which are then read again from memory. CSV on standard input cannot be
+/// recognised: give it as a file.
 pub fn open(path: &Path, options: &InputOptions) -> Result<Box<dyn Source>, InputError> {
+    if path == Path::new(STDIN) || is_stream(path) {
+        return open_stream(path, options);
+    }
     let format = detect_format(path)?;
     // Opened now so a missing or unreadable file is an InputError before any item is read.
     let file =
         std::fs::File::open(path).map_err(|source| InputError::Io { path: path.display().to_string(), source })?;
     let name = path.display().to_string();
     Ok(super::open_reader(format, name, short_name(path), Box::new(file), options))
+}
+
+fn open_stream(path: &Path, options: &InputOptions) -> Result<Box<dyn Source>, InputError> {
+    let stdin = path == Path::new(STDIN);
+    let name = if stdin { "stdin".to_string() } else { path.display().to_string() };
+    let reader: Box<dyn Read + Send> = if stdin {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(|source| InputError::Io { path: name.clone(), source })?)
+    };
+    let (format, reader) = match format_by_extension(path) {
+        // A `.json` stream is a model file or a twin document; the content tells.
+        Some(format) if format != Format::DtdlModels => (format, reader),
+        _ => sniff(reader, &name)?,
+    };
+    let short = if stdin { name.clone() } else { short_name(path) };
+    Ok(super::open_reader(format, name, short, reader, options))
 }
 
 /// A file's short name: its name without folders, and without a `.json` extension (a per-twin

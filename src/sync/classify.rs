@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::item::{Item, ItemKey};
-use crate::ledger::{Entry, Ledger};
+use crate::ledger::{ContentHash, Entry, Ledger};
 
 use super::diff::{self, PatchOp, RelationshipChange, TwinChange};
 use super::report::{ChangeCounts, SyncReport};
@@ -90,7 +90,7 @@ impl Classifier<'_> {
         if let Some(adt) = self.adt {
             return self.against_adt(item, adt);
         }
-        let entry = self.ledger.as_ref().and_then(|l| l.get(&key)).cloned();
+        let entry = self.ledger.as_ref().and_then(|l| l.get(&key));
         self.against_ledger(item, entry)
     }
 
@@ -161,7 +161,7 @@ impl Classifier<'_> {
 
     fn against_ledger(&mut self, item: &Item, entry: Option<Entry>) -> Verdict {
         let Some(entry) = entry else { return self.create(item) };
-        if entry.hash == item.content_hash().to_hex().as_str() {
+        if entry.hash == ContentHash::of(item) {
             self.counts(item).unchanged += 1;
             return Verdict::Handled;
         }

@@ -27,14 +27,14 @@ pub mod settings;
 pub mod state;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use crate::client::AdtClient;
 use crate::config::{LoadConfig, WriteMode};
 use crate::item::{Item, ItemKey};
 use crate::ledger::{Identity, Ledger};
-use crate::limiter::Limiter;
 use crate::run::journal::Journal;
+use crate::run::messages::StopReason;
+use crate::run::supervisor::retrier::{CallError, Retrier};
 use crate::run::LoadError;
 use crate::source::SourceError;
 
@@ -89,12 +89,14 @@ impl Stage {
         stage
     }
 
-    /// Opens the ledger and reads ADT's state as the settings ask. Nothing is written.
+    /// Opens the ledger and reads ADT's state as the settings ask. Nothing is written. When the
+    /// run is to stop while the state is read, the stage goes on without it (the run then
+    /// writes nothing, and journals every item as not attempted).
     pub async fn open(
         config: &LoadConfig,
         inputs: &[String],
         client: &AdtClient,
-        limiter: &Arc<Limiter>,
+        retrier: &Retrier,
     ) -> Result<Stage, LoadError> {
         let settings = &config.sync;
         let mut stage = Stage::inert();
@@ -105,7 +107,7 @@ impl Stage {
             return Ok(stage);
         }
         if let Some(location) = &settings.ledger {
-            let identity = Identity::new(&config.endpoint, inputs);
+            let identity = Identity::new(&config.endpoint, settings.source.as_deref(), inputs);
             let ledger = Ledger::open(location, identity, &crate::azure::blob_url::BlobAccess::from_config(config))
                 .map_err(|e| LoadError::Setup(e.to_string()))?;
             tracing::info!("ledger {}: {} items recorded", ledger.location(), ledger.len());
@@ -116,11 +118,14 @@ impl Stage {
         // item loaded before the ledger existed is compared, not assumed.
         let ledger_knows = stage.ledger.as_ref().is_some_and(|l| !l.is_empty());
         if (stage.sync && (!ledger_knows || settings.verify)) || stated_scope {
-            let adt = state::read(config, client, limiter)
-                .await
-                .map_err(|e| LoadError::Setup(format!("cannot read ADT's state through the query API: {e}")))?;
-            stage.report.query_pages = adt.pages;
-            stage.adt = Some(adt);
+            match state::read(config, client, retrier).await {
+                Ok(adt) => {
+                    stage.report.query_pages = adt.pages;
+                    stage.adt = Some(adt);
+                }
+                Err(CallError::Stopped(_)) => {}
+                Err(e) => return Err(LoadError::Setup(format!("cannot read ADT's state through the query API: {e}"))),
+            }
         }
         stage.report.state_from = match (&stage.ledger, &stage.adt) {
             (Some(_), Some(_)) => "ledger+query",
@@ -190,22 +195,17 @@ impl Stage {
         &mut self,
         config: &LoadConfig,
         client: &AdtClient,
-        limiter: &Arc<Limiter>,
+        retrier: &Retrier,
         journal: &mut Journal,
     ) -> Result<(), LoadError> {
         if !self.active {
             return Ok(());
         }
         if config.sync.prune {
-            let plan = prune::plan(
-                &config.sync,
-                &self.seen,
-                self.ledger.as_ref(),
-                self.adt.as_ref(),
-                (config, client, limiter),
-            )
-            .await
-            .map_err(LoadError::Setup)?;
+            let plan =
+                prune::plan(&config.sync, &self.seen, self.ledger.as_ref(), self.adt.as_ref(), (client, retrier))
+                    .await
+                    .map_err(LoadError::Setup)?;
             self.report.twins.delete = plan.twins.len() as u64;
             self.report.relationships.delete = plan.relationships.len() as u64;
             self.report.reads += plan.reads;
@@ -213,9 +213,9 @@ impl Stage {
         }
         let line = self.report.plan_line();
         tracing::info!("{line}");
-        eprintln!("{line}");
+        crate::diag!("{line}");
         let before = std::mem::take(&mut self.before);
-        let env = apply::Env { config, client, limiter };
+        let env = apply::Env { config, client, retrier, stopped: None };
         apply::run(before, &env, self.ledger.as_mut(), journal, &mut self.report).await;
         Ok(())
     }
@@ -232,34 +232,38 @@ impl Stage {
     }
 
     /// After the plan's writes: patches and replaces, then the prune (relationships before
-    /// twins), then the ledger made durable. `stopped`: the run was stopped, so only the ledger
-    /// is saved.
+    /// twins), then the ledger made durable. `stopped`: why the write phase stopped early, if
+    /// it did; then none of them is sent, and each is journaled as not attempted (as is what
+    /// is left when the run is to stop during them). Returns the stop that left work unsent.
     pub async fn after_writes(
         &mut self,
         config: &LoadConfig,
         client: &AdtClient,
-        limiter: &Arc<Limiter>,
+        retrier: &Retrier,
         journal: &mut Journal,
-        stopped: bool,
-    ) {
+        stopped: Option<StopReason>,
+    ) -> Option<StopReason> {
         if !self.active {
-            return;
+            return None;
         }
-        if !stopped {
-            let env = apply::Env { config, client, limiter };
-            let after = std::mem::take(&mut self.after);
-            apply::run(after, &env, self.ledger.as_mut(), journal, &mut self.report).await;
-            if let Some(plan) = self.prune.take() {
-                let relationships = plan
-                    .relationships
-                    .into_iter()
-                    .map(|(source, id)| Work::DeleteRelationship { source, id })
-                    .collect();
-                apply::run(relationships, &env, self.ledger.as_mut(), journal, &mut self.report).await;
-                let twins = plan.twins.into_iter().map(|id| Work::DeleteTwin { id }).collect();
-                apply::run(twins, &env, self.ledger.as_mut(), journal, &mut self.report).await;
+        let env = apply::Env { config, client, retrier, stopped };
+        let after = std::mem::take(&mut self.after);
+        let mut left_by = apply::run(after, &env, self.ledger.as_mut(), journal, &mut self.report).await;
+        if let Some(plan) = self.prune.take() {
+            let relationships =
+                plan.relationships.into_iter().map(|(source, id)| Work::DeleteRelationship { source, id }).collect();
+            let twins = plan.twins.into_iter().map(|id| Work::DeleteTwin { id }).collect();
+            for deletes in [relationships, twins] {
+                let stop = apply::run(deletes, &env, self.ledger.as_mut(), journal, &mut self.report).await;
+                left_by = left_by.or(stop);
             }
         }
+        self.save_ledger();
+        left_by
+    }
+
+    /// Makes the ledger durable (and compacts it).
+    pub fn save_ledger(&mut self) {
         if let Some(ledger) = self.ledger.as_mut() {
             if let Err(e) = ledger.finish() {
                 tracing::error!("{e}");

@@ -4,15 +4,12 @@
 //! delete more than `--max-deletes` stops the run with nothing written.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use crate::client::AdtClient;
-use crate::config::LoadConfig;
 use crate::item::ItemKey;
 use crate::ledger::Ledger;
-use crate::limiter::Limiter;
 use crate::limits::LimitClass;
-use crate::run::prepare::with_retries;
+use crate::run::supervisor::retrier::{CallError, Retrier};
 
 use super::settings::{PruneScope, SyncSettings};
 use super::state::AdtState;
@@ -35,28 +32,30 @@ impl PrunePlan {
 }
 
 /// Works out the prune and checks it against `--max-deletes`. `Err` is the message of a
-/// refused prune (or of a failed listing).
+/// refused prune (or of a failed listing). When the run is to stop while the relationships of
+/// the twins to delete are listed, the plan is what was found so far (the caller deletes
+/// nothing then, and journals each planned delete as not attempted).
 pub async fn plan(
     settings: &SyncSettings,
     seen: &HashSet<ItemKey>,
     ledger: Option<&Ledger>,
     adt: Option<&AdtState>,
-    (config, client, limiter): (&LoadConfig, &AdtClient, &Arc<Limiter>),
+    (client, retrier): (&AdtClient, &Retrier),
 ) -> Result<PrunePlan, String> {
     let mut plan = PrunePlan::default();
     match (&settings.prune_scope, ledger, adt) {
         (PruneScope::Ledger, Some(ledger), _) => {
-            for (key, _) in ledger.entries() {
-                match key {
+            for key in ledger.keys() {
+                match &key {
                     ItemKey::Twin { id } => {
                         plan.scope_size += 1;
-                        if !seen.contains(key) {
+                        if !seen.contains(&key) {
                             plan.twins.insert(id.clone());
                         }
                     }
                     ItemKey::Relationship { source, id } => {
                         plan.scope_size += 1;
-                        if !seen.contains(key) {
+                        if !seen.contains(&key) {
                             plan.relationships.insert((source.clone(), id.clone()));
                         }
                     }
@@ -83,7 +82,7 @@ pub async fn plan(
             return Err(format!("internal: the prune scope {scope} has no state to read. Please report this"))
         }
     }
-    add_relationships_of_deleted_twins(&mut plan, adt, config, client, limiter).await?;
+    add_relationships_of_deleted_twins(&mut plan, adt, client, retrier).await?;
     let allowed = settings.max_deletes.allowed(plan.scope_size);
     if plan.total() > allowed {
         return Err(format!(
@@ -104,9 +103,8 @@ pub async fn plan(
 async fn add_relationships_of_deleted_twins(
     plan: &mut PrunePlan,
     adt: Option<&AdtState>,
-    config: &LoadConfig,
     client: &AdtClient,
-    limiter: &Arc<Limiter>,
+    retrier: &Retrier,
 ) -> Result<(), String> {
     if plan.twins.is_empty() {
         return Ok(());
@@ -128,12 +126,11 @@ async fn add_relationships_of_deleted_twins(
     }
     for twin in plan.twins.clone() {
         for incoming in [false, true] {
-            let found = with_retries(config, || async {
-                limiter.acquire(LimitClass::Read).await;
-                client.list_relationships(&twin, incoming).await
-            })
-            .await
-            .map_err(|e| format!("cannot list the relationships of twin {twin} to prune it: {e}"))?;
+            let found = match retrier.call_ok(LimitClass::Read, || client.list_relationships(&twin, incoming)).await {
+                Ok(found) => found,
+                Err(CallError::Stopped(_)) => return Ok(()),
+                Err(e) => return Err(format!("cannot list the relationships of twin {twin} to prune it: {e}")),
+            };
             plan.reads += 1;
             plan.relationships.extend(found);
         }

@@ -103,6 +103,8 @@ impl fmt::Display for MaxDeletes {
 pub struct SyncSettings {
     /// The ledger's path (`--ledger`); `None`: no ledger.
     pub ledger: Option<String>,
+    /// The name of the source the ledger belongs to (`--source`); `None`: its inputs.
+    pub source: Option<String>,
     /// Read ADT's current state through the query API even with a ledger (`--verify`).
     pub verify: bool,
     pub prune: bool,
@@ -114,6 +116,7 @@ impl Default for SyncSettings {
     fn default() -> Self {
         SyncSettings {
             ledger: None,
+            source: None,
             verify: false,
             prune: false,
             prune_scope: PruneScope::Ledger,

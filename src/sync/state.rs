@@ -8,7 +8,6 @@
 //! there) and one deleted just before may still show (its delete finds it gone).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -16,9 +15,8 @@ use serde_json::Value;
 
 use crate::client::{AdtClient, ClientError};
 use crate::config::LoadConfig;
-use crate::limiter::Limiter;
 use crate::limits::LimitClass;
-use crate::run::prepare::with_retries;
+use crate::run::supervisor::retrier::{CallError, Retrier};
 
 /// Most pages one query follows (1,000 rows a page: 100 million rows), so a server that hands
 /// out tokens forever cannot keep the loader looping.
@@ -85,7 +83,7 @@ struct RelationshipKeys<'a> {
 }
 
 /// Reads every twin and relationship of the instance.
-pub async fn read(config: &LoadConfig, client: &AdtClient, limiter: &Arc<Limiter>) -> Result<AdtState, ClientError> {
+pub async fn read(config: &LoadConfig, client: &AdtClient, retrier: &Retrier) -> Result<AdtState, CallError> {
     let mut state = AdtState::default();
     let page_size = config.limits.query_page_size.max(1);
     let mut twins = |row: Box<RawValue>| {
@@ -94,7 +92,7 @@ pub async fn read(config: &LoadConfig, client: &AdtClient, limiter: &Arc<Limiter
         let (id, about) = (id.into_owned(), metadata.and_then(|m| m.model).map(String::into_boxed_str));
         state.twins.insert(id, Held { json: row, about });
     };
-    query_all(config, client, limiter, "SELECT * FROM DIGITALTWINS", page_size, &mut state.pages, &mut twins).await?;
+    query_all(client, retrier, "SELECT * FROM DIGITALTWINS", page_size, &mut state.pages, &mut twins).await?;
     let mut relationships = |row: Box<RawValue>| {
         let Ok(RelationshipKeys { source: Some(source), id: Some(id), target }) =
             serde_json::from_str::<RelationshipKeys>(row.get())
@@ -106,7 +104,7 @@ pub async fn read(config: &LoadConfig, client: &AdtClient, limiter: &Arc<Limiter
         state.relationships.insert(key, Held { json: row, about });
     };
     let query = "SELECT * FROM RELATIONSHIPS";
-    query_all(config, client, limiter, query, page_size, &mut state.pages, &mut relationships).await?;
+    query_all(client, retrier, query, page_size, &mut state.pages, &mut relationships).await?;
     tracing::info!(
         "read ADT's state: {} twins, {} relationships in {} query pages",
         state.twins.len(),
@@ -117,25 +115,17 @@ pub async fn read(config: &LoadConfig, client: &AdtClient, limiter: &Arc<Limiter
 }
 
 async fn query_all(
-    config: &LoadConfig,
     client: &AdtClient,
-    limiter: &Arc<Limiter>,
+    retrier: &Retrier,
     query: &str,
     page_size: usize,
     pages: &mut u64,
     sink: &mut impl FnMut(Box<RawValue>),
-) -> Result<(), ClientError> {
+) -> Result<(), CallError> {
     let mut token: Option<String> = None;
     for _ in 0..MAX_QUERY_PAGES {
-        let current = token.clone();
-        let page = with_retries(config, || {
-            let token = current.clone();
-            async move {
-                limiter.acquire(LimitClass::Query).await;
-                client.query_page(query, token.as_deref(), page_size).await
-            }
-        })
-        .await?;
+        let current = token.as_deref();
+        let page = retrier.call_ok(LimitClass::Query, || client.query_page(query, current, page_size)).await?;
         *pages += 1;
         page.value.into_iter().for_each(&mut *sink);
         match page.continuation_token {
@@ -143,8 +133,8 @@ async fn query_all(
             _ => return Ok(()),
         }
     }
-    Err(ClientError::Unexpected {
+    Err(CallError::Failed(ClientError::Unexpected {
         url: "/query".into(),
         detail: format!("more than {MAX_QUERY_PAGES} pages for {query}"),
-    })
+    }))
 }

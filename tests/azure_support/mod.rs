@@ -289,6 +289,19 @@ pub fn download(container_url_with_sas: &str, name: &str) -> Vec<u8> {
     })
 }
 
+/// A blob's lease state (`Leased`, `Available`, …) and metadata; `None` when it does not exist.
+pub fn lease_and_metadata(
+    container_url_with_sas: &str,
+    name: &str,
+) -> Option<(String, std::collections::HashMap<String, String>)> {
+    use azure_storage_blob::models::BlobClientGetPropertiesResultHeaders;
+    runtime().block_on(async {
+        let properties = client(container_url_with_sas).blob_client(name).get_properties(None).await.ok()?;
+        let state = properties.lease_state().ok().flatten().map(|s| format!("{s:?}")).unwrap_or_default();
+        Some((state, properties.metadata().unwrap_or_default()))
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // A fake managed-identity endpoint (App Service protocol, as azure_identity speaks it when
 // IDENTITY_ENDPOINT and IDENTITY_HEADER are set).

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod hostile;
+
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,10 +12,16 @@ use std::time::Duration;
 use twinload::config::LoadConfig;
 use twinload::gen::{generate, GenOptions};
 use twinload::mock::server::{start, MockConfig, MockHandle};
+use twinload::run::{LoadError, Summary};
 use twinload::verify::{diff, Graph};
 
 /// Bounds every HTTP call a test makes itself.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs a load on an actix System of its own, stopped only by its own end.
+pub fn load(config: LoadConfig, inputs: Vec<String>) -> Result<Summary, LoadError> {
+    actix::System::new().block_on(twinload::run::load(config, inputs, std::future::pending()))
+}
 
 /// Writes a generated fleet and returns its path.
 pub fn fleet(dir: &Path, twins: u64, seed: u64) -> PathBuf {

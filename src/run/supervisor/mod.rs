@@ -17,6 +17,7 @@
 //! Its time is tokio's, so tests drive it on a paused clock.
 
 pub mod policy;
+pub mod retrier;
 pub mod signals;
 
 use std::collections::{HashMap, VecDeque};

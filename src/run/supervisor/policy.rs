@@ -185,7 +185,7 @@ impl FailurePolicy {
     pub fn record(history: &mut Attempt, reply: &Reply, now: Instant) {
         match &reply.outcome {
             Outcome::Throttled { .. } => history.throttles += 1,
-            Outcome::Transient { .. } => {
+            Outcome::Transient { .. } | Outcome::TooLarge { .. } => {
                 history.failures += 1;
                 history.may_have_written = true;
             }
@@ -193,8 +193,11 @@ impl FailurePolicy {
                 history.failures += 1;
                 history.first_not_visible.get_or_insert(now);
             }
-            Outcome::Landed | Outcome::AlreadyExists { .. } | Outcome::Rejected { .. } | Outcome::AuthFailed { .. } => {
-            }
+            Outcome::Landed
+            | Outcome::AlreadyExists { .. }
+            | Outcome::Rejected { .. }
+            | Outcome::AuthFailed { .. }
+            | Outcome::Redirected { .. } => {}
         }
     }
 
@@ -214,6 +217,15 @@ impl FailurePolicy {
                     reason: format!("ADT refused the credentials ({message}). Check the token and that the identity has the 'Azure Digital Twins Data Owner' role"),
                 }
             }
+            Outcome::Redirected { .. } => {
+                return Decision::Fail {
+                    reason_code: ReasonCode::Redirected,
+                    reason: format!(
+                        "not written: {}. Check --endpoint (the instance's host name), and any proxy between",
+                        reply.outcome.detail()
+                    ),
+                }
+            }
             Outcome::Throttled { retry_after } => {
                 // Back-pressure: always retried, outside the attempts and the budget.
                 let backoff = self.backoff(attempt.throttles.clamp(1, THROTTLE_BACKOFF_STEPS));
@@ -221,7 +233,9 @@ impl FailurePolicy {
                 self.count_retry(RetryReason::Throttled, wait);
                 return Decision::Retry { after: wait, reason: RetryReason::Throttled, budgeted: false };
             }
-            Outcome::Transient { .. } => (RetryReason::Transient, self.backoff(attempt.failures), true),
+            Outcome::Transient { .. } | Outcome::TooLarge { .. } => {
+                (RetryReason::Transient, self.backoff(attempt.failures), true)
+            }
             Outcome::TwinNotVisible { message } => {
                 // The planner releases a relationship only after both its twins landed in this
                 // run or were found in ADT, so a missing twin is ADT's eventual consistency, for
@@ -265,13 +279,9 @@ impl FailurePolicy {
 pub fn describe(reply: &Reply) -> String {
     let status = reply.status.map_or_else(|| "no response".to_string(), |s| format!("HTTP {s}"));
     let detail = match &reply.outcome {
-        Outcome::Throttled { .. } => "throttled".to_string(),
-        Outcome::Transient { detail } => detail.clone(),
-        Outcome::TwinNotVisible { message } | Outcome::Rejected { message } | Outcome::AuthFailed { message } => {
-            message.clone()
-        }
         Outcome::Landed => "landed".to_string(),
         Outcome::AlreadyExists { .. } => "already exists".to_string(),
+        outcome => outcome.detail(),
     };
     format!("{status} {detail}")
 }

@@ -1,13 +1,23 @@
-//! SIGTERM and SIGINT: how Azure Batch and Data Factory cancel a task. Either asks the
-//! coordinator to stop cleanly (no new work, in-flight requests finish, unsent items listed).
+//! SIGTERM and SIGINT: how Azure Batch and Data Factory cancel a task. The CLI hands them to
+//! [`crate::run::load`] as its stop ([`on_signal`]); whatever phase the run is in then stops
+//! cleanly (no new work, in-flight requests finish, unsent items listed).
 
-use actix::Recipient;
+use std::future::Future;
 
-use crate::run::messages::{Stop, StopReason};
+use crate::run::messages::StopReason;
 
-/// SIGTERM and SIGINT, listened for from [`StopSignals::install`] on (install it before the
-/// run's preparation, so a signal that comes while the inputs are read is not lost: the
-/// coordinator then stops as soon as it starts).
+/// SIGTERM or SIGINT as the stop of a run, listened for from now on (so a signal that comes
+/// while the inputs are read is not lost). Must be called inside the run's runtime.
+pub fn on_signal() -> impl Future<Output = StopReason> {
+    let signals = StopSignals::install();
+    async move {
+        let signal = signals.wait().await;
+        tracing::warn!("{signal} received: the run stops cleanly, then the summary is written");
+        StopReason::Signal(signal)
+    }
+}
+
+/// SIGTERM and SIGINT, listened for from [`StopSignals::install`] on.
 pub struct StopSignals {
     #[cfg(unix)]
     listeners: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
@@ -30,17 +40,6 @@ impl StopSignals {
         }
         #[cfg(not(unix))]
         StopSignals {}
-    }
-
-    /// Asks the coordinator to stop cleanly when a signal comes (or came since `install`).
-    pub fn forward_to(self, coordinator: Recipient<Stop>) {
-        actix::spawn(async move {
-            let signal = self.wait().await;
-            tracing::warn!(
-                "{signal} received: no new work is handed out; in-flight requests finish, then the summary is written"
-            );
-            coordinator.do_send(Stop(StopReason::Signal(signal)));
-        });
     }
 
     pub async fn wait(mut self) -> &'static str {
