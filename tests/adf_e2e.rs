@@ -513,7 +513,7 @@ fn outputs_json_stays_valid_and_small_with_many_dead_letters() {
 /// The shipped pipelines, run as Data Factory runs them, start the shipped package on Batch
 /// and load from Blob Storage with the pool's identity: every Custom activity of every pipeline
 /// exits 0 and the instance holds exactly the input; each task keeps its ledger in Blob Storage,
-/// so a task that ADF retries (a new task with the same activity.json) writes nothing again;
+/// under the pipeline's source name, so a task that ADF retries (a new task with the same activity.json) writes nothing again;
 /// the per-blob pipeline archives the blobs it loaded, the sharded ones leave them for each other.
 #[test]
 fn every_custom_activity_of_every_pipeline_runs_the_shipped_package_as_batch_runs_it() {
@@ -614,6 +614,11 @@ fn every_custom_activity_of_every_pipeline_runs_the_shipped_package_as_batch_run
         let blob = format!("fleet-sharded/shard-{i}-of-3.ndjson");
         assert!(ledgers().contains(&blob), "{blob} in {:?}", ledgers());
     }
+    // The ledger belongs to the pipeline's source name, so a dated input folder keeps it.
+    let ledger =
+        azure_support::download(&azurite.container_url("twinload-ledgers", ""), "fleet-sharded/shard-0-of-3.ndjson");
+    let header: Value = serde_json::from_slice(ledger.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(header["source"], "fleet-sharded", "{header}");
     assert!(list(&inputs_url).contains(&"fleet/fleet.ndjson".to_string()), "a shard moves no input blob away");
     // ADF retries an activity as a new task with the same activity.json: it resumes from its
     // ledger and writes no twin or relationship again.
