@@ -4,8 +4,11 @@
 //! patch existing twins (local-file form of its blob); per-twin documents and CSV load through a
 //! mapping; sharded and phased tasks together leave exactly the input graph; SecureStrings never
 //! show up in anything twinload writes. The prototype's blob form reads its blob and mapping
-//! from Azurite over HTTPS with the pool's managed identity (a fake token endpoint).
+//! from Azurite over HTTPS with the pool's managed identity (a fake token endpoint). Every
+//! Custom activity of every pipeline in config/adf/pipeline runs the package config/batch/pack.sh
+//! makes, laid out and started as Batch starts it (tests/adf_support).
 
+mod adf_support;
 mod azure_support;
 mod load_support;
 
@@ -505,6 +508,182 @@ fn outputs_json_stays_valid_and_small_with_many_dead_letters() {
     assert_eq!(outputs["exit_code"], 3);
     assert_eq!(dead_letters(&wd.join("twinload-dead-letters.ndjson")).len(), 20_000);
     mock.stop();
+}
+
+/// The shipped pipelines, run as Data Factory runs them, start the shipped package on Batch
+/// and load from Blob Storage with the pool's identity: every Custom activity of every pipeline
+/// exits 0 and the instance holds exactly the input; each task keeps its ledger in Blob Storage,
+/// under the pipeline's source name, so a task that ADF retries (a new task with the same activity.json) writes nothing again;
+/// the per-blob pipeline archives the blobs it loaded, the sharded ones leave them for each other.
+#[test]
+fn every_custom_activity_of_every_pipeline_runs_the_shipped_package_as_batch_runs_it() {
+    use adf_support::batch::{Batch, Task};
+    use adf_support::factory::{activities, by_name};
+    use azure_support::{create_container, list, test_ca, trust_ca, upload, Azurite, TokenEndpoint, TokenPolicy};
+    use std::collections::BTreeSet;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // The package, made by the script package.sh runs, from this build's binary.
+    let package = root.join("package");
+    let pack = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/batch/pack.sh"))
+        .arg(env!("CARGO_BIN_EXE_twinload"))
+        .arg(&package)
+        .output()
+        .expect("pack.sh runs");
+    assert!(pack.status.success(), "pack.sh: {}", String::from_utf8_lossy(&pack.stderr));
+
+    // Storage (Azurite over HTTPS, OAuth), the pool's managed identity (a fake token endpoint)
+    // and ADT (a fresh mock per pipeline, accepting the identity's tokens and, for this test's
+    // own setup, TOKEN).
+    let ca = test_ca(root);
+    let azurite = Azurite::start_https(&ca);
+    trust_ca(&ca.ca_pem);
+    let accepted = root.join("accepted-tokens");
+    std::fs::write(&accepted, format!("{TOKEN}\n")).unwrap();
+    let identity = TokenEndpoint::start(TokenPolicy {
+        lifetime_s: 3600,
+        accept_file: Some(accepted.clone()),
+        withhold_first: 0,
+        jwt_for_storage: true,
+        refused_storage_tokens: 0,
+    });
+    let new_mock =
+        || start(MockConfig { auth: AuthConfig::TokenFile(accepted.clone()), ..MockConfig::default() }).unwrap();
+
+    // The resource folder as the README says to upload it: the package and the mapping file.
+    let mut resources: Vec<(String, Vec<u8>)> = std::fs::read_dir(package.join("resource"))
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            (format!("twinload/{}", path.file_name().unwrap().to_string_lossy()), std::fs::read(&path).unwrap())
+        })
+        .collect();
+    let mapping = r#"{"mapping":[{"Source":"$FILENAME","Target":"/AssetId","TargetType":"string"},{"Source":"Division","Target":"/Name","TargetType":"string"},{"Source":"Floors","Target":"/Floors","TargetType":"int"}]}"#;
+    // In a subfolder: Batch flattens the resource folder into the working directory.
+    resources.push(("twinload/mappings/orgs-mapping.json".into(), mapping.as_bytes().to_vec()));
+    upload(&azurite.container_url("customactivity", ""), &resources);
+    for container in ["twinload-ledgers", "twinload-archive"] {
+        create_container(&azurite.container_url(container, ""));
+    }
+    // Inputs: a generated fleet (Import-Jobs NDJSON) for the sharded and phased pipelines; one
+    // document per twin, as a mapping data flow writes them, for the per-blob pipeline.
+    let fleet_file = fleet(root, 100, 5);
+    let expected = graph_of(&fleet_file);
+    let orgs = [("org1", "Sales", "12"), ("org2", "Ghosts", "3"), ("org3", "Labs", "1")];
+    let mut inputs = vec![("fleet/fleet.ndjson".to_string(), std::fs::read(&fleet_file).unwrap())];
+    for (org, division, floors) in orgs {
+        let row = json!({"OrgID": org, "Division": division, "Floors": floors});
+        inputs.push((format!("orgs/{org}"), row.to_string().into_bytes()));
+    }
+    let inputs_url = azurite.container_url("inputfiles", "");
+    upload(&inputs_url, &inputs);
+
+    let datasets = by_name("adf/dataset");
+    let pipelines = by_name("adf/pipeline");
+    let mut node_env = identity.env();
+    node_env.push(("TWINLOAD_CA_CERT".into(), ca.ca_pem.display().to_string()));
+    let batch = Batch::new(&azurite, &datasets, root.join("node"), node_env, &ca.ca_pem);
+    let arguments = |mock: &MockHandle, more: Value| {
+        let mut args = json!({
+            "adtEndpoint": mock.url,
+            "blobEndpoint": format!("{}/", azurite.account_url),
+            "identityClientId": "5b0f2d3e-0000-4000-8000-000000000001",
+        });
+        args.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+        args.as_object().unwrap().clone()
+    };
+    let mut ran: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut check = |pipeline: &str, tasks: &[Task], count: usize| {
+        assert_eq!(tasks.len(), count, "{pipeline}: tasks started");
+        for task in tasks {
+            assert_eq!(task.exit_code, 0, "{pipeline}/{}: {}", task.activity, task.stderr);
+            assert_eq!(task.outputs()["outcome"], "completed", "{pipeline}/{}", task.activity);
+            ran.insert((pipeline.to_string(), task.activity.clone()));
+        }
+    };
+    let ledgers = || list(&azurite.container_url("twinload-ledgers", ""));
+
+    // Sharded: three tasks over one folder; each keeps its ledger.
+    let mock = new_mock();
+    let args = arguments(&mock, json!({"inputFolder": "fleet", "shards": 3, "source": "fleet-sharded"}));
+    let tasks = batch.run_pipeline(&pipelines["LoadTwinsSharded"], &args, "run-sharded");
+    check("LoadTwinsSharded", &tasks, 3);
+    assert_same_graph(&expected, &exported(&mock));
+    for i in 0..3 {
+        let blob = format!("fleet-sharded/shard-{i}-of-3.ndjson");
+        assert!(ledgers().contains(&blob), "{blob} in {:?}", ledgers());
+    }
+    // The ledger belongs to the pipeline's source name, so a dated input folder keeps it.
+    let ledger =
+        azure_support::download(&azurite.container_url("twinload-ledgers", ""), "fleet-sharded/shard-0-of-3.ndjson");
+    let header: Value = serde_json::from_slice(ledger.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(header["source"], "fleet-sharded", "{header}");
+    assert!(list(&inputs_url).contains(&"fleet/fleet.ndjson".to_string()), "a shard moves no input blob away");
+    // ADF retries an activity as a new task with the same activity.json: it resumes from its
+    // ledger and writes no twin or relationship again.
+    let before = stats(&mock);
+    let retry = batch.run_task(&tasks[0].activity_json);
+    assert_eq!(retry.exit_code, 0, "{}", retry.stderr);
+    let after = stats(&mock);
+    for operation in ["PUT create_delete", "DELETE create_delete", "PATCH patch"] {
+        let count = |s: &Value| s["requests_by_operation"][operation].as_u64().unwrap_or(0);
+        assert_eq!(count(&after), count(&before), "{operation}: the retried task resumed from its ledger");
+    }
+    mock.stop();
+
+    // Phased: models, then twin shards, then relationship shards.
+    let mock = new_mock();
+    let args = arguments(&mock, json!({"inputFolder": "fleet", "shards": 2, "source": "fleet-phased"}));
+    let tasks = batch.run_pipeline(&pipelines["LoadTwinsPhased"], &args, "run-phased");
+    check("LoadTwinsPhased", &tasks, 5);
+    assert_same_graph(&expected, &exported(&mock));
+    assert_eq!(stats(&mock)["order_violations_total"], 0);
+    for blob in
+        ["fleet-phased/models.ndjson", "fleet-phased/twins-1-of-2.ndjson", "fleet-phased/relationships-0-of-2.ndjson"]
+    {
+        assert!(ledgers().contains(&blob.to_string()), "{blob} in {:?}", ledgers());
+    }
+    mock.stop();
+
+    // Per blob: one task per document, through the mapping file of the resource folder; each
+    // loaded blob moves to the run's archive folder.
+    let mock = new_mock();
+    std::fs::write(root.join("models.ndjson"), prototype_models_and_twins(&[])).unwrap();
+    let setup =
+        twinload(root, &["--input", "models.ndjson"], &[("TWINLOAD_ENDPOINT", &mock.url), ("TWINLOAD_TOKEN", TOKEN)]);
+    assert_eq!(setup.status.code(), Some(0), "{}", stderr(&setup));
+    let args = arguments(
+        &mock,
+        json!({"inputFolder": "orgs", "source": "orgs", "mappingFile": "orgs-mapping.json",
+               "model": "dtmi:assetmodel:enterprise;1"}),
+    );
+    let tasks = batch.run_pipeline(&pipelines["LoadTwins"], &args, "run-blobs");
+    check("LoadTwins", &tasks, orgs.len());
+    let archived = list(&azurite.container_url("twinload-archive", ""));
+    for (org, division, floors) in orgs {
+        let twin = get_twin(&mock, org);
+        assert_eq!(
+            (twin["Name"].as_str(), twin["Floors"].as_i64(), twin["AssetId"].as_str()),
+            (Some(division), floors.parse().ok(), Some(org)),
+            "{twin}"
+        );
+        assert!(archived.contains(&format!("run-blobs/orgs/{org}")), "{org} archived: {archived:?}");
+        assert!(ledgers().contains(&format!("orgs/blobs/{org}.ndjson")), "{:?}", ledgers());
+    }
+    assert!(!list(&inputs_url).iter().any(|b| b.starts_with("orgs/")), "loaded blobs left the input folder");
+    mock.stop();
+
+    // Every Custom activity of every shipped pipeline ran.
+    let mut shipped = BTreeSet::new();
+    for (name, doc) in &pipelines {
+        let mut all = Vec::new();
+        activities(&doc["properties"]["activities"], &mut all);
+        for a in all.iter().filter(|a| a["type"] == "Custom") {
+            shipped.insert((name.clone(), a["name"].as_str().unwrap().to_string()));
+        }
+    }
+    assert_eq!(ran, shipped, "activities run vs shipped");
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! file, i.e. the blob URL, its item came from). A blob named by any dead letter stays where it
 //! is, so the next run retries exactly what failed. A move is download, upload under the same
 //! name below the archive prefix, then delete: it works with a SAS or a token on either side.
+//! A task that loads one shard or one phase moves no input blob (the pipeline's other tasks still
+//! read them); it uploads its summary and dead letters.
 
 use std::collections::HashSet;
 use std::io::BufRead;
@@ -50,7 +52,11 @@ pub async fn after_run(config: &LoadConfig) -> Result<ArchiveReport, ArchiveErro
     let dead = files_with_dead_letters(&config.dead_letter_path)?;
     let mut report = ArchiveReport::default();
 
-    for blob in config.blob_read_log.blobs() {
+    // A shard or a phase writes only part of each blob's items, and the other tasks of the
+    // pipeline read the same blobs, now or in a later phase: moving them would take their input
+    // away. Such a task archives its summary and dead letters only.
+    let movable = if config.selection.is_everything() { config.blob_read_log.blobs() } else { Vec::new() };
+    for blob in movable {
         if dead.contains(&blob.shown) {
             report.kept_with_dead_letters.push(blob.shown);
             continue;

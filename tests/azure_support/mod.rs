@@ -469,7 +469,7 @@ pub fn run_twinload(args: &[String], env: &[(String, String)], cwd: &Path) -> (i
 }
 
 /// Waits for a child at most `limit`, killing it after.
-fn wait_bounded(mut child: Child, limit: Duration) -> std::process::Output {
+pub fn wait_bounded(mut child: Child, limit: Duration) -> std::process::Output {
     let started = Instant::now();
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
