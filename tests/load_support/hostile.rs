@@ -164,7 +164,7 @@ async fn serve(
         Act::Answer { status, body } => respond(&mut stream, status, &body).await?,
         Act::EchoAuthorization => {
             let auth = request.header("authorization").unwrap_or("(none)");
-            let body = if n % 2 == 0 {
+            let body = if n.is_multiple_of(2) {
                 format!("bad request; you sent Authorization: {auth}")
             } else {
                 serde_json::json!({"error": {"code": "BadRequest", "message": format!("Authorization: {auth} is not valid here")}})
